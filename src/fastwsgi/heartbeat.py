@@ -1,0 +1,112 @@
+"""Worker liveness: one heartbeat slot per worker in shared anonymous memory.
+
+Theory of operation
+-------------------
+Gunicorn proves a worker is alive by ``fchmod``-ing a temporary file and
+having the master ``fstat`` it. When the filesystem holding that file stalls
+(a busy disk, an overlay filesystem, a hung NFS mount), every worker looks
+dead at once and the master kills them all. We keep the same protocol but put
+the clock in memory: the master maps anonymous shared pages
+(``mmap(-1, ...)`` is ``MAP_SHARED | MAP_ANONYMOUS`` on Linux) *before*
+forking, so parent and child see the same bytes and no file is involved.
+
+Each slot is one 8-byte float holding ``time.monotonic()`` (CLOCK_MONOTONIC is
+system-wide, so the master can compare it with its own clock). An aligned
+8-byte store is a single machine write on every platform we support, so a
+reader never sees a torn value in practice; a stale value only makes the
+master wait one more tick.
+
+Slots live in pages of ``SLOTS_PER_PAGE``; the pool adds a page when the
+arbiter grows past what it has (TTIN), so the number of workers is not fixed
+at start-up. A slot is handed to a worker at spawn and returned when the
+worker is reaped. ``--worker-tmp-dir`` is accepted for Gunicorn compatibility
+and ignored: nothing here touches a filesystem.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import time
+
+_SLOT = struct.Struct("d")
+SLOTS_PER_PAGE = mmap.PAGESIZE // _SLOT.size
+
+
+class HeartbeatSlot:
+    """One worker's clock. The worker calls :meth:`beat`; the master reads :meth:`age`."""
+
+    __slots__ = ("_mm", "_offset", "index")
+
+    def __init__(self, mm: mmap.mmap, offset: int, index: int) -> None:
+        self._mm = mm
+        self._offset = offset
+        self.index = index
+
+    def beat(self) -> None:
+        _SLOT.pack_into(self._mm, self._offset, time.monotonic())
+
+    # Gunicorn's WorkerTmp spells it notify(); keep the name for user code.
+    notify = beat
+
+    def last_beat(self) -> float:
+        """The ``time.monotonic()`` value of the last beat."""
+        value: float = _SLOT.unpack_from(self._mm, self._offset)[0]
+        return value
+
+    # Gunicorn's WorkerTmp name.
+    last_update = last_beat
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the last beat."""
+        if now is None:
+            now = time.monotonic()
+        return now - self.last_beat()
+
+    def __repr__(self) -> str:
+        return f"<HeartbeatSlot {self.index} age={self.age():.3f}s>"
+
+
+class HeartbeatPool:
+    """Hands out slots from shared anonymous pages created in the master."""
+
+    def __init__(self, initial_slots: int = 1) -> None:
+        self._pages: list[mmap.mmap] = []
+        self._free: list[int] = []
+        self._grow(max(1, initial_slots))
+
+    def _grow(self, want: int) -> None:
+        while len(self._pages) * SLOTS_PER_PAGE < want:
+            page = mmap.mmap(-1, mmap.PAGESIZE)
+            first = len(self._pages) * SLOTS_PER_PAGE
+            self._pages.append(page)
+            # Lowest index first: pop() from the end of a reversed list.
+            self._free.extend(range(first + SLOTS_PER_PAGE - 1, first - 1, -1))
+            self._free.sort(reverse=True)
+
+    def acquire(self) -> HeartbeatSlot:
+        """A slot stamped with the current time (a new worker gets a full timeout to boot)."""
+        if not self._free:
+            self._grow(len(self._pages) * SLOTS_PER_PAGE + 1)
+        index = self._free.pop()
+        page, pos = divmod(index, SLOTS_PER_PAGE)
+        slot = HeartbeatSlot(self._pages[page], pos * _SLOT.size, index)
+        slot.beat()
+        return slot
+
+    def release(self, slot: HeartbeatSlot) -> None:
+        self._free.append(slot.index)
+        self._free.sort(reverse=True)
+
+    @property
+    def capacity(self) -> int:
+        return len(self._pages) * SLOTS_PER_PAGE
+
+    def in_use(self) -> int:
+        return self.capacity - len(self._free)
+
+    def close(self) -> None:
+        for page in self._pages:
+            page.close()
+        self._pages.clear()
+        self._free.clear()

@@ -1,0 +1,332 @@
+"""The worker process: what every worker class shares.
+
+Theory of operation
+-------------------
+The arbiter forks, then calls :meth:`Worker.init_process` in the child, which
+never returns. It installs the worker's own signal handlers (replacing the
+master's), loads the application, runs the ``post_worker_init`` hook and hands
+control to :meth:`run`, the loop a subclass provides (``SyncWorker``,
+``ThreadWorker``). When ``run()`` returns the process exits 0.
+
+How a worker ends, and what the arbiter learns from its exit status:
+
+* 0 -- normal: TERM (graceful), QUIT/INT (fast), ``max_requests``,
+  ``max_worker_memory`` or a changed parent.
+* 3 (``WORKER_BOOT_ERROR``) -- anything failed before the worker booted.
+* 4 (``APP_LOAD_ERROR``) -- the application could not be loaded.
+
+The arbiter stops the whole server on 3 or 4 instead of respawning in a loop
+(Gunicorn's codes and behaviour).
+
+Signals (Gunicorn's worker semantics): TERM sets ``alive = False`` so the loop
+finishes in-flight work and returns; QUIT and INT run ``worker_int`` and exit
+at once; ABRT (sent by the master when the heartbeat is older than
+``timeout``) logs where every thread was stuck, runs ``worker_abort`` and
+exits 1; USR1 reopens log files. Python handlers only run between bytecodes,
+so a worker blocked in ``epoll_wait``/``poll`` would not notice them; the
+handlers' wake-up goes to ``self.PIPE`` through ``signal.set_wakeup_fd``, and a
+loop that waits on sockets adds ``self.wakeup_fd`` to its wait set and calls
+:meth:`drain_wakeup` when it fires.
+
+Liveness: a loop calls :meth:`notify` at least every ``timeout / 2`` seconds
+(even when idle), which stamps this worker's shared-memory heartbeat slot.
+Recycling: the loop calls :meth:`request_done` after every response; it flips
+``alive`` when ``max_requests`` (plus a random jitter, so workers do not all
+restart together) or ``max_worker_memory`` is reached.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from fastwsgi.config import Hooks, WorkerSettings
+from fastwsgi.heartbeat import HeartbeatSlot
+
+if TYPE_CHECKING:
+    import socket
+
+    from fastwsgi.glogging import Logger
+
+WSGIApp = Callable[..., Any]
+
+WORKER_BOOT_ERROR = 3  # Gunicorn Arbiter.WORKER_BOOT_ERROR
+APP_LOAD_ERROR = 4  # Gunicorn Arbiter.APP_LOAD_ERROR
+
+# Signals the master handles; a worker resets them so it never runs the
+# master's handlers (fork copies the handler table).
+MASTER_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCHLD,
+)
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def set_proctitle(title: str) -> None:
+    """Set the process title when setproctitle is installed (the arbiter warns once if not)."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(title)
+
+
+def rss_bytes(statm_fd: int | None = None) -> int:
+    """Resident set size of this process, from ``/proc/self/statm`` (field 2, in pages)."""
+    if statm_fd is not None:
+        data = os.pread(statm_fd, 128, 0)
+    else:
+        with open("/proc/self/statm", "rb") as f:
+            data = f.read(128)
+    return int(data.split()[1]) * _PAGE_SIZE
+
+
+class Worker:
+    """Base worker. Subclasses implement :meth:`run`."""
+
+    def __init__(
+        self,
+        age: int,
+        ppid: int,
+        listeners: list[socket.socket],
+        app_loader: Callable[[], WSGIApp],
+        settings: WorkerSettings,
+        log: Logger,
+        hooks: Hooks,
+        heartbeat: HeartbeatSlot,
+    ) -> None:
+        self.age = age
+        self.ppid = ppid
+        self.listeners = listeners
+        self.app_loader = app_loader
+        self.settings = settings
+        self.log = log
+        self.hooks = hooks
+        self.heartbeat = heartbeat
+        # The master sets pid after fork (both sides); Gunicorn does the same.
+        self.pid = 0
+        self.alive = True
+        self.booted = False
+        self.aborted = False
+        self.nr = 0
+        self.timeout = settings.timeout
+        self.wsgi: WSGIApp | None = None
+        # Set by the master on a worker it decided to kill (timeout, TTOU, HUP).
+        self.exit_reason: str | None = None
+        jitter = (
+            random.randint(0, settings.max_requests_jitter)
+            if settings.max_requests_jitter > 0
+            else 0
+        )
+        self.max_requests = (
+            settings.max_requests + jitter if settings.max_requests > 0 else sys.maxsize
+        )
+        self.max_rss = settings.max_worker_memory * 1024 * 1024
+        self._statm_fd: int | None = None
+        self.PIPE: tuple[int, int] = (-1, -1)
+
+    # --- Gunicorn-compatible names that hooks and user code reach for -------
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return self.listeners
+
+    @property
+    def cfg(self) -> WorkerSettings:
+        return self.settings
+
+    @property
+    def tmp(self) -> HeartbeatSlot:
+        return self.heartbeat
+
+    @property
+    def wakeup_fd(self) -> int:
+        """Readable when a signal arrived; add it to the loop's wait set."""
+        return self.PIPE[0]
+
+    def __str__(self) -> str:
+        return f"<Worker {self.pid}>"
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def init_process(self) -> NoReturn:
+        """Run in the child after fork; never returns."""
+        status = 0
+        try:
+            self.pid = os.getpid()
+            # Reseed: every child would otherwise share the master's random state.
+            random.seed()
+            self.init_signals()
+            for sock in self.listeners:
+                os.set_inheritable(sock.fileno(), False)
+            if self.max_rss > 0:
+                self._statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+            self.notify()
+            try:
+                self.wsgi = self.load_wsgi()
+            except BaseException as exc:
+                if isinstance(exc, SystemExit):
+                    raise
+                self.log.exception("Exception in worker process: cannot load the application")
+                status = APP_LOAD_ERROR
+                return self._exit(status)
+            self.call_hook("post_worker_init", self)
+            self.booted = True
+            self.notify()
+            self.run()
+        except SystemExit as exc:
+            code = exc.code
+            status = code if isinstance(code, int) else (0 if code is None else 1)
+        except BaseException:
+            self.log.exception("Exception in worker process")
+            status = 1 if self.booted else WORKER_BOOT_ERROR
+        return self._exit(status)
+
+    def _exit(self, status: int) -> NoReturn:
+        try:
+            self.log.info("Worker exiting (pid: %s)", os.getpid())
+        except Exception:
+            pass
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            # os._exit: never run the master's atexit handlers or unwind into
+            # the arbiter's frames in the child.
+            os._exit(status)
+
+    def load_wsgi(self) -> WSGIApp:
+        return self.app_loader()
+
+    def run(self) -> None:
+        """The worker loop: serve until ``alive`` is False. Subclasses implement it."""
+        raise NotImplementedError
+
+    # --- signals ---------------------------------------------------------------
+
+    def init_signals(self) -> None:
+        for sig in MASTER_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        rfd, wfd = os.pipe()
+        for fd in (rfd, wfd):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        self.PIPE = (rfd, wfd)
+        signal.signal(signal.SIGQUIT, self.handle_quit)
+        signal.signal(signal.SIGTERM, self.handle_exit)
+        signal.signal(signal.SIGINT, self.handle_quit)
+        signal.signal(signal.SIGWINCH, self.handle_winch)
+        signal.signal(signal.SIGUSR1, self.handle_usr1)
+        signal.signal(signal.SIGABRT, self.handle_abort)
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+
+    def drain_wakeup(self) -> None:
+        try:
+            while os.read(self.PIPE[0], 4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def handle_usr1(self, sig: int, frame: FrameType | None) -> None:
+        self.log.reopen_files()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.alive = False
+
+    def handle_quit(self, sig: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self.call_hook("worker_int", self)
+        sys.exit(0)
+
+    def handle_winch(self, sig: int, frame: FrameType | None) -> None:
+        # Only the master reacts to WINCH (Gunicorn's workers ignore it).
+        return
+
+    def handle_abort(self, sig: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self.log.critical(
+            "Worker (pid:%s) aborted after %ss without a heartbeat; where it was stuck:\n%s",
+            os.getpid(),
+            self.timeout,
+            self.format_stacks(),
+        )
+        self.call_hook("worker_abort", self)
+        sys.exit(1)
+
+    @staticmethod
+    def format_stacks() -> str:
+        names = {t.ident: t.name for t in threading.enumerate()}
+        parts = []
+        for ident, frame in sys._current_frames().items():
+            parts.append(f"Thread {names.get(ident, ident)} (most recent call last):\n")
+            parts.extend(traceback.format_stack(frame))
+        return "".join(parts)
+
+    # --- liveness and recycling ------------------------------------------------
+
+    def notify(self) -> None:
+        """Stamp the heartbeat; call at least every ``timeout / 2`` seconds."""
+        self.heartbeat.beat()
+
+    def is_parent_alive(self) -> bool:
+        """False (and ``alive`` cleared) when the master that forked us is gone."""
+        if self.ppid != os.getppid():
+            self.log.info("Parent changed, shutting down: %s", self)
+            self.alive = False
+            return False
+        return True
+
+    def request_done(self) -> None:
+        """Count a finished request; decide whether this worker should retire."""
+        self.nr += 1
+        if self.nr >= self.max_requests:
+            if self.alive:
+                self.log.info(
+                    "Autorestarting worker after current request: max_requests %s reached (pid:%s)",
+                    self.max_requests,
+                    os.getpid(),
+                )
+            self.alive = False
+            return
+        if self.max_rss > 0:
+            rss = rss_bytes(self._statm_fd)
+            if rss > self.max_rss:
+                if self.alive:
+                    self.log.info(
+                        "Autorestarting worker after current request: RSS %d MiB exceeds "
+                        "max_worker_memory %d MiB (pid:%s)",
+                        rss // (1024 * 1024),
+                        self.settings.max_worker_memory,
+                        os.getpid(),
+                    )
+                self.alive = False
+
+    # --- hooks ---------------------------------------------------------------------
+
+    def call_hook(self, name: str, *args: Any) -> None:
+        """Run a server hook if set; a failing hook is logged, never fatal."""
+        fn = getattr(self.hooks, name)
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except SystemExit:
+            raise
+        except Exception:
+            self.log.exception("Exception in %s hook", name)
