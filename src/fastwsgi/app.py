@@ -1,0 +1,170 @@
+"""Turn the APP argument into a WSGI callable.
+
+Theory of operation
+-------------------
+APP is ``module:expr`` where ``expr`` is a (dotted) attribute name, or a call
+of one with literal arguments (``create_app("prod", debug=False)``), parsed
+with ``ast`` so nothing but a name lookup and a call runs; a bare ``module``
+means ``module:application``. These are Gunicorn's rules (``util.import_app``).
+
+The master calls ``check()`` before forking: it resolves the module with
+``importlib.util.find_spec``, which runs no application code (for a dotted
+module only the parent packages' ``__init__`` run), so a misspelt module is
+reported once, cleanly, instead of by every worker. Workers (or the master with
+``--preload``) call ``load()``, which imports and resolves for real.
+
+``prepare()`` applies ``--chdir`` and ``--pythonpath`` to the process, as
+Gunicorn does in the master, so forked workers inherit the same ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastwsgi.errors import AppImportError
+
+WSGIApp = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    module: str
+    attrs: tuple[str, ...]
+    call: bool = False
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_app_uri(uri: str) -> AppSpec:
+    """Split and check ``module:expr`` without importing anything."""
+    uri = uri.strip()
+    module, sep, expr = uri.partition(":")
+    if not uri or not module or (sep and not expr.strip()):
+        raise AppImportError(f"APP {uri!r} is not of the form module:callable")
+    if not all(p.isidentifier() for p in module.split(".")):
+        raise AppImportError(f"APP {uri!r}: {module!r} is not a module name")
+    if not sep:
+        return AppSpec(module, ("application",))
+    try:
+        node = ast.parse(expr.strip(), mode="eval").body
+    except SyntaxError:
+        raise AppImportError(
+            f"APP {uri!r}: cannot parse {expr!r} as an attribute name or call"
+        ) from None
+    call = isinstance(node, ast.Call)
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    if isinstance(node, ast.Call):
+        try:
+            args = tuple(ast.literal_eval(a) for a in node.args)
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+        except ValueError:
+            raise AppImportError(f"APP {uri!r}: factory arguments must be literals") from None
+        if any(k.arg is None for k in node.keywords) or any(
+            isinstance(a, ast.Starred) for a in node.args
+        ):
+            raise AppImportError(f"APP {uri!r}: factory arguments must be literals")
+        node = node.func
+    attrs: list[str] = []
+    while isinstance(node, ast.Attribute):
+        attrs.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise AppImportError(f"APP {uri!r}: {expr!r} is not an attribute name or a call of one")
+    attrs.append(node.id)
+    return AppSpec(module, tuple(reversed(attrs)), call, args, kwargs)
+
+
+class AppLoader:
+    """``AppLoader(uri, chdir, pythonpath)``: ``check()`` in the master, ``load()`` in workers.
+
+    The instance is callable (``loader()`` is ``load()``), so it can be passed
+    wherever a zero-argument app factory is expected.
+    """
+
+    def __init__(self, uri: str, chdir: str | None = None, pythonpath: Iterable[str] = ()) -> None:
+        self.uri = uri
+        self.chdir = chdir
+        self.pythonpath = tuple(pythonpath)
+        self.spec = parse_app_uri(uri)
+
+    def prepare(self) -> None:
+        """chdir and sys.path as Gunicorn: the working directory first on the
+        path (so ``module`` resolves relative to it), --pythonpath before it."""
+        if self.chdir:
+            try:
+                os.chdir(self.chdir)
+            except OSError as exc:
+                raise AppImportError(
+                    f"cannot change directory to {self.chdir!r}: {exc.strerror}"
+                ) from exc
+        cwd = os.getcwd()
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)
+        for path in reversed(self.pythonpath):
+            path = os.path.abspath(path)
+            if path not in sys.path:
+                sys.path.insert(0, path)
+
+    def check(self) -> None:
+        """Fail early, before any fork, when the module cannot be found."""
+        name = self.spec.module
+        try:
+            found = importlib.util.find_spec(name)
+        except ModuleNotFoundError as exc:
+            raise AppImportError(
+                f"cannot import {self.uri!r}: no module named {exc.name!r}"
+            ) from exc
+        except (ImportError, ValueError) as exc:
+            raise AppImportError(f"cannot import {self.uri!r}: {exc}") from exc
+        except Exception as exc:  # a parent package's __init__ raised
+            raise AppImportError(
+                f"cannot import {self.uri!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if found is None:
+            raise AppImportError(f"cannot import {self.uri!r}: no module named {name!r}")
+
+    def load(self) -> WSGIApp:
+        spec = self.spec
+        try:
+            obj: Any = importlib.import_module(spec.module)
+        except ModuleNotFoundError as exc:
+            if exc.name and spec.module.startswith(exc.name):
+                raise AppImportError(
+                    f"cannot import {self.uri!r}: no module named {exc.name!r}"
+                ) from exc
+            raise AppImportError(
+                f"cannot import {self.uri!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        except Exception as exc:  # anything the app module raises at import
+            raise AppImportError(
+                f"cannot import {self.uri!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        for attr in spec.attrs:
+            try:
+                obj = getattr(obj, attr)
+            except AttributeError:
+                raise AppImportError(f"cannot find {attr!r} in {self.uri!r}") from None
+        if spec.call:
+            if not callable(obj):
+                raise AppImportError(f"{self.uri!r}: {'.'.join(spec.attrs)} is not callable")
+            try:
+                obj = obj(*spec.args, **spec.kwargs)
+            except Exception as exc:
+                raise AppImportError(
+                    f"{self.uri!r}: the factory raised {type(exc).__name__}: {exc}"
+                ) from exc
+        if obj is None:
+            raise AppImportError(f"{self.uri!r}: the application is None")
+        if not callable(obj):
+            raise AppImportError(f"{self.uri!r}: application object must be callable")
+        return obj
+
+    __call__ = load

@@ -1,0 +1,183 @@
+"""The ``fastwsgi`` command: Gunicorn's command line, config file and exit codes.
+
+Theory of operation
+-------------------
+Everything that can be wrong with the input is found here, in the master,
+before any listener is opened or worker forked: settings are parsed and
+validated (``config.load``: defaults < config file < ``FASTWSGI_CMD_ARGS`` <
+command line), the APP module is located without running it
+(``AppLoader.check``), the log files are opened. Each failure is one line on
+stderr, ``fastwsgi: error: ...``; exit status 2 for usage errors
+(``ConfigError``) and 1 for runtime failures (``AppImportError``,
+``BindError``, an unwritable log file). A traceback is printed only with
+``--log-level debug``.
+
+Then the arbiter takes over (imported lazily: the CLI and its tests do not
+depend on it). ``reloader`` re-reads the config file and arguments on SIGHUP
+and returns fresh ``Groups``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import resource
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn
+
+from fastwsgi import config
+from fastwsgi.app import AppLoader
+from fastwsgi.config import Groups, Settings
+from fastwsgi.errors import AppImportError, ConfigError, FastWSGIError
+
+SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
+# File descriptors a process holds besides listeners and client connections:
+# std streams, log files, epoll, the wake-up pipe, the heartbeat, imports and
+# whatever the app itself opens. A margin, not a measurement.
+FD_RESERVE = 32
+
+
+def _wants_debug(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Guess --log-level debug before (or without) a successful parse."""
+    words = list(argv) + environ.get(config.CMD_ARGS_ENV, "").split()
+    for i, word in enumerate(words):
+        if word == "--log-level=debug" or (word == "--log-level" and words[i + 1:i + 2] == ["debug"]):
+            return True
+    return False
+
+
+def fds_needed(groups: Groups) -> int:
+    """Open files one process may need: the documented formula.
+
+    worker: listeners + max connections (1 for sync, worker_connections for
+    gthread) + FD_RESERVE; master: listeners + 2 per worker (pipes) +
+    FD_RESERVE. The larger of the two.
+    """
+    listeners = len(groups.arbiter.bind)
+    conns = groups.worker.worker_connections if groups.worker.worker_class != "sync" else 1
+    worker = listeners + conns + FD_RESERVE
+    master = listeners + 2 * groups.arbiter.workers + FD_RESERVE
+    return max(worker, master)
+
+
+def startup_warnings(groups: Groups, somaxconn_path: str = SOMAXCONN_PATH,
+                     nofile: tuple[int, int] | None = None) -> list[str]:
+    """Configuration the kernel will silently cut down; called once at start."""
+    out = []
+    try:
+        with open(somaxconn_path) as f:
+            somaxconn = int(f.read().strip())
+    except (OSError, ValueError):
+        somaxconn = None
+    if somaxconn is not None and groups.arbiter.backlog > somaxconn:
+        out.append(f"--backlog {groups.arbiter.backlog} exceeds net.core.somaxconn {somaxconn}: "
+                   f"the kernel caps the listen queue at {somaxconn}")
+    soft, _hard = nofile if nofile is not None else resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = fds_needed(groups)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        out.append(f"open-file limit (RLIMIT_NOFILE) is {soft}, below the {need} this configuration "
+                   "can need (listeners + connections per worker + reserve); raise it with ulimit -n")
+    return out
+
+
+def _check_worker_class(name: str) -> None:
+    if name in ("sync", "gthread"):
+        return
+    module = name.rpartition(".")[0]
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ConfigError(f"invalid value for --worker-class: cannot find module {module!r}")
+
+
+def _apply_env(raw_env: Sequence[str]) -> None:
+    for item in raw_env:
+        key, _, value = item.partition("=")
+        os.environ[key] = value
+
+
+def prepare(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Settings, Groups, AppLoader]:
+    """Parse, validate and check everything the master can check before forking."""
+    settings = config.load(argv, environ)
+    if not settings.app_uri:
+        raise ConfigError("no APP given: pass module:callable (or set wsgi_app in the config file)")
+    groups = settings.groups()
+    _check_worker_class(groups.worker.worker_class)
+    _apply_env(groups.raw_env)
+    try:
+        loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath)
+    except AppImportError as exc:  # a malformed APP is a usage error
+        raise ConfigError(str(exc)) from exc
+    loader.prepare()
+    loader.check()
+    return settings, groups, loader
+
+
+def make_reloader(argv: Sequence[str]) -> Callable[[], Groups]:
+    """For the arbiter's SIGHUP: re-read the config file and arguments.
+
+    Raises ConfigError when the new configuration is broken; the arbiter
+    should log it and keep running with the old one.
+    """
+
+    def reloader() -> Groups:
+        settings = config.load(argv, os.environ)
+        if not settings.app_uri:
+            raise ConfigError("no APP given")
+        groups = settings.groups()
+        _apply_env(groups.raw_env)
+        return groups
+
+    return reloader
+
+
+def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    debug = _wants_debug(argv, environ)
+    try:
+        settings, groups, loader = prepare(argv, environ)
+        debug = groups.log.loglevel == "debug"
+        from fastwsgi.glogging import Logger
+
+        try:
+            log = Logger(groups.log)
+        except (OSError, ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
+            raise _RuntimeFailure(f"cannot set up logging: {exc}") from exc
+        for line in settings.warnings():
+            log.warning(line)
+        for line in startup_warnings(groups):
+            log.warning(line)
+        if settings["print_config"]:
+            print(settings.format())
+        if settings["check_config"] or settings["print_config"]:
+            loader.load()
+            return 0
+        from fastwsgi.arbiter import Arbiter
+
+        return Arbiter(groups, loader, log, reloader=make_reloader(argv)).run()
+    except FastWSGIError as exc:
+        return _fail(str(exc), getattr(exc, "exit_status", 1), debug)
+    except _RuntimeFailure as exc:
+        return _fail(str(exc), 1, debug)
+
+
+class _RuntimeFailure(Exception):
+    pass
+
+
+def _fail(message: str, status: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    sys.stderr.write(f"fastwsgi: error: {message}\n")
+    sys.stderr.flush()
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    sys.exit(run(argv))
+

@@ -1,0 +1,494 @@
+"""Error log and access log, in Gunicorn's shapes.
+
+Theory of operation
+-------------------
+The error log is a stdlib ``logging`` logger (``fastwsgi.error``) with
+Gunicorn's line shape ``[%Y-%m-%d %H:%M:%S %z] [pid] [LEVEL] message``, so
+``--log-config`` (fileConfig) and ``logconfig_dict`` (dictConfig) can
+reconfigure it. A log config written for Gunicorn that configures
+``gunicorn.error``/``gunicorn.access`` and not ours is honoured: we log
+through those loggers instead.
+
+The access log is on the request path, so by default it bypasses ``logging``:
+the format is compiled once into the list of atoms it uses, each request
+computes only those, and the line goes out in one ``os.write`` on an
+``O_APPEND`` descriptor, so lines from several workers (and gthread threads)
+never interleave. Only when a log config routes the access log do lines go
+through ``logging``. Values taken from the request are escaped (``"`` and
+``\\`` with a backslash, control and non-ASCII bytes as ``\\xHH``, like nginx)
+so a client cannot forge log lines; the JSON log escapes via ``json.dumps``.
+
+``-`` means stderr for the error log and stdout for the access log (Gunicorn).
+``reopen_files()`` reopens both on SIGUSR1 for log rotation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import logging
+import logging.config
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from fastwsgi.config import LogSettings
+
+ERROR_FMT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+DATE_FMT = "[%Y-%m-%d %H:%M:%S %z]"
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+# Gunicorn's access log atoms (gunicorn/glogging.py Logger.atoms).
+ATOMS: dict[str, str] = {
+    "h": "remote address",
+    "l": "`-`",
+    "u": "user name (HTTP Basic auth)",
+    "t": "date of the request, `[10/Oct/2000:13:55:36 -0700]`",
+    "r": "status line (`GET /path?q HTTP/1.1`)",
+    "m": "request method",
+    "U": "URL path without query string",
+    "q": "query string",
+    "H": "protocol",
+    "s": "status",
+    "B": "response length",
+    "b": "response length or `-` (CLF format)",
+    "f": "referer",
+    "a": "user agent",
+    "T": "request time in seconds",
+    "M": "request time in milliseconds",
+    "D": "request time in microseconds",
+    "L": "request time in decimal seconds",
+    "p": "process ID, `<pid>`",
+    "{header}i": "request header",
+    "{header}o": "response header",
+    "{variable}e": "environment (WSGI environ) variable",
+}
+
+# Gunicorn's CONFIG_DEFAULTS, for our logger names: the base a logconfig_dict
+# is merged over (top-level keys replace ours, as in Gunicorn).
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {
+        "fastwsgi.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+        "fastwsgi.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "generic",
+            "stream": "ext://sys.stdout",
+        },
+        "error_console": {
+            "class": "logging.StreamHandler",
+            "formatter": "generic",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "formatters": {
+        "generic": {"format": ERROR_FMT, "datefmt": DATE_FMT, "class": "logging.Formatter"},
+    },
+}
+
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group()
+    if c == '"' or c == "\\":
+        return "\\" + c
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else c.encode("unicode_escape").decode("ascii")
+
+
+def escape(value: str) -> str:
+    """Make a request-supplied value safe for a one-line text log."""
+    return _UNSAFE.sub(_escape_char, value) if _UNSAFE.search(value) else value
+
+
+def _basic_user(environ: Mapping[str, Any]) -> str | None:
+    auth = environ.get("HTTP_AUTHORIZATION")
+    if not auth or not auth[:6].lower() == "basic ":
+        return None
+    try:
+        raw = base64.b64decode(auth[6:].strip(), validate=True).decode("latin-1")
+    except (binascii.Error, ValueError):
+        return None
+    return raw.split(":", 1)[0]
+
+
+def _status_code(status: int | str) -> str:
+    if isinstance(status, int):
+        return str(status)
+    return status.split(None, 1)[0] if status else "-"
+
+
+def _header_env_key(name: str) -> str:
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+
+class _Req:
+    """What one access() call knows; atoms read from it."""
+
+    __slots__ = ("environ", "status", "headers", "length", "duration")
+
+    def __init__(
+        self,
+        environ: Mapping[str, Any],
+        status: int | str,
+        headers: Iterable[tuple[str, str]],
+        length: int | None,
+        duration: float,
+    ) -> None:
+        self.environ = environ
+        self.status = status
+        self.headers = headers
+        self.length = length
+        self.duration = duration
+
+
+def _env(key: str, default: str = "-") -> Callable[[_Req], str]:
+    return lambda r: escape(str(r.environ.get(key) or default))
+
+
+def _request_line(r: _Req) -> str:
+    e = r.environ
+    return escape(
+        f"{e.get('REQUEST_METHOD', '-')} {e.get('RAW_URI', '-')} {e.get('SERVER_PROTOCOL', '-')}"
+    )
+
+
+def _resp_header(name: str) -> Callable[[_Req], str]:
+    low = name.lower()
+
+    def get(r: _Req) -> str:
+        for k, v in r.headers:
+            if k.lower() == low:
+                return escape(v)
+        return "-"
+
+    return get
+
+
+def _environ_var(name: str) -> Callable[[_Req], str]:
+    low = name.lower()
+
+    def get(r: _Req) -> str:
+        e = r.environ
+        if name in e:
+            return escape(str(e[name]))
+        for k, v in e.items():  # Gunicorn matches environ keys case-insensitively
+            if k.lower() == low:
+                return escape(str(v))
+        return "-"
+
+    return get
+
+
+class Logger:
+    """``Logger(LogSettings)``: the error log methods, ``access()`` and ``reopen_files()``."""
+
+    def __init__(self, settings: LogSettings) -> None:
+        self.settings = settings
+        self.error_log = logging.getLogger("fastwsgi.error")
+        self.access_log = logging.getLogger("fastwsgi.access")
+        self._lock = threading.Lock()
+        self._capture_file: Any = None
+        self._access_fd: int | None = None
+        self._access_own_fd = False
+        self._access_via_logging = False
+        self._time_cache: tuple[int, str] = (-1, "")
+        self._getters: list[tuple[str, Callable[[_Req], Any]]] = []
+        self.statsd: Any = None
+        self.setup(settings)
+
+    # -- set-up ---------------------------------------------------------------
+
+    def setup(self, settings: LogSettings) -> None:
+        """(Re)configure from settings; also used after SIGHUP."""
+        self.settings = cfg = settings
+        self._remove_own_handlers()
+        if cfg.capture_output and cfg.errorlog != "-":
+            self._capture(cfg.errorlog)
+        level = LEVELS.get(cfg.loglevel, logging.INFO)
+        self.error_log = logging.getLogger("fastwsgi.error")
+        self.access_log = logging.getLogger("fastwsgi.access")
+        if cfg.logconfig or cfg.logconfig_dict:
+            self._apply_log_config(cfg)
+        else:
+            self.error_log.propagate = False
+            handler: logging.Handler
+            if cfg.errorlog == "-":
+                handler = logging.StreamHandler(sys.stderr)
+            else:
+                handler = logging.FileHandler(cfg.errorlog)
+            handler.setFormatter(logging.Formatter(ERROR_FMT, DATE_FMT))
+            handler._fastwsgi = True  # type: ignore[attr-defined]
+            self.error_log.addHandler(handler)
+        self.error_log.setLevel(level)
+        self._setup_access(cfg)
+        if cfg.statsd_host:
+            from fastwsgi.statsd import Statsd
+
+            self.statsd = Statsd(cfg.statsd_host, cfg.statsd_prefix, self)
+        else:
+            self.statsd = None
+
+    def _remove_own_handlers(self) -> None:
+        for log in (logging.getLogger("fastwsgi.error"), logging.getLogger("fastwsgi.access")):
+            for h in list(log.handlers):
+                if getattr(h, "_fastwsgi", False):
+                    log.removeHandler(h)
+                    if isinstance(h, logging.FileHandler):
+                        h.close()
+        if self._access_fd is not None and self._access_own_fd:
+            os.close(self._access_fd)
+        self._access_fd = None
+
+    def _capture(self, path: str) -> None:
+        # Gunicorn's capture_output: point fds 1 and 2 at the error log file,
+        # so print() and C-level writes from the app land there too.
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        if self._capture_file is not None:
+            self._capture_file.close()
+        self._capture_file = open(path, "a", buffering=1)  # noqa: SIM115 - held for the process life
+        os.dup2(self._capture_file.fileno(), 1)
+        os.dup2(self._capture_file.fileno(), 2)
+
+    def _apply_log_config(self, cfg: LogSettings) -> None:
+        if cfg.logconfig_dict:
+            config = copy.deepcopy(CONFIG_DEFAULTS)
+            config.update(copy.deepcopy(cfg.logconfig_dict))
+            logging.config.dictConfig(config)
+            configured = set(config.get("loggers", {}))
+        else:
+            assert cfg.logconfig is not None
+            if not os.path.exists(cfg.logconfig):
+                raise OSError(f"log config file {cfg.logconfig!r} does not exist")
+            logging.config.fileConfig(cfg.logconfig, disable_existing_loggers=False)
+            configured = {
+                name
+                for name, lg in logging.Logger.manager.loggerDict.items()
+                if isinstance(lg, logging.Logger) and lg.handlers
+            }
+        # A config written for Gunicorn: use its loggers when ours are not named.
+        for ours, theirs in (
+            ("fastwsgi.error", "gunicorn.error"),
+            ("fastwsgi.access", "gunicorn.access"),
+        ):
+            if ours not in configured and theirs in configured:
+                setattr(
+                    self,
+                    "error_log" if ours.endswith("error") else "access_log",
+                    logging.getLogger(theirs),
+                )
+
+    def _setup_access(self, cfg: LogSettings) -> None:
+        self._access_via_logging = False
+        if cfg.logconfig or cfg.logconfig_dict:
+            self._access_via_logging = bool(self.access_log.handlers) or self.access_log.propagate
+            self.access_enabled = self._access_via_logging or cfg.accesslog is not None
+        else:
+            self.access_enabled = cfg.accesslog is not None
+        if cfg.accesslog is not None and not self._access_via_logging:
+            if cfg.accesslog == "-":
+                self._access_fd, self._access_own_fd = 1, False
+            else:
+                self._access_fd = os.open(
+                    cfg.accesslog, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+                )
+                self._access_own_fd = True
+        self._getters = self._compile(cfg.access_log_format)
+
+    @staticmethod
+    def _compile(fmt: str) -> list[tuple[str, Callable[[_Req], Any]]]:
+        """Which atoms the format uses, each with the function computing it."""
+        simple: dict[str, Callable[[_Req], Any]] = {
+            "h": _env("REMOTE_ADDR"),
+            "l": lambda r: "-",
+            "u": lambda r: escape(_basic_user(r.environ) or "-"),
+            "r": _request_line,
+            "m": _env("REQUEST_METHOD"),
+            "U": _env("PATH_INFO"),
+            "q": _env("QUERY_STRING", ""),
+            "H": _env("SERVER_PROTOCOL"),
+            "s": lambda r: _status_code(r.status),
+            "B": lambda r: r.length if r.length is not None else 0,
+            "b": lambda r: str(r.length) if r.length is not None else "-",
+            "f": _env("HTTP_REFERER"),
+            "a": _env("HTTP_USER_AGENT"),
+            "T": lambda r: int(r.duration),
+            "M": lambda r: int(r.duration * 1000),
+            "D": lambda r: int(r.duration * 1_000_000),
+            "L": lambda r: f"{r.duration:.6f}",
+            "p": lambda r: f"<{os.getpid()}>",
+        }
+        getters: list[tuple[str, Callable[[_Req], Any]]] = []
+        seen = set()
+        for key in re.findall(r"%\(([^)]*)\)", fmt):
+            if key in seen:
+                continue
+            seen.add(key)
+            if key in simple:
+                getters.append((key, simple[key]))
+            elif key == "t":
+                getters.append((key, None))  # type: ignore[arg-type]  # filled per call from the cache
+            elif key.startswith("{") and key.endswith("}i"):
+                getters.append((key, _env(_header_env_key(key[1:-2]))))
+            elif key.startswith("{") and key.endswith("}o"):
+                getters.append((key, _resp_header(key[1:-2])))
+            elif key.startswith("{") and key.endswith("}e"):
+                getters.append((key, _environ_var(key[1:-2])))
+            else:
+                getters.append((key, lambda r: "-"))
+        return getters
+
+    # -- error log --------------------------------------------------------------
+
+    def debug(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.error_log.debug(msg, *args, **kw)
+
+    def info(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.error_log.info(msg, *args, **kw)
+
+    def warning(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.error_log.warning(msg, *args, **kw)
+
+    def error(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.error_log.error(msg, *args, **kw)
+
+    def exception(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.error_log.exception(msg, *args, **kw)
+
+    def critical(self, msg: str, *args: Any, **kw: Any) -> None:
+        self.error_log.critical(msg, *args, **kw)
+        if self.statsd is not None:
+            self.statsd.increment("gunicorn.log.critical")
+
+    def log(self, level: int | str, msg: str, *args: Any, **kw: Any) -> None:
+        if isinstance(level, str):
+            level = LEVELS.get(level.lower(), logging.INFO)
+        self.error_log.log(level, msg, *args, **kw)
+
+    # -- access log ---------------------------------------------------------------
+
+    def now(self) -> str:
+        """The date in Apache Common Log Format, rendered once per second."""
+        sec = int(time.time())
+        cached = self._time_cache
+        if cached[0] != sec:
+            cached = (sec, time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(sec)))
+            self._time_cache = cached
+        return cached[1]
+
+    def access(
+        self,
+        environ: Mapping[str, Any],
+        status: int | str,
+        resp_headers: Iterable[tuple[str, str]],
+        resp_length: int | None,
+        duration_s: float,
+    ) -> None:
+        """Log one request. ``status`` is an int or the status string ("200 OK")."""
+        if self.statsd is not None:
+            self.statsd.access(status, duration_s)
+        if not self.access_enabled:
+            return
+        try:
+            r = _Req(environ, status, resp_headers, resp_length, duration_s)
+            if self.settings.access_log_json:
+                line = self._json_line(r)
+            else:
+                atoms = _SafeAtoms()
+                for key, get in self._getters:
+                    atoms[key] = self.now() if get is None else get(r)
+                line = self.settings.access_log_format % atoms
+            self._write_access(line)
+        except Exception:
+            self.exception("Failed to write the access log line")
+
+    def _json_line(self, r: _Req) -> str:
+        e = r.environ
+        code = _status_code(r.status)
+        obj = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "remote_addr": e.get("REMOTE_ADDR"),
+            "user": _basic_user(e),
+            "method": e.get("REQUEST_METHOD"),
+            "uri": e.get("RAW_URI"),
+            "path": e.get("PATH_INFO"),
+            "query": e.get("QUERY_STRING", ""),
+            "protocol": e.get("SERVER_PROTOCOL"),
+            "status": int(code) if code.isdigit() else code,
+            "bytes": r.length,
+            "referer": e.get("HTTP_REFERER"),
+            "user_agent": e.get("HTTP_USER_AGENT"),
+            "duration_s": round(r.duration, 6),
+            "pid": os.getpid(),
+        }
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+
+    def _write_access(self, line: str) -> None:
+        if self._access_via_logging:
+            self.access_log.info(line)
+            return
+        fd = self._access_fd
+        if fd is None:
+            return
+        data = (line + "\n").encode("utf-8", "backslashreplace")
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+
+    # -- rotation ------------------------------------------------------------------
+
+    def reopen_files(self) -> None:
+        """SIGUSR1: reopen log files (after logrotate moved them)."""
+        cfg = self.settings
+        with self._lock:
+            if cfg.capture_output and cfg.errorlog != "-":
+                self._capture(cfg.errorlog)
+            for log in (self.error_log, self.access_log):
+                for h in log.handlers:
+                    if isinstance(h, logging.FileHandler):
+                        h.acquire()
+                        try:
+                            if h.stream:
+                                h.close()
+                                h.stream = h._open()
+                        finally:
+                            h.release()
+            if self._access_own_fd and self._access_fd is not None and cfg.accesslog:
+                new = os.open(
+                    cfg.accesslog, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+                )
+                os.dup2(new, self._access_fd, inheritable=False)
+                os.close(new)
+
+    def close_on_exec(self) -> None:
+        for log in (self.error_log, self.access_log):
+            for h in log.handlers:
+                if isinstance(h, logging.FileHandler) and h.stream:
+                    os.set_inheritable(h.stream.fileno(), False)
+
+
+class _SafeAtoms(dict):  # type: ignore[type-arg]
+    """Unknown atoms render as '-' (Gunicorn's SafeAtoms); header keys case-insensitively."""
+
+    def __missing__(self, key: str) -> str:
+        return "-"
