@@ -1,0 +1,389 @@
+"""Shared machinery for the hostile-client suites (no tests of its own).
+
+Theory of operation
+-------------------
+Each suite starts a real ``python -m fastwsgi`` on 127.0.0.1 with a free port,
+serving a small recording app written into a temporary directory. The app
+appends one JSON line per request it sees to the file named by
+``HOSTILE_RECORD`` *before* it answers, so once a client has read a response
+(or seen the connection close) the record says exactly which requests reached
+the application. Every hostile payload carries a unique token in its paths
+(``/t/<token>/...``); an assertion on "nothing smuggled" is an assertion that
+no recorded path contains the token of a request the server had to reject.
+
+Readiness is a real request (``GET /__ready`` answered 200) polled with a
+deadline, never a sleep. Teardown sends TERM to the master and, if it is still
+there after a grace period, KILL to the process group it leads (the test
+started it with ``start_new_session``, so the group is exactly the server and
+its workers).
+
+Client I/O is raw sockets with a deadline on every read: ``exchange()`` sends
+bytes and reads until the server closes, ``read_response()`` reads one
+response and leaves the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import fastwsgi
+
+# The directory holding the fastwsgi package (src/ in a checkout, site-packages
+# for an installed wheel), so the server subprocess imports the same code.
+PKG_PARENT = str(Path(fastwsgi.__file__).resolve().parent.parent)
+
+READY_DEADLINE = 60.0  # generous: the machine is shared and has 2 cores
+CLOSE_DEADLINE = 5.0  # "promptly": a rejected connection must close within this
+IO_DEADLINE = 10.0
+
+APP_SOURCE = textwrap.dedent(
+    '''
+    """Recording app for the hostile-client tests."""
+    import json
+    import os
+
+    RECORD = os.environ["HOSTILE_RECORD"]
+
+
+    def _record(environ, body):
+        line = json.dumps(
+            {
+                "method": environ["REQUEST_METHOD"],
+                "path": environ["PATH_INFO"],
+                "query": environ.get("QUERY_STRING", ""),
+                "body": body.decode("latin-1"),
+                "pid": os.getpid(),
+            }
+        )
+        fd = os.open(RECORD, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode("latin-1") + b"\\n")
+        finally:
+            os.close(fd)
+
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        # /noread/... leaves the request body unread: the server must discard
+        # it (or close), never parse it as the next request.
+        body = b"" if "/noread" in path else environ["wsgi.input"].read()
+        _record(environ, body)
+        if path.endswith("/bad-status-crlf"):
+            start_response("200 OK\\r\\nX-Injected: status", [("Content-Type", "text/plain")])
+            return [b"never sent"]
+        if path.endswith("/bad-header-lf"):
+            start_response("200 OK", [("X-Ok", "a\\nX-Injected: value")])
+            return [b"never sent"]
+        if path.endswith("/bad-header-cr"):
+            start_response("200 OK", [("X-Ok", "a\\rX-Injected: value")])
+            return [b"never sent"]
+        if path.endswith("/bad-header-nul"):
+            start_response("200 OK", [("X-Ok", "a\\x00X-Injected: value")])
+            return [b"never sent"]
+        if path.endswith("/bad-header-name"):
+            start_response("200 OK", [("X-Injected\\r\\nX-Name", "v")])
+            return [b"never sent"]
+        if path.endswith("/too-long"):
+            start_response("200 OK", [("Content-Length", "5")])
+            return [b"01234", b"SMUGGLED-TAIL"]
+        if path.endswith("/too-short"):
+            start_response("200 OK", [("Content-Length", "10")])
+            return [b"01234"]
+        out = json.dumps({"path": path, "body_len": len(body)}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(out)))])
+        return [out]
+    '''
+)
+
+
+@dataclass
+class Server:
+    """A running fastwsgi with the recording app."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    record: Path
+    log: Path
+    kind: str
+    argv: list[str] = field(default_factory=list)
+
+    def recorded(self) -> list[dict[str, str]]:
+        try:
+            text = self.record.read_text("latin-1")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def recorded_paths(self, token: str) -> list[str]:
+        return [r["path"] for r in self.recorded() if token in r["path"]]
+
+    def log_text(self) -> str:
+        return self.log.read_text("utf-8", "replace")
+
+    def connect(self, timeout: float = IO_DEADLINE) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def assert_alive(self) -> None:
+        assert self.proc.poll() is None, f"server exited {self.proc.returncode}:\n{self.log_text()}"
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _probe_ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as s:
+            s.sendall(b"GET /__ready HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n")
+            data = recv_until_close(s, deadline=time.monotonic() + 5.0).data
+    except OSError:
+        return False
+    return data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200")
+
+
+@contextlib.contextmanager
+def run_server(tmp: Path, kind: str, *extra: str, workers: int = 1) -> Iterator[Server]:
+    """Start fastwsgi serving the recording app; stop it (by pid) afterwards."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "hostile_app.py").write_text(APP_SOURCE)
+    record = tmp / "record.jsonl"
+    log = tmp / "server.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, str(tmp)])
+    env["HOSTILE_RECORD"] = str(record)
+    env.pop("WEB_CONCURRENCY", None)
+    last_error = ""
+    for _attempt in range(3):  # a free port can be taken between probe and bind
+        port = free_port()
+        argv = [
+            sys.executable, "-m", "fastwsgi",
+            "-b", f"127.0.0.1:{port}",
+            "-k", kind,
+            "-w", str(workers),
+            *extra,
+            "hostile_app:app",
+        ]  # fmt: skip
+        with open(log, "wb") as logf:
+            proc = subprocess.Popen(
+                argv,
+                cwd=tmp,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = Server(proc=proc, port=port, record=record, log=log, kind=kind, argv=argv)
+        try:
+            deadline = time.monotonic() + READY_DEADLINE
+            ready = False
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _probe_ready(port):
+                    ready = True
+                    break
+                time.sleep(0.1)
+            if not ready:
+                last_error = f"exit={proc.poll()} argv={argv}\n{server.log_text()}"
+                if "in use" in last_error.lower():
+                    continue
+                raise AssertionError(f"fastwsgi did not become ready:\n{last_error}")
+            yield server
+            return
+        finally:
+            stop_server(proc)
+    raise AssertionError(f"fastwsgi did not start after 3 ports:\n{last_error}")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+    # The master leads its own session; KILL whatever of that group is left
+    # (workers orphaned by a crashed master included). Only our own group.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+# --- client side -------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    data: bytes
+    closed: bool  # the server closed (EOF or reset) before the deadline
+    reset: bool  # the close was a TCP reset
+
+
+def recv_until_close(sock: socket.socket, deadline: float, limit: int = 1 << 22) -> Received:
+    """Read until EOF, reset or the deadline; never more than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Received(b"".join(chunks), closed=False, reset=False)
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return Received(b"".join(chunks), closed=False, reset=False)
+        except ConnectionResetError:
+            return Received(b"".join(chunks), closed=True, reset=True)
+        if not chunk:
+            return Received(b"".join(chunks), closed=True, reset=False)
+        chunks.append(chunk)
+        total += len(chunk)
+    return Received(b"".join(chunks), closed=False, reset=False)
+
+
+def exchange(server: Server, payload: bytes, deadline: float = CLOSE_DEADLINE) -> Received:
+    """Send ``payload`` on a fresh connection and read until the server closes."""
+    with server.connect() as s:
+        try:
+            s.sendall(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may answer and close before taking everything.
+            pass
+        return recv_until_close(s, time.monotonic() + deadline)
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    raw_head: bytes
+    framed: bool = True  # False: close-delimited (body runs to the end of the stream)
+    complete: bool = True  # False: the stream ended inside a framed body
+    end: int = 0  # offset just past this response in the parsed bytes
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+def parse_responses(data: bytes) -> tuple[list[Response], bytes]:
+    """Split a byte stream into responses; return them and the unparsed rest.
+
+    Content-Length and chunked responses end where their framing says; a
+    response with neither (and a status that may have a body) is
+    close-delimited and takes everything to the end. A framed response cut
+    short by the end of ``data`` is returned with ``complete=False``.
+    """
+    out: list[Response] = []
+    pos = 0
+    for _ in range(100):
+        end = data.find(b"\r\n\r\n", pos)
+        if pos >= len(data) or end < 0:
+            break
+        lines = data[pos:end].split(b"\r\n")
+        version, _, tail = lines[0].partition(b" ")
+        code, _, reason = tail.partition(b" ")
+        if not version.startswith(b"HTTP/1.") or not code.isdigit():
+            break
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+        resp = Response(int(code), reason.decode("latin-1"), headers, b"", data[pos:end])
+        body_start = end + 4
+        cl = resp.header("content-length")
+        te = resp.header("transfer-encoding")
+        if resp.status in (204, 304) or 100 <= resp.status < 200:
+            resp.end = body_start
+        elif te is not None and "chunked" in te.lower():
+            body, used = _dechunk(data[body_start:])
+            resp.body = body
+            if used < 0:
+                resp.complete = False
+                resp.end = len(data)
+                out.append(resp)
+                break
+            resp.end = body_start + used
+        elif cl is not None:
+            n = int(cl)
+            resp.body = data[body_start : body_start + n]
+            resp.complete = len(resp.body) == n
+            resp.end = body_start + len(resp.body)
+        else:
+            resp.framed = False
+            resp.body = data[body_start:]
+            resp.end = len(data)
+        out.append(resp)
+        pos = resp.end
+        if not resp.complete:
+            break
+    return out, data[pos:]
+
+
+def _dechunk(data: bytes) -> tuple[bytes, int]:
+    """Decode a chunked body; return it and the bytes used (-1: incomplete)."""
+    pos = 0
+    body = b""
+    for _ in range(100000):
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return body, -1
+        size = int(data[pos:eol].split(b";")[0], 16)
+        pos = eol + 2
+        if size == 0:
+            end = data.find(b"\r\n\r\n", pos - 2)
+            return body, (end + 4) if end >= 0 else -1
+        if len(data) < pos + size + 2:
+            return body + data[pos : pos + size], -1
+        body += data[pos : pos + size]
+        pos += size + 2
+    return body, -1
+
+
+def read_response(sock: socket.socket, deadline: float) -> tuple[Response | None, bytes]:
+    """Read one framed response from ``sock``; return it and any bytes after it.
+
+    ``None`` when the deadline passes or the server closes before a whole
+    framed response arrived (the bytes read so far come back instead).
+    """
+    buf = b""
+    for _ in range(100000):
+        resps, _rest = parse_responses(buf)
+        if resps and resps[0].framed and resps[0].complete:
+            return resps[0], buf[resps[0].end :]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None, buf
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            return None, buf
+        if not chunk:
+            return None, buf
+        buf += chunk
+    return None, buf
