@@ -129,6 +129,8 @@ class Worker:
         self.wsgi: WSGIApp | None = None
         # Set by the master on a worker it decided to kill (timeout, TTOU, HUP).
         self.exit_reason: str | None = None
+        # The arbiter sets itself here before fork, for worker_exit(server, worker).
+        self.server: Any = None
         jitter = (
             random.randint(0, settings.max_requests_jitter)
             if settings.max_requests_jitter > 0
@@ -201,7 +203,9 @@ class Worker:
     def _exit(self, status: int) -> NoReturn:
         try:
             self.log.info("Worker exiting (pid: %s)", os.getpid())
-        except Exception:
+            if self.server is not None:
+                self.call_hook("worker_exit", self.server, self)
+        except BaseException:
             pass
         try:
             sys.stdout.flush()

@@ -1,0 +1,773 @@
+"""The master process: binds listeners, forks workers, keeps their number right.
+
+Theory of operation
+-------------------
+The arbiter is policy. It decides when to fork, signal, reap and re-exec;
+``procops.ProcOps`` performs those syscalls, so the policy can be driven by a
+fake in unit tests. All state lives on the instance.
+
+Signals (Gunicorn's set and meanings). The handlers only append to
+``SIG_QUEUE`` and write a byte to a wake-up pipe; the main loop pops one
+signal at a time and calls ``handle_<name>``:
+
+* HUP   -- reload: ask ``reloader()`` for fresh settings, start a new set of
+  workers (which load the app afresh), then retire the old ones gracefully.
+  Old and new share the listening sockets, so no request fails.
+* TTIN / TTOU -- one worker more / fewer (never below one).
+* TERM  -- graceful stop: close listeners, TERM workers, wait up to
+  ``graceful_timeout`` for in-flight requests, KILL stragglers, exit 0.
+* INT / QUIT -- fast stop (workers get QUIT).
+* USR1  -- reopen log files, here and in every worker.
+* USR2  -- re-exec a new master that inherits the listening sockets through
+  ``$FASTWSGI_FD``; the pidfile moves aside to ``<pidfile>.oldbin`` and the
+  new master writes ``<pidfile>.2`` until it is promoted (its parent, the old
+  master, exits), when it takes the plain name. The old master keeps serving
+  until it receives TERM (or WINCH then TERM).
+* WINCH -- when daemonized, retire all workers (the master stays).
+* CHLD  -- not queued; it only wakes the loop, which reaps.
+
+Every loop turn reaps exited children, checks heartbeats and tops the worker
+count up. A worker whose heartbeat (``heartbeat.py``) is older than
+``timeout`` gets SIGABRT (it logs where it was stuck and exits), and SIGKILL
+``ABORT_GRACE`` seconds later if it is still there. A worker retired by HUP,
+TTOU or WINCH that is still alive ``graceful_timeout`` seconds after its TERM
+gets SIGKILL.
+
+Never crash-loop: a worker that exits 3 (boot error) or 4 (app load error)
+halts the master with one message and that exit status, instead of being
+respawned forever.
+
+The Arbiter object is what hooks receive as ``server``: ``pid``,
+``num_workers``, ``log``, ``cfg`` (the arbiter settings), ``WORKERS``,
+``LISTENERS``, ``proc_name``, ``master_name``, ``reexec_pid`` and
+``master_pid`` carry Gunicorn's names.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import select
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from fastwsgi import SERVER_SOFTWARE, systemd
+from fastwsgi.config import ArbiterSettings, Groups
+from fastwsgi.errors import BindError, FastWSGIError
+from fastwsgi.heartbeat import HeartbeatPool
+from fastwsgi.procops import ProcOps, describe_status
+from fastwsgi.sock import FD_ENV, Listener, close_listeners, create_listeners, inherited_fds
+from fastwsgi.workers import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker, load_worker_class
+from fastwsgi.workers.base import set_proctitle
+
+if TYPE_CHECKING:
+    from fastwsgi.glogging import Logger
+
+WSGIApp = Callable[..., Any]
+AppLoaderFn = Callable[[], WSGIApp]
+# reloader() re-reads the configuration for HUP: new Groups, optionally with a
+# new app loader (when the APP argument itself changed).
+Reloader = Callable[[], "Groups | tuple[Groups, Any]"]
+
+PID_ENV = "FASTWSGI_PID"  # Gunicorn's GUNICORN_PID: set in a USR2-re-executed master
+# Gunicorn waits one loop tick (up to 1 s) between SIGABRT and SIGKILL.
+ABORT_GRACE = 1.0
+# Gunicorn's main loop sleeps at most 1 s between heartbeat checks.
+LOOP_TICK = 1.0
+# Gunicorn drops signals beyond 5 queued ones ("rapid signaling").
+SIG_QUEUE_MAX = 5
+
+_HANDLED = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
+SIGNALS: tuple[int, ...] = tuple(getattr(signal, "SIG" + name) for name in _HANDLED)
+SIG_NAMES: dict[int, str] = {getattr(signal, "SIG" + n): n.lower() for n in _HANDLED}
+
+
+class HaltServer(FastWSGIError):
+    """Raised inside the loop to stop the master with a reason and exit status."""
+
+    def __init__(self, reason: str, exit_status: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_status = exit_status
+
+
+class Pidfile:
+    """A pid file written atomically (temp file + rename), Gunicorn semantics."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def create(self, pid: int) -> None:
+        old = self.validate()
+        if old and old != pid:
+            raise HaltServer(f"Already running on PID {old} (or pid file {self.path!r} is stale)")
+        directory = os.path.dirname(os.path.abspath(self.path))
+        tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{pid}.tmp")
+        with open(tmp, "w") as f:
+            f.write(f"{pid}\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.path)
+
+    def rename(self, path: str) -> None:
+        try:
+            os.replace(self.path, path)
+        except FileNotFoundError:
+            pass
+        self.path = path
+
+    def unlink(self) -> None:
+        """Remove the file if it still names this process (a successor may own it now)."""
+        try:
+            with open(self.path) as f:
+                pid = int(f.read().strip() or 0)
+            if pid == os.getpid():
+                os.unlink(self.path)
+        except (OSError, ValueError):
+            pass
+
+    def validate(self) -> int | None:
+        """The pid in the file if that process is alive, else None."""
+        try:
+            with open(self.path) as f:
+                pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return None
+        if pid <= 0:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+
+def _warn_no_setproctitle(log: Any) -> None:
+    try:
+        import setproctitle  # noqa: F401
+    except ImportError:
+        log.warning("setproctitle is not installed: process titles stay unchanged")
+
+
+class Arbiter:
+    """The master. ``Arbiter(groups, app_loader, log).run()`` returns the exit status."""
+
+    WORKER_BOOT_ERROR = WORKER_BOOT_ERROR
+    APP_LOAD_ERROR = APP_LOAD_ERROR
+
+    def __init__(
+        self,
+        groups: Groups,
+        app_loader: Any,
+        log: Logger,
+        reloader: Reloader | None = None,
+        procops: ProcOps | None = None,
+    ) -> None:
+        self.log = log
+        self.reloader = reloader
+        self.procops = procops if procops is not None else ProcOps()
+        self.pid = self.procops.getpid()
+        self.WORKERS: dict[int, Worker] = {}
+        self.LISTENERS: list[Listener] = []
+        self.SIG_QUEUE: list[int] = []
+        self.PIPE: tuple[int, int] = (-1, -1)
+        self.master_pid = 0  # set in a USR2 child: the old master's pid
+        self.reexec_pid = 0  # set in the old master: the USR2 child's pid
+        self.master_name = "Master"
+        self.systemd = False
+        self.pidfile: Pidfile | None = None
+        self.worker_age = 0
+        self.preloaded_app: WSGIApp | None = None
+        # pid -> deadline for workers we TERMed on purpose (HUP, TTOU, WINCH).
+        self.retiring: dict[int, float] = {}
+        # pid -> when SIGABRT was sent for a heartbeat timeout.
+        self.aborted_at: dict[int, float] = {}
+        self.killed: set[int] = set()
+        self._apply(groups, app_loader)
+        self._num_workers = self.cfg.workers
+        self.heartbeats = HeartbeatPool(max(1, self._num_workers * 2))
+        self.proc_name = self._default_proc_name()
+        argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+        # Re-exec the interpreter with its original options (``-m fastwsgi`` included).
+        self.START_CTX: dict[Any, Any] = {
+            "args": [sys.executable, *argv[1:]],
+            "cwd": os.getcwd(),
+            0: sys.executable,
+        }
+
+    # --- configuration ---------------------------------------------------------------
+
+    def _apply(self, groups: Groups, app_loader: Any) -> None:
+        self.groups = groups
+        self.cfg: ArbiterSettings = groups.arbiter
+        self.worker_settings = groups.worker
+        self.hooks = groups.hooks
+        load = getattr(app_loader, "load", None)
+        self.app_loader: AppLoaderFn = load if callable(load) else app_loader
+        self.worker_class = load_worker_class(groups.worker.worker_class, groups.worker.threads)
+        self.timeout = self.cfg.timeout
+        self.graceful_timeout = self.cfg.graceful_timeout
+
+    def _default_proc_name(self) -> str:
+        name = self.cfg.proc_name or self.groups.app_uri or "fastwsgi"
+        return name + ".2" if self.master_pid else name
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        old = self._num_workers
+        self._num_workers = value
+        if value != old:
+            self.call_hook("nworkers_changed", self, value, old)
+
+    def call_hook(self, name: str, *args: Any) -> None:
+        fn = getattr(self.hooks, name)
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except SystemExit:
+            raise
+        except Exception:
+            self.log.exception("Exception in %s hook", name)
+
+    # --- start-up ------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, serve until told to stop, and return the process exit status."""
+        if self.cfg.daemon and not os.environ.get(PID_ENV):
+            self.daemonize()
+        try:
+            self.start()
+        except HaltServer as exc:
+            self.log.error("%s", exc.reason)
+            return self._finish(exc.exit_status)
+        except BindError as exc:
+            self.log.error("%s", exc)
+            return self._finish(exc.exit_status)
+        set_proctitle(f"fastwsgi: master [{self.proc_name}]")
+        try:
+            self.manage_workers()
+            while True:
+                self.maybe_promote_master()
+                self.reap_workers()
+                sig = self.SIG_QUEUE.pop(0) if self.SIG_QUEUE else None
+                if sig is None:
+                    self.sleep()
+                    self.reap_workers()
+                    self.murder_workers()
+                    self.manage_workers()
+                    continue
+                name = SIG_NAMES.get(sig)
+                handler = getattr(self, f"handle_{name}", None) if name else None
+                if handler is None:
+                    self.log.error("Unhandled signal: %s", sig)
+                    continue
+                self.log.info("Handling signal: %s", name)
+                handler()
+                self.reap_workers()
+                self.manage_workers()
+        except (StopIteration, KeyboardInterrupt):
+            return self.halt()
+        except HaltServer as exc:
+            return self.halt(exc.reason, exc.exit_status)
+        except SystemExit:
+            raise
+        except Exception:
+            self.log.exception("Unhandled exception in main loop")
+            self.stop(False)
+            return self._finish(1)
+
+    def start(self) -> None:
+        self.log.info("Starting %s", SERVER_SOFTWARE)
+        _warn_no_setproctitle(self.log)
+        if os.environ.get(PID_ENV):
+            self.master_pid = int(os.environ[PID_ENV])
+            self.master_name = "Master.2"
+            self.proc_name = self._default_proc_name()
+        self.pid = self.procops.getpid()
+        if self.cfg.chdir and os.path.isabs(self.cfg.chdir):
+            os.chdir(self.cfg.chdir)
+        if self.cfg.pidfile is not None:
+            name = self.cfg.pidfile + (".2" if self.master_pid else "")
+            self.pidfile = Pidfile(name)
+            self.pidfile.create(self.pid)
+        if self.cfg.preload_app:
+            self.preload()
+        self.call_hook("on_starting", self)
+        self.init_signals()
+        if not self.LISTENERS:
+            self.LISTENERS = self.open_listeners()
+        self.log.info(
+            "Listening at: %s (%s)", ",".join(str(lnr) for lnr in self.LISTENERS), self.pid
+        )
+        self.log.info("Using worker: %s", self.groups.worker.worker_class)
+        systemd.sd_notify(f"READY=1\nSTATUS={SERVER_SOFTWARE} arbiter booted\n", self.log)
+        self.call_hook("when_ready", self)
+
+    def open_listeners(self) -> list[Listener]:
+        fds: list[int] | None = None
+        count = systemd.listen_fds()
+        if count:
+            self.systemd = True
+            fds = list(range(systemd.SD_LISTEN_FDS_START, systemd.SD_LISTEN_FDS_START + count))
+        elif self.master_pid:
+            fds = inherited_fds()
+        return create_listeners(
+            self.cfg.bind,
+            backlog=self.cfg.backlog,
+            reuse_port=self.cfg.reuse_port,
+            umask=self.cfg.umask,
+            uid=self.cfg.user,
+            gid=self.cfg.group,
+            fds=fds,
+            log=self.log,
+        )
+
+    def preload(self) -> None:
+        """Load the app once in the master and share its pages with the workers."""
+        try:
+            self.preloaded_app = self.app_loader()
+        except Exception as exc:
+            self.log.exception("Failed to preload the application")
+            raise HaltServer("App failed to load.", APP_LOAD_ERROR) from exc
+        # Move everything allocated so far out of the collector's reach: the
+        # collector would otherwise touch (and so copy) every shared page.
+        gc.freeze()
+
+    def worker_app_loader(self) -> AppLoaderFn:
+        app = self.preloaded_app
+        if app is not None:
+            return lambda: app
+        return self.app_loader
+
+    def daemonize(self) -> None:
+        """Detach: double fork, new session, stdio to /dev/null (Gunicorn's util.daemonize)."""
+        if self.procops.fork():
+            os._exit(0)
+        os.setsid()
+        if self.procops.fork():
+            os._exit(0)
+        os.umask(0o22)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        if devnull > 2:
+            os.close(devnull)
+        self.pid = self.procops.getpid()
+
+    # --- signals -------------------------------------------------------------------------
+
+    def init_signals(self) -> None:
+        for fd in self.PIPE:
+            if fd >= 0:
+                os.close(fd)
+        rfd, wfd = os.pipe()
+        for fd in (rfd, wfd):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        self.PIPE = (rfd, wfd)
+        for sig in SIGNALS:
+            signal.signal(sig, self.signal)
+        signal.signal(signal.SIGCHLD, self.handle_chld)
+
+    def signal(self, sig: int, frame: Any) -> None:
+        if len(self.SIG_QUEUE) < SIG_QUEUE_MAX:
+            self.SIG_QUEUE.append(sig)
+        self.wakeup()
+
+    def handle_chld(self, sig: int, frame: Any) -> None:
+        self.wakeup()
+
+    def wakeup(self) -> None:
+        try:
+            os.write(self.PIPE[1], b".")
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EINTR, errno.EBADF):
+                raise
+
+    def sleep(self, timeout: float = LOOP_TICK) -> None:
+        """Wait for a signal, a child's exit, or ``timeout`` seconds."""
+        try:
+            ready, _, _ = select.select([self.PIPE[0]], [], [], timeout)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EINTR):
+                raise
+            return
+        if ready:
+            try:
+                while os.read(self.PIPE[0], 4096):
+                    pass
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EINTR):
+                    raise
+
+    def handle_hup(self) -> None:
+        self.log.info("Hang up: %s", self.master_name)
+        self.reload()
+
+    def handle_term(self) -> NoReturn:
+        raise StopIteration
+
+    def handle_int(self) -> NoReturn:
+        self.stop(False)
+        raise StopIteration
+
+    def handle_quit(self) -> NoReturn:
+        self.stop(False)
+        raise StopIteration
+
+    def handle_ttin(self) -> None:
+        self.num_workers += 1
+        self.manage_workers()
+
+    def handle_ttou(self) -> None:
+        if self.num_workers <= 1:
+            return
+        self.num_workers -= 1
+        self.manage_workers()
+
+    def handle_usr1(self) -> None:
+        self.log.reopen_files()
+        self.kill_workers(signal.SIGUSR1)
+
+    def handle_usr2(self) -> None:
+        self.reexec()
+
+    def handle_winch(self) -> None:
+        if self.cfg.daemon:
+            self.log.info("graceful stop of workers")
+            self.num_workers = 0
+            self.manage_workers()
+        else:
+            self.log.debug("SIGWINCH ignored. Not daemonized")
+
+    # --- reload and re-exec --------------------------------------------------------
+
+    def reload(self) -> None:
+        old_bind = self.cfg.bind
+        old_pidfile = self.cfg.pidfile
+        old_log = self.groups.log
+        if self.reloader is not None:
+            try:
+                result = self.reloader()
+                if isinstance(result, tuple):
+                    groups, loader = result
+                else:
+                    groups, loader = result, self.app_loader
+                self._apply(groups, loader)
+            except Exception:
+                self.log.exception("Reload failed; the running workers keep serving")
+                return
+        if self.cfg.preload_app:
+            try:
+                self.preloaded_app = self.app_loader()
+            except Exception:
+                self.log.exception(
+                    "Reload failed to load the app; the running workers keep serving"
+                )
+                return
+            gc.freeze()
+        setup = getattr(self.log, "setup", None)
+        if callable(setup) and self.groups.log != old_log:
+            setup(self.groups.log)
+        else:
+            self.log.reopen_files()
+        if tuple(old_bind) != tuple(self.cfg.bind) and not self.systemd:
+            close_listeners(self.LISTENERS, unlink=True)
+            self.LISTENERS = self.open_listeners()
+            self.log.info("Listening at: %s", ",".join(str(lnr) for lnr in self.LISTENERS))
+        self.call_hook("on_reload", self)
+        if self.cfg.pidfile != old_pidfile:
+            if self.pidfile is not None:
+                self.pidfile.unlink()
+                self.pidfile = None
+            if self.cfg.pidfile is not None:
+                self.pidfile = Pidfile(self.cfg.pidfile)
+                self.pidfile.create(self.pid)
+        self.proc_name = self._default_proc_name()
+        set_proctitle(f"fastwsgi: master [{self.proc_name}]")
+        self.num_workers = self.cfg.workers
+        # New workers first, then retire every old one: the listening sockets
+        # are shared, so connections keep being accepted throughout.
+        old = [pid for pid in self.WORKERS if pid not in self.retiring]
+        for _ in range(self.num_workers):
+            self.spawn_worker()
+        for pid in old:
+            self.retire_worker(pid, "reload")
+
+    def reexec(self) -> None:
+        """USR2: fork and exec a new master that inherits our listening sockets."""
+        if self.reexec_pid:
+            self.log.warning("USR2 signal ignored. Child exists.")
+            return
+        if self.master_pid:
+            self.log.warning("USR2 signal ignored. Parent exists.")
+            return
+        master_pid = self.procops.getpid()
+        if self.pidfile is not None and self.cfg.pidfile is not None:
+            self.pidfile.rename(self.cfg.pidfile + ".oldbin")
+        pid = self.procops.fork()
+        if pid != 0:
+            self.reexec_pid = pid
+            self.log.info("Re-executing: new master has pid %s", pid)
+            return
+        try:
+            self.call_hook("pre_exec", self)
+            env = dict(os.environ)
+            env[PID_ENV] = str(master_pid)
+            if self.systemd:
+                env["LISTEN_PID"] = str(os.getpid())
+                env["LISTEN_FDS"] = str(len(self.LISTENERS))
+            else:
+                env[FD_ENV] = ",".join(str(lnr.fileno()) for lnr in self.LISTENERS)
+            for lnr in self.LISTENERS:
+                os.set_inheritable(lnr.fileno(), True)
+            os.chdir(self.START_CTX["cwd"])
+            self.procops.execve(self.START_CTX[0], self.START_CTX["args"], env)
+        except BaseException:
+            self.log.exception("Re-exec failed")
+        os._exit(1)
+
+    def maybe_promote_master(self) -> None:
+        """A USR2 child becomes the master when its parent (the old master) is gone."""
+        if self.master_pid == 0:
+            return
+        if self.master_pid != self.procops.getppid():
+            self.log.info("Master has been promoted.")
+            self.master_name = "Master"
+            self.master_pid = 0
+            os.environ.pop(PID_ENV, None)
+            self.proc_name = self._default_proc_name()
+            if self.pidfile is not None and self.cfg.pidfile is not None:
+                self.pidfile.rename(self.cfg.pidfile)
+            set_proctitle(f"fastwsgi: master [{self.proc_name}]")
+
+    # --- workers ---------------------------------------------------------------------------
+
+    def active_workers(self) -> list[tuple[int, Worker]]:
+        """Workers not on their way out, oldest first."""
+        items = [(pid, w) for pid, w in self.WORKERS.items() if pid not in self.retiring]
+        return sorted(items, key=lambda item: item[1].age)
+
+    def manage_workers(self) -> None:
+        active = self.active_workers()
+        for _ in range(self.num_workers - len(active)):
+            self.spawn_worker()
+        excess = len(active) - self.num_workers
+        for pid, _ in active[: max(0, excess)]:
+            self.retire_worker(pid, "too many workers")
+
+    def retire_worker(self, pid: int, reason: str) -> None:
+        """Graceful TERM; SIGKILL if still alive after ``graceful_timeout``."""
+        worker = self.WORKERS.get(pid)
+        if worker is None or pid in self.retiring:
+            return
+        worker.exit_reason = reason
+        self.retiring[pid] = self.procops.monotonic() + self.graceful_timeout
+        self.kill_worker(pid, signal.SIGTERM)
+
+    def spawn_worker(self) -> int:
+        self.worker_age += 1
+        worker = self.worker_class(
+            self.worker_age,
+            self.pid,
+            [lnr.sock for lnr in self.LISTENERS],
+            self.worker_app_loader(),
+            self.worker_settings,
+            self.log,
+            self.hooks,
+            self.heartbeats.acquire(),
+        )
+        worker.server = self
+        self.call_hook("pre_fork", self, worker)
+        pid = self.procops.fork()
+        if pid != 0:
+            worker.pid = pid
+            self.WORKERS[pid] = worker
+            return pid
+        self._run_worker(worker)
+
+    def _run_worker(self, worker: Worker) -> NoReturn:
+        """In the child: never return into the master's loop."""
+        status = WORKER_BOOT_ERROR
+        try:
+            worker.pid = os.getpid()
+            for fd in self.PIPE:
+                if fd >= 0:
+                    os.close(fd)
+            set_proctitle(f"fastwsgi: worker [{self.proc_name}]")
+            self.log.info("Booting worker with pid: %s", worker.pid)
+            self._drop_privileges()
+            self.call_hook("post_fork", self, worker)
+            worker.init_process()
+        except SystemExit as exc:
+            code = exc.code
+            status = code if isinstance(code, int) else (0 if code is None else 1)
+        except BaseException:
+            try:
+                self.log.exception("Exception in worker process")
+            except BaseException:
+                traceback.print_exc()
+            status = 1 if worker.booted else WORKER_BOOT_ERROR
+        os._exit(status)
+
+    def _drop_privileges(self) -> None:
+        uid, gid = self.cfg.user, self.cfg.group
+        if gid is not None and gid != os.getegid():
+            if uid is not None:
+                try:
+                    import pwd
+
+                    os.initgroups(pwd.getpwuid(uid).pw_name, gid)
+                except KeyError:
+                    pass
+            os.setgid(gid)
+        if uid is not None and uid != os.geteuid():
+            os.setuid(uid)
+
+    def kill_workers(self, sig: int) -> None:
+        for pid in list(self.WORKERS):
+            self.kill_worker(pid, sig)
+
+    def kill_worker(self, pid: int, sig: int) -> None:
+        self.procops.kill(pid, sig)
+
+    def murder_workers(self) -> None:
+        """Heartbeat check: SIGABRT after ``timeout``, SIGKILL after the grace or a missed deadline."""
+        now = self.procops.monotonic()
+        for pid, worker in list(self.WORKERS.items()):
+            if pid in self.killed:
+                continue
+            aborted = self.aborted_at.get(pid)
+            if aborted is not None:
+                if now - aborted >= ABORT_GRACE:
+                    self.log.error(
+                        "Worker (pid:%s) still alive %ss after SIGABRT: sending SIGKILL",
+                        pid,
+                        ABORT_GRACE,
+                    )
+                    self.killed.add(pid)
+                    self.kill_worker(pid, signal.SIGKILL)
+                continue
+            deadline = self.retiring.get(pid)
+            if deadline is not None and now >= deadline:
+                self.log.error(
+                    "Worker (pid:%s) still busy %ss after SIGTERM (%s): sending SIGKILL",
+                    pid,
+                    self.graceful_timeout,
+                    worker.exit_reason,
+                )
+                self.killed.add(pid)
+                self.kill_worker(pid, signal.SIGKILL)
+                continue
+            if not self.timeout:
+                continue
+            silent = worker.heartbeat.age(now)
+            if silent <= self.timeout:
+                continue
+            self.log.critical(
+                "WORKER TIMEOUT (pid:%s): no heartbeat for %.1fs (timeout %ss), sending SIGABRT",
+                pid,
+                silent,
+                self.timeout,
+            )
+            worker.aborted = True
+            worker.exit_reason = "timeout"
+            self.aborted_at[pid] = now
+            self.kill_worker(pid, signal.SIGABRT)
+
+    def reap_workers(self, halt_on_boot_error: bool = True) -> None:
+        """Collect exited children, say why each one went, and halt on boot errors."""
+        halt: HaltServer | None = None
+        while True:
+            reaped = self.procops.reap()
+            if reaped is None:
+                break
+            pid, status = reaped
+            code, sig = describe_status(status)
+            if pid == self.reexec_pid:
+                self.reexec_pid = 0
+                self.log.error(
+                    "New master (pid:%s) exited (%s); keeping the old one",
+                    pid,
+                    f"code {code}" if sig is None else signal.Signals(sig).name,
+                )
+                if self.pidfile is not None and self.cfg.pidfile is not None:
+                    self.pidfile.rename(self.cfg.pidfile)
+                continue
+            worker = self.WORKERS.pop(pid, None)
+            if worker is None:
+                continue
+            self.retiring.pop(pid, None)
+            self.aborted_at.pop(pid, None)
+            self.killed.discard(pid)
+            self.heartbeats.release(worker.heartbeat)
+            reason = f" ({worker.exit_reason})" if worker.exit_reason else ""
+            if sig is not None:
+                name = signal.Signals(sig).name
+                if sig == signal.SIGKILL and not worker.exit_reason:
+                    self.log.error("Worker (pid:%s) was sent SIGKILL! Perhaps out of memory?", pid)
+                else:
+                    self.log.error("Worker (pid:%s) was sent %s!%s", pid, name, reason)
+            elif code:
+                self.log.error("Worker (pid:%s) exited with code %s%s", pid, code, reason)
+            self.call_hook("child_exit", self, worker)
+            if halt is None and halt_on_boot_error:
+                if code == WORKER_BOOT_ERROR:
+                    halt = HaltServer("Worker failed to boot.", WORKER_BOOT_ERROR)
+                elif code == APP_LOAD_ERROR:
+                    halt = HaltServer("App failed to load.", APP_LOAD_ERROR)
+        if halt is not None:
+            raise halt
+
+    # --- shutdown ----------------------------------------------------------------
+
+    def stop(self, graceful: bool = True) -> None:
+        """Close listeners, stop workers (TERM or QUIT), KILL what outlives graceful_timeout."""
+        unlink = (
+            self.reexec_pid == 0
+            and self.master_pid == 0
+            and not self.systemd
+            and not self.cfg.reuse_port
+        )
+        close_listeners(self.LISTENERS, unlink)
+        self.LISTENERS = []
+        self.kill_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
+        limit = self.procops.monotonic() + self.graceful_timeout
+        while self.WORKERS and self.procops.monotonic() < limit:
+            self.reap_workers(halt_on_boot_error=False)
+            if self.WORKERS:
+                self.sleep(0.1)
+        if self.WORKERS:
+            for pid in self.WORKERS:
+                self.log.error("Worker (pid:%s) outlived graceful_timeout: sending SIGKILL", pid)
+                self.killed.add(pid)
+            self.kill_workers(signal.SIGKILL)
+            # KILL cannot be caught; the reap is bounded anyway.
+            limit = self.procops.monotonic() + 5.0
+            while self.WORKERS and self.procops.monotonic() < limit:
+                self.reap_workers(halt_on_boot_error=False)
+                if self.WORKERS:
+                    self.sleep(0.05)
+
+    def halt(self, reason: str | None = None, exit_status: int = 0) -> int:
+        self.stop()
+        self.log.info("Shutting down: %s", self.master_name)
+        if reason is not None:
+            self.log.error("Reason: %s", reason)
+        return self._finish(exit_status)
+
+    def _finish(self, exit_status: int) -> int:
+        if self.pidfile is not None:
+            self.pidfile.unlink()
+        self.call_hook("on_exit", self)
+        return exit_status
