@@ -117,20 +117,28 @@ def prepare(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Settings, 
     return settings, groups, loader
 
 
-def make_reloader(argv: Sequence[str]) -> Callable[[], Groups]:
+def make_reloader(argv: Sequence[str], app_uri: str) -> Callable[[], Groups | tuple[Groups, AppLoader]]:
     """For the arbiter's SIGHUP: re-read the config file and arguments.
 
-    Raises ConfigError when the new configuration is broken; the arbiter
-    should log it and keep running with the old one.
+    Returns the new Groups, or (Groups, AppLoader) when the APP itself
+    changed (a config file's ``wsgi_app``). Raises ConfigError or
+    AppImportError when the new configuration is broken; the arbiter logs it
+    and keeps running with the old one.
     """
 
-    def reloader() -> Groups:
+    def reloader() -> Groups | tuple[Groups, AppLoader]:
         settings = config.load(argv, os.environ)
         if not settings.app_uri:
             raise ConfigError("no APP given")
         groups = settings.groups()
+        _check_worker_class(groups.worker.worker_class)
         _apply_env(groups.raw_env)
-        return groups
+        if groups.app_uri == app_uri:
+            return groups
+        loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath)
+        loader.prepare()
+        loader.check()
+        return groups, loader
 
     return reloader
 
@@ -159,7 +167,7 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
             return 0
         from fastwsgi.arbiter import Arbiter
 
-        return Arbiter(groups, loader, log, reloader=make_reloader(argv)).run()
+        return Arbiter(groups, loader, log, reloader=make_reloader(argv, groups.app_uri)).run()
     except FastWSGIError as exc:
         return _fail(str(exc), getattr(exc, "exit_status", 1), debug)
     except _RuntimeFailure as exc:
