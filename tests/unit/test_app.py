@@ -1,0 +1,165 @@
+"""APP parsing and loading: Gunicorn's module:expr rules, checked before fork."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fastwsgi.app import AppLoader, AppSpec, parse_app_uri
+from fastwsgi.errors import AppImportError
+
+
+@pytest.mark.parametrize(
+    ("uri", "spec"),
+    [
+        ("mod", AppSpec("mod", ("application",))),
+        ("pkg.mod:app", AppSpec("pkg.mod", ("app",))),
+        ("mod:obj.wsgi", AppSpec("mod", ("obj", "wsgi"))),
+        ("mod:create_app()", AppSpec("mod", ("create_app",), True)),
+        ("mod:make('prod', n=2, flags=[1, 2])", AppSpec("mod", ("make",), True, ("prod",), {"n": 2, "flags": [1, 2]})),
+        (" mod:f( 1 , None ) ", AppSpec("mod", ("f",), True, (1, None))),
+    ],
+)
+def test_parse(uri: str, spec: AppSpec) -> None:
+    assert parse_app_uri(uri) == spec
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("", "not of the form"),
+        (":app", "not of the form"),
+        ("mod:", "not of the form"),
+        ("my-mod:app", "not a module name"),
+        ("mod:app(", "cannot parse"),
+        ("mod:f(os.system('x'))", "arguments must be literals"),
+        ("mod:f(*args)", "arguments must be literals"),
+        ("mod:f(**kw)", "arguments must be literals"),
+        ("mod:a[0]", "not an attribute name or a call"),
+        ("mod:f()()", "not an attribute name or a call"),
+        ("mod:1", "not an attribute name"),
+    ],
+)
+def test_parse_rejects(uri: str, message: str) -> None:
+    with pytest.raises(AppImportError, match=message):
+        parse_app_uri(uri)
+
+
+@pytest.fixture
+def appdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory of throwaway app modules, with unique names, on sys.path."""
+    before = set(sys.modules)
+    saved_path = list(sys.path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "appmod_t1.py").write_text(
+        "def application(environ, start_response):\n    return [b'app']\n"
+        "class Obj:\n    def wsgi(self, e, s):\n        return [b'obj']\n"
+        "obj = Obj()\n"
+        "def create(name='x', n=1):\n"
+        "    def app(e, s):\n        return [f'{name}{n}'.encode()]\n    return app\n"
+        "def bad_factory():\n    raise RuntimeError('nope')\n"
+        "not_callable = 3\n"
+        "nothing = None\n"
+    )
+    (tmp_path / "appmod_raises.py").write_text("raise ValueError('import-time failure')\n")
+    (tmp_path / "appmod_imports.py").write_text("import appmod_missing_dep\n")
+    pkg = tmp_path / "apppkg_t1"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "wsgi.py").write_text("def application(e, s):\n    return [b'pkg']\n")
+    yield tmp_path
+    sys.path[:] = saved_path
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize(
+    ("uri", "body"),
+    [
+        ("appmod_t1", b"app"),
+        ("appmod_t1:application", b"app"),
+        ("appmod_t1:obj.wsgi", b"obj"),
+        ("appmod_t1:create()", b"x1"),
+        ("appmod_t1:create('prod', n=3)", b"prod3"),
+        ("apppkg_t1.wsgi", b"pkg"),
+    ],
+)
+def test_load(uri: str, body: bytes, appdir: Path) -> None:
+    loader = AppLoader(uri)
+    loader.prepare()
+    loader.check()
+    app = loader.load()
+    assert app({}, None) == [body]
+    assert loader() is not None  # the loader is itself the zero-argument factory
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("appmod_none_such:app", "no module named 'appmod_none_such'"),
+        ("apppkg_t1.nothere:app", "no module named 'apppkg_t1.nothere'"),
+    ],
+)
+def test_check_catches_missing_modules_without_running_code(uri: str, message: str, appdir: Path) -> None:
+    loader = AppLoader(uri)
+    loader.prepare()
+    with pytest.raises(AppImportError, match=message):
+        loader.check()
+
+
+def test_check_runs_no_application_code(appdir: Path) -> None:
+    loader = AppLoader("appmod_raises:app")
+    loader.prepare()
+    loader.check()  # found; its import-time failure is the worker's to report
+    assert "appmod_raises" not in sys.modules
+    with pytest.raises(AppImportError, match="ValueError: import-time failure"):
+        loader.load()
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("appmod_t1:missing", "cannot find 'missing'"),
+        ("appmod_t1:obj.missing", "cannot find 'missing'"),
+        ("appmod_t1:not_callable", "must be callable"),
+        ("appmod_t1:not_callable()", "is not callable"),
+        ("appmod_t1:nothing", "application is None"),
+        ("appmod_t1:bad_factory()", "the factory raised RuntimeError: nope"),
+        ("appmod_imports", "ModuleNotFoundError"),
+    ],
+)
+def test_load_errors(uri: str, message: str, appdir: Path) -> None:
+    loader = AppLoader(uri)
+    loader.prepare()
+    with pytest.raises(AppImportError, match=message):
+        loader.load()
+
+
+def test_chdir_and_pythonpath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved_path = list(sys.path)
+    monkeypatch.chdir("/")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "appmod_pp.py").write_text("def application(e, s):\n    return [b'pp']\n")
+    (tmp_path / "appmod_cd.py").write_text("def application(e, s):\n    return [b'cd']\n")
+    try:
+        loader = AppLoader("appmod_cd", chdir=str(tmp_path), pythonpath=[str(tmp_path / "site")])
+        loader.prepare()
+        assert os.getcwd() == str(tmp_path)
+        assert sys.path[0] == str(tmp_path / "site")
+        assert loader.load()({}, None) == [b"cd"]
+        pp = AppLoader("appmod_pp")
+        pp.check()
+        assert pp.load()({}, None) == [b"pp"]
+    finally:
+        sys.path[:] = saved_path
+        sys.modules.pop("appmod_cd", None)
+        sys.modules.pop("appmod_pp", None)
+
+
+def test_bad_chdir(tmp_path: Path) -> None:
+    with pytest.raises(AppImportError, match="cannot change directory to .*No such file"):
+        AppLoader("x", chdir=str(tmp_path / "nope")).prepare()
