@@ -77,7 +77,7 @@ ATOMS: dict[str, str] = {
 }
 
 # Gunicorn's CONFIG_DEFAULTS, for our logger names: the base a logconfig_dict
-# is merged over (top-level keys replace ours, as in Gunicorn).
+# is merged over (see _apply_log_config).
 CONFIG_DEFAULTS: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -241,6 +241,8 @@ class Logger:
             self.error_log.addHandler(handler)
         self.error_log.setLevel(level)
         self._setup_access(cfg)
+        if self.statsd is not None:
+            self.statsd.close()
         if cfg.statsd_host:
             from fastwsgi.statsd import Statsd
 
@@ -272,8 +274,15 @@ class Logger:
 
     def _apply_log_config(self, cfg: LogSettings) -> None:
         if cfg.logconfig_dict:
+            # Gunicorn replaces top-level keys; we merge handlers, formatters
+            # and filters key by key so a dict that names its own handlers
+            # does not break the default root logger's "console" handler.
             config = copy.deepcopy(CONFIG_DEFAULTS)
-            config.update(copy.deepcopy(cfg.logconfig_dict))
+            user = copy.deepcopy(cfg.logconfig_dict)
+            for key in ("handlers", "formatters", "filters"):
+                if isinstance(user.get(key), dict):
+                    config.setdefault(key, {}).update(user.pop(key))
+            config.update(user)
             logging.config.dictConfig(config)
             configured = set(config.get("loggers", {}))
         else:
@@ -479,6 +488,16 @@ class Logger:
                 )
                 os.dup2(new, self._access_fd, inheritable=False)
                 os.close(new)
+
+    def close(self) -> None:
+        """Drop our handlers and descriptors (tests; a process exiting needs nothing)."""
+        self._remove_own_handlers()
+        if self._capture_file is not None:
+            self._capture_file.close()
+            self._capture_file = None
+        if self.statsd is not None:
+            self.statsd.close()
+            self.statsd = None
 
     def close_on_exec(self) -> None:
         for log in (self.error_log, self.access_log):

@@ -45,6 +45,11 @@ class Statsd:
         self._sock, self._pid = sock, os.getpid()
         return sock
 
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
     def _send(self, metric: str) -> None:
         sock = self._socket()
         if sock is None:

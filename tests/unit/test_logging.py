@@ -1,0 +1,318 @@
+"""Error log and access log: Gunicorn's shapes, atoms, JSON, escaping, rotation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fastwsgi
+from fastwsgi.config import LogSettings
+from fastwsgi.glogging import Logger, escape
+
+SRC = str(Path(fastwsgi.__file__).parent.parent)
+ERROR_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[(\d+)\] \[([A-Z]+)\] (.*)$")
+CLF_TIME = r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
+
+
+@pytest.fixture(autouse=True)
+def clean_loggers() -> Iterator[None]:
+    """Log configs touch process-wide loggers (dictConfig sets up the root too)."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield
+    for h in list(root.handlers):
+        if h not in saved[0]:
+            root.removeHandler(h)
+            h.close()
+    root.setLevel(saved[1])
+    for name in ("fastwsgi.error", "fastwsgi.access", "gunicorn.error", "gunicorn.access"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
+            h.close()
+        lg.propagate = True
+        lg.setLevel(logging.NOTSET)
+
+
+def make(tmp_path: Path, **kw: Any) -> Logger:
+    kw.setdefault("errorlog", str(tmp_path / "error.log"))
+    return Logger(LogSettings(**kw))
+
+
+def environ(**extra: Any) -> dict[str, Any]:
+    env = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/p/a%20th?x=1&y=2",
+        "PATH_INFO": "/p/a th",
+        "QUERY_STRING": "x=1&y=2",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_REFERER": "http://ref/",
+        "HTTP_USER_AGENT": "curl/8.0",
+        "HTTP_X_REQUEST_ID": "abc-123",
+        "wsgi.url_scheme": "http",
+    }
+    env.update(extra)
+    return env
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+# --- error log --------------------------------------------------------------------
+
+
+def test_error_log_line_shape_and_level(tmp_path: Path) -> None:
+    log = make(tmp_path, loglevel="warning")
+    log.info("hidden %s", 1)
+    log.warning("shown %s", 2)
+    log.error("err")
+    log.critical("crit")
+    log.log("error", "by name")
+    log.close()
+    got = [ERROR_LINE.match(line) for line in lines(tmp_path / "error.log")]
+    assert all(got), lines(tmp_path / "error.log")
+    assert [(m[1], m[2], m[3]) for m in got if m] == [
+        (str(os.getpid()), "WARNING", "shown 2"),
+        (str(os.getpid()), "ERROR", "err"),
+        (str(os.getpid()), "CRITICAL", "crit"),
+        (str(os.getpid()), "ERROR", "by name"),
+    ]
+
+
+def test_error_log_dash_is_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    log = Logger(LogSettings(errorlog="-", loglevel="debug"))
+    log.debug("to stderr")
+    log.close()
+    out, err = capsys.readouterr()
+    assert out == ""
+    m = ERROR_LINE.match(err.strip())
+    assert m and m[2] == "DEBUG" and m[3] == "to stderr"
+
+
+def test_exception_includes_traceback(tmp_path: Path) -> None:
+    log = make(tmp_path)
+    try:
+        raise KeyError("k")
+    except KeyError:
+        log.exception("failed")
+    log.close()
+    text = (tmp_path / "error.log").read_text()
+    assert "[ERROR] failed" in text and "Traceback" in text and "KeyError: 'k'" in text
+
+
+def test_setup_again_does_not_stack_handlers(tmp_path: Path) -> None:
+    log = make(tmp_path)
+    log.setup(LogSettings(errorlog=str(tmp_path / "error.log")))
+    log.info("once")
+    log.close()
+    assert len([x for x in lines(tmp_path / "error.log") if x.endswith("once")]) == 1
+
+
+# --- access log ------------------------------------------------------------------
+
+
+def test_default_access_format(tmp_path: Path) -> None:
+    log = make(tmp_path, accesslog=str(tmp_path / "access.log"))
+    log.access(environ(), "200 OK", [("Content-Length", "5")], 5, 0.0123)
+    log.access(environ(REQUEST_METHOD="HEAD"), 304, [], None, 0.0)
+    log.close()
+    got = lines(tmp_path / "access.log")
+    assert len(got) == 2
+    assert re.fullmatch(
+        r'127\.0\.0\.1 - - ' + CLF_TIME + r' "GET /p/a%20th\?x=1&y=2 HTTP/1\.1" 200 5 "http://ref/" "curl/8\.0"',
+        got[0],
+    ), got[0]
+    assert re.fullmatch(r'127\.0\.0\.1 - - ' + CLF_TIME + r' "HEAD /p/a%20th\?x=1&y=2 HTTP/1\.1" 304 - "http://ref/" "curl/8\.0"',
+                        got[1]), got[1]
+
+
+def test_every_atom(tmp_path: Path) -> None:
+    fmt = "|".join(f"%({a})s" for a in "hlutrmUqHsBbfaTMDLp") + "|%({x-request-id}i)s|%({X-Out}o)s|%({wsgi.url_scheme}e)s|%(zz)s|%({nope}i)s"
+    log = make(tmp_path, accesslog=str(tmp_path / "a.log"), access_log_format=fmt)
+    auth = "Basic " + base64.b64encode(b"alice:secret").decode()
+    log.access(environ(HTTP_AUTHORIZATION=auth), "404 Not Found", [("x-out", "o1")], 7, 2.5)
+    log.close()
+    parts = lines(tmp_path / "a.log")[0].split("|")
+    assert re.fullmatch(CLF_TIME, parts[3])
+    parts[3] = "T"
+    assert parts == [
+        "127.0.0.1", "-", "alice", "T", "GET /p/a%20th?x=1&y=2 HTTP/1.1", "GET", "/p/a th", "x=1&y=2",
+        "HTTP/1.1", "404", "7", "7", "http://ref/", "curl/8.0", "2", "2500", "2500000", "2.500000",
+        f"<{os.getpid()}>", "abc-123", "o1", "http", "-", "-",
+    ]
+
+
+def test_missing_values_render_as_dash(tmp_path: Path) -> None:
+    log = make(tmp_path, accesslog=str(tmp_path / "a.log"))
+    log.access({"REQUEST_METHOD": "GET", "RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.0"}, 200, [], 0, 0.0)
+    log.close()
+    assert re.fullmatch(r'- - - ' + CLF_TIME + r' "GET / HTTP/1\.0" 200 0 "-" "-"', lines(tmp_path / "a.log")[0])
+
+
+def test_request_values_are_escaped(tmp_path: Path) -> None:
+    log = make(tmp_path, accesslog=str(tmp_path / "a.log"))
+    hostile = 'x"\n1.2.3.4 - - [forged] "GET / HTTP/1.1" 200\x1b[31m\\\xe9'
+    log.access(environ(HTTP_USER_AGENT=hostile), 200, [], 1, 0.0)
+    log.close()
+    got = lines(tmp_path / "a.log")
+    assert len(got) == 1
+    assert got[0].endswith(r'"x\"\x0a1.2.3.4 - - [forged] \"GET / HTTP/1.1\" 200\x1b[31m\\\xe9"')
+
+
+def test_escape() -> None:
+    assert escape("plain /path?q=1") == "plain /path?q=1"
+    assert escape('a"b\\c\td\x7f\x80') == r"a\"b\\c\x09d\x7f\x80"
+
+
+def test_json_access_log(tmp_path: Path) -> None:
+    log = make(tmp_path, accesslog=str(tmp_path / "a.log"), access_log_json=True)
+    log.access(environ(HTTP_USER_AGENT='evil"\n}{"status":1', QUERY_STRING="\x00"), "201 Created", [], 12, 0.25)
+    log.access(environ(), 500, [], None, 1.5)
+    log.close()
+    raw = lines(tmp_path / "a.log")
+    assert len(raw) == 2 and all(line.isascii() for line in raw)
+    first, second = (json.loads(line) for line in raw)
+    assert first["status"] == 201 and first["bytes"] == 12 and first["duration_s"] == 0.25
+    assert first["user_agent"] == 'evil"\n}{"status":1' and first["query"] == "\x00"
+    assert first["method"] == "GET" and first["uri"] == "/p/a%20th?x=1&y=2" and first["remote_addr"] == "127.0.0.1"
+    assert first["pid"] == os.getpid()
+    assert time.strptime(first["time"], "%Y-%m-%dT%H:%M:%S%z")
+    assert second["status"] == 500 and second["bytes"] is None and second["duration_s"] == 1.5
+
+
+def test_access_log_dash_is_stdout(capfd: pytest.CaptureFixture[str]) -> None:
+    log = Logger(LogSettings(errorlog="-", accesslog="-"))
+    log.access(environ(), 200, [], 2, 0.0)
+    log.close()
+    out, err = capfd.readouterr()
+    assert '"GET /p/a%20th?x=1&y=2 HTTP/1.1" 200 2' in out and "GET" not in err
+
+
+def test_no_access_log_by_default(tmp_path: Path) -> None:
+    log = make(tmp_path)
+    assert not log.access_enabled
+    log.access(environ(), 200, [], 2, 0.0)
+    log.close()
+    assert lines(tmp_path / "error.log") == []
+
+
+def test_reopen_files_after_rotation(tmp_path: Path) -> None:
+    log = make(tmp_path, accesslog=str(tmp_path / "a.log"))
+    log.info("before")
+    log.access(environ(), 200, [], 1, 0.0)
+    os.rename(tmp_path / "a.log", tmp_path / "a.log.1")
+    os.rename(tmp_path / "error.log", tmp_path / "error.log.1")
+    log.reopen_files()
+    log.info("after")
+    log.access(environ(), 201, [], 1, 0.0)
+    log.close()
+    assert " 200 " in lines(tmp_path / "a.log.1")[0] and len(lines(tmp_path / "a.log.1")) == 1
+    assert " 201 " in lines(tmp_path / "a.log")[0] and len(lines(tmp_path / "a.log")) == 1
+    assert lines(tmp_path / "error.log.1")[0].endswith("before")
+    assert lines(tmp_path / "error.log")[0].endswith("after")
+
+
+# --- log configuration ---------------------------------------------------------------
+
+
+def test_logconfig_dict_for_gunicorn_loggers_is_honoured(tmp_path: Path) -> None:
+    """A dict written for Gunicorn names gunicorn.error/gunicorn.access."""
+    cfg = {
+        "version": 1,
+        "formatters": {"plain": {"format": "G %(levelname)s %(message)s"}},
+        "handlers": {
+            "err": {"class": "logging.FileHandler", "filename": str(tmp_path / "g-error.log"), "formatter": "plain"},
+            "acc": {"class": "logging.FileHandler", "filename": str(tmp_path / "g-access.log"), "formatter": "plain"},
+        },
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["err"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["acc"], "propagate": False},
+        },
+    }
+    log = Logger(LogSettings(logconfig_dict=cfg))
+    log.info("hello")
+    log.access(environ(), 200, [], 1, 0.0)
+    for h in logging.getLogger("gunicorn.error").handlers + logging.getLogger("gunicorn.access").handlers:
+        h.flush()
+    assert lines(tmp_path / "g-error.log") == ["G INFO hello"]
+    assert re.fullmatch(r'G INFO 127\.0\.0\.1 - - ' + CLF_TIME + r' "GET .*" 200 1 .*', lines(tmp_path / "g-access.log")[0])
+
+
+def test_logconfig_file(tmp_path: Path) -> None:
+    ini = tmp_path / "log.ini"
+    out = tmp_path / "out.log"
+    ini.write_text(
+        "[loggers]\nkeys=root,error\n[handlers]\nkeys=f\n[formatters]\nkeys=x\n"
+        "[logger_root]\nlevel=WARNING\nhandlers=\n"
+        "[logger_error]\nlevel=DEBUG\nhandlers=f\nqualname=fastwsgi.error\npropagate=0\n"
+        f"[handler_f]\nclass=FileHandler\nformatter=x\nargs=({str(out)!r},)\n"
+        "[formatter_x]\nformat=INI %(message)s\n"
+    )
+    log = Logger(LogSettings(logconfig=str(ini), loglevel="debug"))
+    log.debug("from ini")
+    for h in logging.getLogger("fastwsgi.error").handlers:
+        h.flush()
+    assert lines(out) == ["INI from ini"]
+
+
+def test_missing_logconfig_file_fails(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="does not exist"):
+        Logger(LogSettings(logconfig=str(tmp_path / "none.ini")))
+
+
+def test_capture_output_redirects_stdout_and_stderr(tmp_path: Path) -> None:
+    """fds 1 and 2 are rewired, so this runs in its own process."""
+    errlog = tmp_path / "err.log"
+    code = (
+        "import os, sys\n"
+        "from fastwsgi.config import LogSettings\n"
+        "from fastwsgi.glogging import Logger\n"
+        f"log = Logger(LogSettings(errorlog={str(errlog)!r}, capture_output=True))\n"
+        "print('printed'); sys.stdout.flush()\n"
+        "os.write(2, b'raw fd 2\\n')\n"
+        "log.info('logged')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC},
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"" and proc.stderr == b""
+    text = errlog.read_text()
+    assert "printed\n" in text and "raw fd 2\n" in text and "[INFO] logged" in text
+
+
+# --- statsd ----------------------------------------------------------------------------
+
+
+def test_statsd_metrics_over_udp(tmp_path: Path) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(10)
+    port = sock.getsockname()[1]
+    try:
+        log = make(tmp_path, statsd_host=f"127.0.0.1:{port}", statsd_prefix="web")
+        log.access(environ(), "404 Not Found", [], 0, 0.0125)
+        log.critical("down")
+        got = {sock.recv(512).decode() for _ in range(4)}
+        log.close()
+    finally:
+        sock.close()
+    assert got == {
+        "web.gunicorn.request.duration:12.500|ms",
+        "web.gunicorn.requests:1|c",
+        "web.gunicorn.request.status.404:1|c",
+        "web.gunicorn.log.critical:1|c",
+    }
