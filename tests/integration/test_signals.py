@@ -1,0 +1,201 @@
+"""Signals sent to a real master: what each one does to the processes and requests.
+
+Every test starts ``python -m fastwsgi`` on a free port (``server`` fixture),
+synchronises on log lines, worker pid sets or answered requests, and never
+sleeps blindly. Short timeouts (``-t 2``, small ``--graceful-timeout``) keep
+the suite fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from server import Server, default_worker, pid_alive, wait_for_text, wait_until_gone
+
+WORKER = ["-k", default_worker()]
+Start = Callable[..., Server]
+
+
+def test_hup_replaces_every_worker_and_keeps_serving(server: Start) -> None:
+    srv = server(*WORKER, "-w", "2", "testapp:app")
+    old = srv.wait_workers(2)
+    mark = srv.mark()
+    srv.signal(signal.SIGHUP)
+    srv.wait_for_log(r"Handling signal: hup", after=mark)
+    new = srv.wait_workers(2, exclude=old)
+    for pid in old:
+        wait_until_gone(pid)
+    status, body = srv.get("/pid")
+    assert status == 200 and int(body) in new
+
+
+def test_ttin_adds_and_ttou_removes_a_worker(server: Start) -> None:
+    srv = server(*WORKER, "-w", "2", "testapp:app")
+    first = srv.wait_workers(2)
+    srv.signal(signal.SIGTTIN)
+    three = srv.wait_workers(3)
+    assert set(first) < set(three)
+    srv.signal(signal.SIGTTOU)
+    two = srv.wait_workers(2)
+    # TTOU retires the oldest worker, like Gunicorn.
+    assert set(two) < set(three)
+    assert min(first, key=lambda pid: pid) not in two or max(three) in two
+
+
+def test_ttou_never_goes_below_one_worker(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "testapp:app")
+    (only,) = srv.wait_workers(1)
+    mark = srv.mark()
+    srv.signal(signal.SIGTTOU)
+    srv.wait_for_log(r"Handling signal: ttou", after=mark)
+    # A request after the signal was handled is served by the same worker.
+    status, body = srv.get("/pid")
+    assert status == 200 and int(body) == only
+    assert srv.workers() == [only]
+
+
+def test_term_lets_an_in_flight_request_finish(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "--graceful-timeout", "10", "testapp:app")
+    result: dict[str, object] = {}
+
+    def client() -> None:
+        try:
+            result["resp"] = srv.get("/slow?s=1.5", timeout=20)
+        except Exception as exc:  # reported by the assertion below
+            result["error"] = exc
+
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        srv.wait_for_log(r"slow request started")
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+    finally:
+        t.join(30)
+    assert "error" not in result, result
+    status, body = result["resp"]  # type: ignore[misc]
+    assert status == 200 and body.startswith(b"slow done")
+    assert "Shutting down: Master" in srv.log()
+
+
+def test_term_kills_requests_that_outlive_graceful_timeout(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "--graceful-timeout", "1", "testapp:app")
+    (worker,) = srv.wait_workers(1)
+    errors: list[Exception] = []
+
+    def client() -> None:
+        try:
+            srv.get("/slow?s=30", timeout=30)
+        except Exception as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        srv.wait_for_log(r"slow request started")
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+    finally:
+        t.join(30)
+    assert errors, "the 30 s request cannot have completed"
+    assert f"Worker (pid:{worker}) outlived graceful_timeout" in srv.log()
+    assert not pid_alive(worker)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGINT])
+def test_quit_and_int_stop_fast(server: Start, sig: int) -> None:
+    srv = server(*WORKER, "-w", "2", "--graceful-timeout", "30", "testapp:app")
+    workers = srv.wait_workers(2)
+    t = threading.Thread(target=lambda: _swallow(lambda: srv.get("/slow?s=20", timeout=25)))
+    t.start()
+    try:
+        srv.wait_for_log(r"slow request started")
+        srv.signal(sig)
+        # Far below the 20 s request and the 30 s graceful timeout.
+        assert srv.wait_exit(10) == 0
+    finally:
+        t.join(30)
+    for pid in workers:
+        assert not pid_alive(pid)
+
+
+def _swallow(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception:
+        pass
+
+
+def test_usr1_reopens_log_files_in_master_and_workers(server: Start, tmp_path: Path) -> None:
+    logfile = tmp_path / "error.log"
+    rotated = tmp_path / "error.log.1"
+    srv = server(*WORKER, "-w", "1", "--error-logfile", str(logfile), "testapp:app")
+    srv.wait_for_log(r"Booting worker", path=logfile)
+    os.rename(logfile, rotated)
+    srv.signal(signal.SIGUSR1)
+    wait_for_text(rotated, r"Handling signal: usr1")
+    # The next master line lands in a fresh file at the original path.
+    srv.signal(signal.SIGTTIN)
+    wait_for_text(logfile, r"Handling signal: ttin")
+    srv.wait_workers(2)
+    # So do the lines the old worker writes after its own USR1.
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(20) == 0
+    text = logfile.read_text()
+    assert text.count("Worker exiting") == 2, text
+    assert "Worker exiting" not in rotated.read_text()
+
+
+def test_usr2_starts_a_new_master_and_the_old_one_drains_on_term(
+    server: Start, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "app.pid"
+    srv = server(*WORKER, "-w", "2", "--pid", str(pidfile), "testapp:app")
+    old_workers = srv.wait_workers(2)
+    assert int(pidfile.read_text()) == srv.pid
+    mark = srv.mark()
+    srv.signal(signal.SIGUSR2)
+    m = srv.wait_for_log(r"Listening at: .* \((\d+)\)$", after=mark)
+    new_master = int(m.group(1))
+    try:
+        assert new_master != srv.pid
+        new_workers = srv.wait_workers(2, master=new_master)
+        # Both generations serve; the old pidfile moved aside.
+        assert int((tmp_path / "app.pid.oldbin").read_text()) == srv.pid
+        assert int((tmp_path / "app.pid.2").read_text()) == new_master
+        assert srv.workers() == old_workers
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+        srv.wait_for_log(r"Master has been promoted", after=mark)
+        wait_for_text(pidfile, rf"^{new_master}$")
+        status, body = srv.get("/pid")
+        assert status == 200 and int(body) in new_workers
+        for pid in old_workers:
+            assert not pid_alive(pid)
+    finally:
+        if pid_alive(new_master):
+            os.kill(new_master, signal.SIGTERM)
+            wait_until_gone(new_master)
+
+
+def test_sigkill_of_a_worker_is_reported_and_the_worker_replaced(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "testapp:app")
+    (victim,) = srv.wait_workers(1)
+    os.kill(victim, signal.SIGKILL)
+    srv.wait_for_log(rf"Worker \(pid:{victim}\) was sent SIGKILL! Perhaps out of memory\?")
+    (fresh,) = srv.wait_workers(1, exclude=[victim])
+    status, body = srv.get("/pid")
+    assert status == 200 and int(body) == fresh
+
+
+def test_worker_exit_status_is_reported(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "testapp:app")
+    (victim,) = srv.wait_workers(1)
+    os.kill(victim, signal.SIGSEGV)
+    srv.wait_for_log(rf"Worker \(pid:{victim}\) was sent SIGSEGV!")
+    srv.wait_workers(1, exclude=[victim])
