@@ -1,0 +1,75 @@
+# C-level API of the per-connection I/O core (see _conn.pyx).
+
+from fastwsgi._parser cimport RequestParser
+from fastwsgi._response cimport Response
+
+
+cdef class WorkerContext:
+    cdef readonly object settings
+    cdef readonly object log
+    cdef readonly object hooks
+    cdef readonly object worker
+    cdef readonly dict base_env
+    cdef readonly bint keepalive
+    cdef readonly bint use_sendfile
+    cdef dict parser_kwargs
+    cdef double header_timeout
+    cdef double body_timeout
+    cdef double send_timeout
+    cdef bint forwarded_all
+    cdef frozenset forwarded_ips
+    cdef bint proxy_all
+    cdef frozenset proxy_ips
+    cdef bint proxy_protocol
+    cdef str script_name
+    cdef bytes server
+    cdef object pre_request
+    cdef object post_request
+    cdef object access
+
+
+cdef class Input:
+    cdef Connection conn
+    cdef bytes buf
+    cdef Py_ssize_t off
+    cdef readonly bint done
+    cdef bytes _more(self, Py_ssize_t hint)
+    cdef Py_ssize_t _avail(self)
+
+
+cdef class Connection:
+    cdef WorkerContext ctx
+    cdef readonly object sock
+    cdef readonly int fd
+    cdef RequestParser parser
+    cdef dict conn_env
+    cdef bint is_unix
+    cdef object server_name
+    cdef object server_port
+    cdef bint trusted
+    cdef readonly bint closed
+    cdef bint eof
+    cdef object pending_head
+    cdef object pending_error
+    cdef Response resp
+    cdef Input inp
+    cdef bint continue_sent
+    cdef bint must_close
+    cdef object write_cb
+    cdef readonly double request_started
+    cdef readonly str request_line
+    cdef readonly long long requests
+
+    cdef Py_ssize_t _recv(self, double deadline) except -2
+    cdef int _wait(self, short events, double deadline) except -1
+    cdef int _send_buf(self, const char* buf, Py_ssize_t n, int flags) except -1
+    cdef int _send_out(self, object out) except -1
+    cdef int _send_vec(self, tuple out) except -1
+    cdef long long _sendfile(self, int in_fd, long long offset, long long count) except -1
+    cdef int _continue(self) except -1
+    cdef object _next_head(self)
+    cdef object _build_env(self, dict head)
+    cdef int _send_result(self, object result) except -1
+    cdef bint _try_sendfile(self, object wrapper) except -1
+    cdef bint _drain_body(self) except -1
+    cdef void _answer(self, object exc) noexcept

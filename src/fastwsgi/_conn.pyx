@@ -1,0 +1,873 @@
+# cython: language_level=3
+"""Per-connection I/O: recv -> parse -> environ -> app -> send / sendfile.
+
+Theory of operation
+-------------------
+A worker wraps each accepted socket in a ``Connection`` and calls
+``handle_request(app)`` once per request; it returns whether the connection
+may carry another one. Everything blocking happens here, in C, with the GIL
+released: the fd is non-blocking and every wait is a ``poll()`` bounded by a
+deadline, so a stalled client cannot pin a worker:
+
+* the request head must be complete within ``header_timeout`` (else 408 if
+  some of it arrived, or a silent close if nothing did);
+* each read of the body must make progress within ``body_timeout``;
+* each write must make progress within ``timeout``.
+
+Bytes are received straight into the parser's buffer
+(``recv_buffer``/``recv_commit``: no copy). The environ is a copy of a
+per-connection dict (itself a copy of a per-worker base dict holding the
+constant WSGI keys) updated with the parser's CGI keys: two C-level dict
+operations per request.
+
+Output goes through the sans-IO ``Response``: a small response is one
+``send()`` (head and body in one buffer); a large body goes out with
+``writev`` next to its head; a ``wsgi.file_wrapper`` over a regular file
+goes out with ``sendfile(2)`` (head sent with ``MSG_MORE`` so the kernel
+coalesces it with the first file bytes).
+
+Errors: a ``ParseError`` is answered with its own status (nothing for
+``NoMoreData``) and the connection closed. An exception from the app before
+the head went out is answered 500 (traceback to the error log, never to the
+client); after that the connection is closed, which is the only way left to
+tell the client the body is incomplete. The iterable's ``close()`` is called
+in every case (PEP 3333).
+
+After a keep-alive response whose request body the app did not read, at
+most ``DRAIN_LIMIT`` bytes are read and discarded so the next request can be
+parsed; a bigger remainder closes the connection instead (reading it would
+cost more than the client opening a new connection).
+
+When the connection closes with input possibly still in flight (an error, or
+a body the app did not read), the write side is shut down first and what has
+already arrived is discarded, so the kernel does not answer unread data with
+an RST that could destroy the response in flight (nginx's lingering close,
+without its waiting).
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport EAGAIN, ECONNRESET, EINTR, EPIPE, errno
+from libc.string cimport strerror
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.types cimport off_t
+from posix.uio cimport iovec, writev
+
+from fastwsgi._parser cimport RequestParser
+from fastwsgi._response cimport Response
+from fastwsgi.includes.net cimport (
+    MSG_DONTWAIT,
+    MSG_MORE,
+    MSG_NOSIGNAL,
+    POLLIN,
+    POLLOUT,
+    SHUT_WR,
+    pollfd,
+    poll,
+    recv,
+    send,
+    sendfile,
+    shutdown,
+)
+
+import os
+import stat
+import sys
+
+from fastwsgi import SERVER_SOFTWARE
+from fastwsgi._response import error_response
+from fastwsgi.errors import NoMoreData, ParseError, RequestTimeout, ResponseError
+from fastwsgi.wsgi import ClientDisconnected, FileWrapper, RequestInfo
+
+# Unread request body discarded to keep a connection alive (ours; see above).
+DRAIN_LIMIT = 65536
+cdef long long C_DRAIN_LIMIT = 65536
+# Linux sendfile(2) moves at most 0x7ffff000 bytes per call.
+cdef long long SENDFILE_MAX = 0x7ffff000
+# Read-and-send block for file_wrapper without sendfile: PEP 3333's 8 KiB
+# example block costs a syscall per 8 KiB; 256 KiB keeps the socket busy.
+cdef Py_ssize_t FILE_BLOCK = 262144
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+def monotonic():
+    """The clock the connection deadlines use (CLOCK_MONOTONIC)."""
+    return _now()
+
+
+cdef bint _ip_allowed(str ip, bint allow_all, frozenset ips):
+    return allow_all or ip in ips
+
+
+cdef class WorkerContext:
+    """Per-worker constants every Connection shares (built once per worker)."""
+
+    def __init__(self, settings, log=None, hooks=None, worker=None, *,
+                 bint multithread=False, bint multiprocess=True, bint keepalive=True):
+        self.settings = settings
+        self.log = log
+        self.hooks = hooks
+        self.worker = worker
+        self.keepalive = keepalive
+        self.use_sendfile = settings.sendfile
+        self.parser_kwargs = settings.parser.as_kwargs()
+        self.header_timeout = settings.header_timeout
+        self.body_timeout = settings.body_timeout
+        self.send_timeout = settings.timeout if settings.timeout > 0 else 30.0
+        fwd = tuple(settings.forwarded_allow_ips)
+        self.forwarded_all = "*" in fwd
+        self.forwarded_ips = frozenset(fwd)
+        prx = tuple(settings.proxy_allow_ips)
+        self.proxy_all = "*" in prx
+        self.proxy_ips = frozenset(prx)
+        self.proxy_protocol = settings.parser.proxy_protocol != "off"
+        self.script_name = settings.script_name.rstrip("/")
+        software = settings.server_software or SERVER_SOFTWARE
+        self.server = software.encode("latin-1")
+        self.pre_request = getattr(hooks, "pre_request", None) if hooks is not None else None
+        self.post_request = getattr(hooks, "post_request", None) if hooks is not None else None
+        # The access log costs a call and a format per request: only when on.
+        self.access = None
+        if log is not None and (getattr(log, "access_enabled", False)
+                                or getattr(log, "statsd", None) is not None):
+            self.access = log.access
+        self.base_env = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+            "SERVER_SOFTWARE": software,
+            "SCRIPT_NAME": "",
+        }
+
+
+@cython.final
+cdef class Input:
+    """``wsgi.input``: streams this request's (de-chunked) body and ends at
+    its end, never reading into the next request."""
+
+    def __cinit__(self, Connection conn):
+        self.conn = conn
+        self.buf = b""
+        self.off = 0
+
+    cdef Py_ssize_t _avail(self):
+        return PyBytes_GET_SIZE(self.buf) - self.off
+
+    cdef bytes _more(self, Py_ssize_t hint):
+        cdef Connection c = self.conn
+        cdef RequestParser p
+        cdef double deadline = 0
+        if c is None or self.done:
+            return b""
+        p = c.parser
+        if p.dead:
+            return b""
+        c._continue()
+        while True:
+            d = p.read_body(hint)
+            if d is None:
+                if c.eof:
+                    raise ClientDisconnected("client closed before the end of the request body")
+                if deadline == 0:
+                    deadline = _now() + c.ctx.body_timeout
+                if c._recv(deadline) == 0:
+                    c.eof = True
+                continue
+            if PyBytes_GET_SIZE(d) == 0:
+                self.done = True
+                return b""
+            return d
+
+    def read(self, size=-1):
+        cdef Py_ssize_t want, have
+        cdef list parts
+        if size is None:
+            size = -1
+        want = size
+        have = self._avail()
+        if want < 0:
+            parts = [self.buf[self.off:]] if have else []
+            self.buf = b""
+            self.off = 0
+            while True:
+                d = self._more(-1)
+                if not d:
+                    break
+                parts.append(d)
+            return b"".join(parts)
+        if want == 0:
+            return b""
+        if have >= want:
+            out = self.buf[self.off:self.off + want]
+            self.off += want
+            return out
+        parts = [self.buf[self.off:]] if have else []
+        self.buf = b""
+        self.off = 0
+        while have < want:
+            d = self._more(want - have)
+            if not d:
+                break
+            if PyBytes_GET_SIZE(d) > want - have:
+                self.buf = d
+                self.off = want - have
+                d = d[:want - have]
+            parts.append(d)
+            have += PyBytes_GET_SIZE(d)
+        return b"".join(parts)
+
+    def readline(self, size=-1):
+        cdef Py_ssize_t limit, got = 0, end, i
+        cdef list parts = []
+        if size is None:
+            size = -1
+        limit = size
+        if limit == 0:
+            return b""
+        while True:
+            if self._avail() == 0:
+                d = self._more(65536)
+                if not d:
+                    break
+                self.buf = d
+                self.off = 0
+            end = PyBytes_GET_SIZE(self.buf)
+            if limit > 0 and end - self.off > limit - got:
+                end = self.off + (limit - got)
+            i = self.buf.find(b"\n", self.off, end)
+            if i >= 0:
+                end = i + 1
+            parts.append(self.buf[self.off:end])
+            got += end - self.off
+            self.off = end
+            if i >= 0 or (limit > 0 and got >= limit):
+                break
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def readlines(self, hint=-1):
+        cdef list lines = []
+        cdef Py_ssize_t total = 0
+        if hint is None:
+            hint = -1
+        while True:
+            line = self.readline()
+            if not line:
+                break
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+cdef class Connection:
+    """One accepted socket (see module docstring). Not thread-safe: a worker
+    hands it between threads, never shares it."""
+
+    def __init__(self, WorkerContext ctx, sock, client, server=None):
+        cdef dict env
+        self.ctx = ctx
+        self.sock = sock
+        self.fd = sock.fileno()
+        sock.setblocking(False)
+        self.parser = RequestParser(**ctx.parser_kwargs)
+        env = ctx.base_env.copy()
+        if isinstance(client, tuple):
+            ip = client[0]
+            env["REMOTE_ADDR"] = ip
+            env["REMOTE_PORT"] = str(client[1])
+            self.trusted = _ip_allowed(ip, ctx.forwarded_all, ctx.forwarded_ips)
+            if ctx.proxy_protocol:
+                self.parser.set_proxy_allowed(_ip_allowed(ip, ctx.proxy_all, ctx.proxy_ips))
+        else:
+            # A unix socket peer has no address; like Gunicorn, REMOTE_ADDR is
+            # "" and the peer is trusted: the socket file's permissions are
+            # the access control.
+            env["REMOTE_ADDR"] = client.decode() if isinstance(client, bytes) else (client or "")
+            self.trusted = True
+            if ctx.proxy_protocol:
+                self.parser.set_proxy_allowed(True)
+        self.parser.set_trusted(self.trusted)
+        if server is None:
+            server = sock.getsockname()
+        if isinstance(server, tuple):
+            self.is_unix = False
+            env["SERVER_NAME"] = server[0]
+            env["SERVER_PORT"] = str(server[1])
+        else:
+            # Unix socket: WSGI has no words for it; SERVER_* come from the
+            # Host header per request (Gunicorn does the same).
+            self.is_unix = True
+            self.server_name = server.decode() if isinstance(server, bytes) else str(server)
+            env["SERVER_NAME"] = self.server_name
+            env["SERVER_PORT"] = ""
+        self.conn_env = env
+        self.write_cb = self.write
+        self.request_line = ""
+
+    def fileno(self):
+        return self.fd
+
+    @property
+    def buffered(self):
+        """Bytes received and not yet consumed by a request."""
+        return self.parser.buffered
+
+    @property
+    def peer_closed(self):
+        return self.eof
+
+    @property
+    def response(self):
+        return self.resp
+
+    # --- syscalls (GIL released) ------------------------------------------
+
+    cdef int _wait(self, short events, double deadline) except -1:
+        """1 when the fd is ready, 0 when the deadline passed."""
+        cdef pollfd pfd
+        cdef int r, ms
+        cdef double left
+        while True:
+            left = deadline - _now()
+            if left <= 0:
+                return 0
+            ms = <int>(left * 1000) + 1
+            pfd.fd = self.fd
+            pfd.events = events
+            pfd.revents = 0
+            with nogil:
+                r = poll(&pfd, 1, ms)
+            if r > 0:
+                return 1
+            if r < 0:
+                if errno != EINTR:
+                    raise OSError(errno, strerror(errno).decode())
+                PyErr_CheckSignals()
+
+    cdef Py_ssize_t _recv(self, double deadline) except -2:
+        """Receive into the parser: bytes read, 0 at EOF, -1 would block
+        (only when ``deadline`` is 0). RequestTimeout past the deadline."""
+        cdef char* buf
+        cdef Py_ssize_t avail = 0
+        cdef ssize_t r
+        cdef int err
+        while True:
+            buf = self.parser.recv_buffer(&avail)
+            with nogil:
+                r = recv(self.fd, buf, <size_t>avail, 0)
+            if r > 0:
+                self.parser.recv_commit(r)
+                return r
+            if r == 0:
+                return 0
+            err = errno
+            if err == EAGAIN:
+                if deadline == 0:
+                    return -1
+                if not self._wait(POLLIN, deadline):
+                    raise RequestTimeout("client too slow")
+            elif err == EINTR:
+                PyErr_CheckSignals()
+            elif err == ECONNRESET:
+                return 0
+            else:
+                raise OSError(err, strerror(err).decode())
+
+    cdef int _send_buf(self, const char* buf, Py_ssize_t n, int flags) except -1:
+        cdef ssize_t r
+        cdef Py_ssize_t off = 0
+        cdef int err
+        while off < n:
+            with nogil:
+                r = send(self.fd, buf + off, <size_t>(n - off), flags | MSG_NOSIGNAL)
+            if r >= 0:
+                off += r
+                continue
+            err = errno
+            if err == EAGAIN:
+                if not self._wait(POLLOUT, _now() + self.ctx.send_timeout):
+                    raise ClientDisconnected("client stopped reading (send timed out)")
+            elif err == EINTR:
+                PyErr_CheckSignals()
+            elif err == EPIPE or err == ECONNRESET:
+                raise ClientDisconnected(err, strerror(err).decode())
+            else:
+                raise OSError(err, strerror(err).decode())
+        return 0
+
+    cdef int _send_vec(self, tuple out) except -1:
+        cdef iovec iov[4]
+        cdef int cnt = len(out), i
+        cdef ssize_t r
+        cdef Py_ssize_t done, ln
+        cdef bytes b
+        if cnt > 4:
+            raise ValueError("too many buffers")
+        for i in range(cnt):
+            b = <bytes>out[i]
+            iov[i].iov_base = PyBytes_AS_STRING(b)
+            iov[i].iov_len = PyBytes_GET_SIZE(b)
+        with nogil:
+            r = writev(self.fd, iov, cnt)
+        if r < 0:
+            if errno == EPIPE or errno == ECONNRESET:
+                raise ClientDisconnected(errno, strerror(errno).decode())
+            if errno != EAGAIN and errno != EINTR:
+                raise OSError(errno, strerror(errno).decode())
+            r = 0
+        # Partial write: finish each buffer from where writev stopped.
+        done = r
+        for i in range(cnt):
+            ln = <Py_ssize_t>iov[i].iov_len
+            if done >= ln:
+                done -= ln
+                continue
+            self._send_buf(<char*>iov[i].iov_base + done, ln - done, 0)
+            done = 0
+        return 0
+
+    cdef int _send_out(self, object out) except -1:
+        if type(out) is bytes:
+            if PyBytes_GET_SIZE(out):
+                self._send_buf(PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), 0)
+        else:
+            self._send_vec(<tuple>out)
+        return 0
+
+    cdef long long _sendfile(self, int in_fd, long long offset, long long count) except -1:
+        cdef off_t off = offset
+        cdef long long left = count
+        cdef ssize_t r
+        cdef size_t chunk
+        cdef int err
+        while left > 0:
+            chunk = <size_t>(left if left < SENDFILE_MAX else SENDFILE_MAX)
+            with nogil:
+                r = sendfile(self.fd, in_fd, &off, chunk)
+            if r > 0:
+                left -= r
+                continue
+            if r == 0:
+                break  # the file is shorter than it was when we looked
+            err = errno
+            if err == EAGAIN:
+                if not self._wait(POLLOUT, _now() + self.ctx.send_timeout):
+                    raise ClientDisconnected("client stopped reading (send timed out)")
+            elif err == EINTR:
+                PyErr_CheckSignals()
+            elif err == EPIPE or err == ECONNRESET:
+                raise ClientDisconnected(err, strerror(err).decode())
+            else:
+                raise OSError(err, strerror(err).decode())
+        return count - left
+
+    # --- request cycle ---------------------------------------------------------
+
+    cdef int _continue(self) except -1:
+        # Expect: 100-continue is answered when the app first reads the body
+        # (RFC 9110 section 10.1.1), never after the final head went out.
+        if (self.parser.expect_continue and not self.continue_sent
+                and self.resp is not None and not self.resp.headers_sent):
+            self.continue_sent = True
+            self._send_buf(CONTINUE, len(CONTINUE), 0)
+        return 0
+
+    cdef object _next_head(self):
+        cdef RequestParser p = self.parser
+        cdef double deadline
+        cdef Py_ssize_t n
+        if self.pending_error is not None:
+            err = self.pending_error
+            self.pending_error = None
+            raise err
+        if self.pending_head is not None:
+            head = self.pending_head
+            self.pending_head = None
+            return head
+        deadline = _now() + self.ctx.header_timeout
+        while True:
+            head = p.next_head()
+            if head is not None:
+                return head
+            if self.eof:
+                if p.buffered == 0:
+                    return None
+                raise NoMoreData("client closed inside a request head")
+            try:
+                n = self._recv(deadline)
+            except RequestTimeout:
+                if p.buffered == 0:
+                    return None  # idle: close quietly, like Gunicorn
+                raise
+            if n == 0:
+                self.eof = True
+
+    def poll_head(self):
+        """Non-blocking: 1 when a request head (or an error to answer) is
+        ready for ``handle_request``; 0 when more bytes are needed; -1 when
+        the peer closed with nothing pending. For event loops."""
+        cdef RequestParser p = self.parser
+        cdef Py_ssize_t n
+        if self.closed:
+            return -1
+        if self.pending_head is not None or self.pending_error is not None:
+            return 1
+        try:
+            while True:
+                head = p.next_head()
+                if head is not None:
+                    self.pending_head = head
+                    return 1
+                if self.eof:
+                    return -1
+                n = self._recv(0)
+                if n == 0:
+                    self.eof = True
+                elif n < 0:
+                    return 0
+        except ParseError as exc:
+            self.pending_error = exc
+            return 1
+
+    cdef object _build_env(self, dict head):
+        cdef RequestParser p = self.parser
+        cdef dict env = self.conn_env.copy()
+        cdef str script_name
+        cdef Py_ssize_t n
+        env.update(head)
+        if p.url_scheme != "http":
+            env["wsgi.url_scheme"] = p.url_scheme
+        info = p.proxy_info
+        if info is not None:
+            env["REMOTE_ADDR"] = info[0]
+            env["REMOTE_PORT"] = str(info[1])
+        if self.is_unix:
+            host = head.get("HTTP_HOST")
+            if host:
+                name, sep, port = host.rpartition(":")
+                if not sep or "]" in port:
+                    name, port = host, ("443" if p.url_scheme == "https" else "80")
+                env["SERVER_NAME"] = name
+                env["SERVER_PORT"] = port
+        script_name = self.ctx.script_name
+        if self.trusted:
+            hdr = env.pop("HTTP_SCRIPT_NAME", None)
+            if hdr:
+                script_name = hdr.rstrip("/")
+        if script_name:
+            path = env.get("PATH_INFO", "")
+            n = len(script_name)
+            if path.startswith(script_name) and (len(path) == n or path[n] == "/"):
+                env["SCRIPT_NAME"] = script_name
+                env["PATH_INFO"] = path[n:]
+        inp = Input(self)
+        self.inp = inp
+        env["wsgi.input"] = inp
+        return env
+
+    def start_response(self, status, headers, exc_info=None):
+        """PEP 3333 start_response: validates now, sends with the first body bytes."""
+        cdef Response resp = self.resp
+        if resp is None:
+            raise ResponseError("start_response() called outside a request")
+        if exc_info is not None:
+            try:
+                if resp.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif resp.status is not None:
+            raise ResponseError("start_response() called twice without exc_info")
+        resp.start(status, headers)
+        return self.write_cb
+
+    def write(self, data):
+        """PEP 3333 write(): the bytes are on their way before it returns."""
+        cdef Response resp = self.resp
+        if resp is None or resp.finished:
+            raise ResponseError("write() called outside a request")
+        if len(data) == 0 and not resp.headers_sent:
+            return
+        self._send_out(resp.frame(data))
+
+    cdef bint _try_sendfile(self, object wrapper) except -1:
+        cdef Response resp = self.resp
+        cdef long long avail, n, sent
+        f = wrapper.filelike
+        try:
+            fd = f.fileno()
+        except Exception:
+            return False
+        if not isinstance(fd, int) or fd < 0:
+            return False
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        try:
+            pos = f.tell()
+        except Exception:
+            pos = os.lseek(fd, 0, os.SEEK_CUR)
+        if resp.status is None:
+            raise ResponseError("the application never called start_response()")
+        avail = max(st.st_size - pos, 0)
+        prefix, n = resp.frame_file(avail)
+        if prefix:
+            self._send_buf(PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
+                           MSG_MORE if n > 0 else 0)
+        if n > 0:
+            sent = self._sendfile(fd, pos, n)
+            resp.file_sent(sent)
+            if sent < n:
+                self.must_close = True
+        return True
+
+    cdef int _send_result(self, object result) except -1:
+        cdef Response resp = self.resp
+        cdef Py_ssize_t n, total
+        t = type(result)
+        if t is FileWrapper:
+            if self.ctx.use_sendfile and self._try_sendfile(result):
+                pass
+            else:
+                f = result.filelike
+                bs = max(result.blksize, FILE_BLOCK)
+                while True:
+                    d = f.read(bs)
+                    if not d:
+                        break
+                    self._send_out(resp.frame(d))
+                    if resp.overflow:
+                        break
+        elif t is list or t is tuple:
+            n = len(result)
+            if n == 1:
+                self._send_out(resp.frame(result[0], True))
+            elif n > 1:
+                total = 0
+                if not resp.headers_sent:
+                    for item in result:
+                        if type(item) is not bytes:
+                            total = -1
+                            break
+                        total += PyBytes_GET_SIZE(item)
+                if 0 <= total <= 16384 and not resp.headers_sent:
+                    self._send_out(resp.frame(b"".join(result), True))
+                else:
+                    for item in result:
+                        if len(item) == 0 and not resp.headers_sent:
+                            continue
+                        self._send_out(resp.frame(item))
+                        if resp.overflow:
+                            break
+        else:
+            for item in result:
+                if len(item) == 0 and not resp.headers_sent:
+                    continue
+                self._send_out(resp.frame(item))
+                if resp.overflow:
+                    break
+        tail = resp.finish()
+        if tail:
+            self._send_buf(PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail), 0)
+        return 0
+
+    cdef bint _drain_body(self) except -1:
+        cdef RequestParser p = self.parser
+        cdef long long total = 0
+        cdef double deadline
+        if self.inp is not None and self.inp.done:
+            return True
+        if p.dead or self.eof:
+            return False
+        if p.expect_continue and not self.continue_sent:
+            return False  # the client is waiting for 100 before sending a body
+        if not p.chunked and p.content_length - p.body_read > C_DRAIN_LIMIT:
+            return False
+        deadline = _now() + self.ctx.body_timeout
+        try:
+            while True:
+                d = p.read_body(65536)
+                if d is None:
+                    if self._recv(deadline) == 0:
+                        self.eof = True
+                        return False
+                    continue
+                if PyBytes_GET_SIZE(d) == 0:
+                    return True
+                total += PyBytes_GET_SIZE(d)
+                if total > C_DRAIN_LIMIT:
+                    return False
+        except (ParseError, OSError):
+            return False
+
+    cdef void _answer(self, object exc) noexcept:
+        status = getattr(exc, "status", None)
+        if status is None:
+            return
+        out = error_response(status, exc.reason, self.ctx.server)
+        try:
+            self._send_buf(PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), 0)
+        except Exception:
+            pass
+
+    def handle_request(self, app):
+        """Serve one request; True if the connection may be reused."""
+        cdef WorkerContext ctx = self.ctx
+        cdef RequestParser p = self.parser
+        cdef Response resp
+        cdef bint keep
+        cdef double started
+        if self.closed:
+            return False
+        try:
+            head = self._next_head()
+        except ParseError as exc:
+            self.must_close = True
+            self._answer(exc)
+            return False
+        except ClientDisconnected:
+            self.must_close = True
+            return False
+        if head is None:
+            return False
+        env = self._build_env(head)
+        version = p.version
+        keep = ctx.keepalive and p.keep_alive
+        if keep and ctx.worker is not None and not ctx.worker.alive:
+            keep = False
+        resp = Response(p.method == "HEAD", keep, version >= (1, 1), ctx.server)
+        self.resp = resp
+        self.continue_sent = False
+        self.must_close = False
+        started = _now()
+        self.request_started = started
+        self.request_line = p.method + " " + env.get("RAW_URI", "")
+        self.requests += 1
+        req = None
+        if ctx.pre_request is not None or ctx.post_request is not None:
+            req = RequestInfo(p.method, env.get("RAW_URI", ""), env.get("PATH_INFO", ""),
+                              env.get("QUERY_STRING", ""), version, p.headers)
+        if ctx.pre_request is not None:
+            try:
+                ctx.pre_request(ctx.worker, req)
+            except Exception:
+                ctx.log.exception("Exception in pre_request hook")
+        status = None
+        result = None
+        try:
+            try:
+                result = app(env, self.start_response)
+                self._send_result(result)
+                status = resp.status
+            except ClientDisconnected as exc:
+                self.must_close = True
+                if ctx.log is not None:
+                    ctx.log.debug("Client went away during %s: %s", self.request_line, exc)
+            except ParseError as exc:
+                # The request body was malformed, too large or too slow.
+                self.must_close = True
+                if not resp.headers_sent and exc.status is not None:
+                    self._answer(exc)
+                    status = f"{exc.status} {exc.reason}"
+            except Exception:
+                self.must_close = True
+                if ctx.log is not None:
+                    ctx.log.exception("Error handling request %s", self.request_line)
+                if not resp.headers_sent:
+                    out = error_response(500, "Internal Server Error", ctx.server)
+                    try:
+                        self._send_buf(PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), 0)
+                        status = "500 Internal Server Error"
+                    except Exception:
+                        pass
+        finally:
+            if result is not None:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:
+                        self.must_close = True
+                        if ctx.log is not None:
+                            ctx.log.exception("Error closing the response iterable of %s",
+                                              self.request_line)
+            if self.inp is not None:
+                self.inp.conn = None
+        keep = not self.must_close and resp.keep_alive and self._drain_body()
+        if keep:
+            p.finish()
+        else:
+            self.must_close = True
+        if ctx.access is not None:
+            try:
+                ctx.access(env, status or "500 Internal Server Error", resp.headers or [],
+                           resp.sent, _now() - started)
+            except Exception:
+                ctx.log.exception("Error writing the access log")
+        if ctx.post_request is not None:
+            try:
+                ctx.post_request(ctx.worker, req, env, resp)
+            except Exception:
+                ctx.log.exception("Exception in post_request hook")
+        self.request_started = 0
+        return keep
+
+    def timeout_response(self):
+        """Best-effort 408 for a head that did not complete in time (used by
+        event loops that own the waiting); the caller closes."""
+        cdef RequestParser p = self.parser
+        self.must_close = True
+        if p.buffered > 0 and not self.eof:
+            out = error_response(408, "Request Timeout", self.ctx.server)
+            # Non-blocking and best effort: never wait on a slow client here.
+            send(self.fd, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out),
+                 MSG_DONTWAIT | MSG_NOSIGNAL)
+
+    def close(self):
+        """Close the socket; linger-drain first when input may be in flight."""
+        cdef char scratch[16384]
+        cdef int i
+        cdef ssize_t r
+        if self.closed:
+            return
+        self.closed = True
+        self.write_cb = None
+        self.resp = None
+        if self.inp is not None:
+            self.inp.conn = None
+            self.inp = None
+        if self.must_close and not self.eof:
+            with nogil:
+                shutdown(self.fd, SHUT_WR)
+                for i in range(16):
+                    r = recv(self.fd, scratch, 16384, MSG_DONTWAIT)
+                    if r <= 0:
+                        break
+        self.sock.close()

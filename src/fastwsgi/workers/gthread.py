@@ -1,0 +1,356 @@
+"""The gthread worker: one selector thread, a pool of ``threads`` threads, keep-alive.
+
+Theory of operation
+-------------------
+The selector thread (the worker's main thread) owns every connection that is
+not being served: it accepts, waits for bytes with ``epoll`` and feeds them to
+the connection's parser without blocking (``Connection.poll_head``). Only a
+connection whose request head is complete (or whose bytes are already known to
+be an error to answer) goes to the pool, so a slow or idle client never
+occupies a thread (Gunicorn's gthread hands the socket over as soon as it is
+readable, and the thread then blocks on the rest of the head).
+
+A pool thread runs ``handle_request`` and, while the connection stays alive,
+checks without blocking whether the next head is already there (a pipelined
+request, or a client that sent its next request straight away); if so it
+serves it at once, in order, without a round trip through the selector (at
+most ``INLINE_REQUESTS`` in a row, so one busy connection cannot starve the
+queue). Otherwise it hands the connection back through a deque and a wake-up
+pipe (the selector thread owns all registration and closing).
+
+Timeouts, all enforced by the selector thread:
+
+* ``keepalive`` seconds for an idle connection between requests (Gunicorn);
+* ``header_timeout`` for a connection that has sent part of a head (answered
+  408) or nothing yet after accept;
+* ``timeout`` for a request stuck in a pool thread (Gunicorn #2086: the
+  selector thread keeps the heartbeat going, so the arbiter would never see a
+  stuck thread). The worker logs which request is stuck, stops accepting,
+  lets the other requests finish within ``graceful_timeout`` and exits, and
+  the arbiter starts a fresh worker.
+
+``worker_connections`` caps open connections: at the cap the listeners are
+taken out of the epoll set, so new connections wait in the kernel backlog
+(where another worker can take them) instead of being accepted and starved.
+Listeners are registered with ``EPOLLEXCLUSIVE`` so a new connection wakes
+one worker, not all of them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import select
+import socket
+import threading
+import time
+from collections import deque
+
+from fastwsgi._conn import Connection, WorkerContext
+from fastwsgi.workers.base import Worker
+
+# Requests served back to back on one connection before it goes to the back
+# of the queue (ours: fairness when the pool is saturated).
+INLINE_REQUESTS = 16
+# Connections accepted per wake-up before serving the others (ours).
+ACCEPT_BATCH = 64
+
+_LISTENER = object()
+_WAKE = object()
+_SIGNAL = object()
+
+
+class ThreadWorker(Worker):
+    """Keep-alive worker: selector thread plus a thread pool."""
+
+    def run(self) -> None:
+        s = self.settings
+        self.nthreads = max(1, s.threads)
+        self.ctx = WorkerContext(
+            s,
+            self.log,
+            self.hooks,
+            self,
+            multithread=self.nthreads > 1,
+            multiprocess=True,
+            keepalive=s.keepalive > 0,
+        )
+        self._done_lock = threading.Lock()
+        self.jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self.returned: deque[tuple[Connection, bool]] = deque()
+        self.busy: set[Connection] = set()
+        self.stuck_logged: set[Connection] = set()
+        # fd -> Connection registered (one-shot) in epoll, and its deadline.
+        self.waiting: dict[int, Connection] = {}
+        self.deadline: dict[int, float] = {}
+        self._registered: set[int] = set()
+        self.nconns = 0
+        self.paused = False
+        self.ep = select.epoll()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.fdmap: dict[int, object] = {self.wake_r: _WAKE}
+        self.ep.register(self.wake_r, select.EPOLLIN)
+        if self.wakeup_fd >= 0:
+            self.fdmap[self.wakeup_fd] = _SIGNAL
+            self.ep.register(self.wakeup_fd, select.EPOLLIN)
+        self.lsocks: dict[int, tuple[socket.socket, object]] = {}
+        for lsock in self.listeners:
+            lsock.setblocking(False)
+            self.lsocks[lsock.fileno()] = (lsock, lsock.getsockname())
+            self.fdmap[lsock.fileno()] = _LISTENER
+        self._listen(True)
+        self.threads = [
+            threading.Thread(target=self._pool_thread, name=f"fastwsgi-{i}", daemon=True)
+            for i in range(self.nthreads)
+        ]
+        for t in self.threads:
+            t.start()
+        try:
+            self._loop()
+            self._shutdown()
+        finally:
+            for _ in self.threads:
+                self.jobs.put(None)
+            self.ep.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+
+    # --- selector thread ---------------------------------------------------------
+
+    def _listen(self, on: bool) -> None:
+        for fd in self.lsocks:
+            if on:
+                self.ep.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            else:
+                try:
+                    self.ep.unregister(fd)
+                except (OSError, ValueError):
+                    pass
+        self.paused = not on
+
+    def _loop(self) -> None:
+        s = self.settings
+        tick = max(min(self.timeout / 2.0, 1.0), 0.05) if self.timeout > 0 else 1.0
+        next_beat = 0.0
+        next_sweep = 0.0
+        while self.alive:
+            now = time.monotonic()
+            if now >= next_beat:
+                self.notify()
+                next_beat = now + tick
+                if not self.is_parent_alive():
+                    break
+            try:
+                events = self.ep.poll(tick)
+            except InterruptedError:
+                continue
+            for fd, _ev in events:
+                kind = self.fdmap.get(fd)
+                if kind is _LISTENER:
+                    if self.alive and not self.paused:
+                        self._accept(fd)
+                elif kind is _WAKE:
+                    self._drain_pipe()
+                elif kind is _SIGNAL:
+                    self.drain_wakeup()
+                elif isinstance(kind, Connection):
+                    self._readable(kind)
+            self._take_returned()
+            now = time.monotonic()
+            if now >= next_sweep:
+                next_sweep = now + min(tick, 0.5)
+                self._sweep(now)
+                self._check_stuck(now)
+            if self.paused and self.nconns < s.worker_connections and self.alive:
+                self._listen(True)
+
+    def _drain_pipe(self) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _accept(self, lfd: int) -> None:
+        lsock, server = self.lsocks[lfd]
+        cap = self.settings.worker_connections
+        for _ in range(ACCEPT_BATCH):
+            if self.nconns >= cap:
+                self._listen(False)
+                return
+            try:
+                csock, client = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EMFILE,
+                                 errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.log.warning("accept() failed: %s", exc)
+                    return
+                raise
+            self.nconns += 1
+            try:
+                conn = Connection(self.ctx, csock, client, server)
+            except Exception:
+                self.nconns -= 1
+                csock.close()
+                self.log.exception("Cannot set up a connection")
+                continue
+            # The request usually arrives with (or right after) the handshake:
+            # look before paying for an epoll registration.
+            self._dispatch(conn, self.settings.header_timeout)
+
+    def _dispatch(self, conn: Connection, wait: float) -> None:
+        r = conn.poll_head()
+        if r == 1:
+            self._submit(conn)
+        elif r < 0:
+            self._close(conn)
+        else:
+            fd = conn.fd
+            self.fdmap[fd] = conn
+            self.waiting[fd] = conn
+            self.deadline[fd] = time.monotonic() + wait
+            try:
+                if fd not in self._registered:
+                    self.ep.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                    self._registered.add(fd)
+                else:
+                    self.ep.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+            except OSError:
+                self.waiting.pop(fd, None)
+                self.deadline.pop(fd, None)
+                self._close(conn)
+
+    def _readable(self, conn: Connection) -> None:
+        fd = conn.fd
+        if self.waiting.pop(fd, None) is None:
+            return
+        had = conn.buffered
+        self.deadline.pop(fd, None)
+        r = conn.poll_head()
+        if r == 1:
+            self._submit(conn)
+        elif r < 0:
+            self._close(conn)
+        else:
+            # Bytes of a new head started arriving: the head deadline applies.
+            wait = self.settings.header_timeout
+            if had == 0 and conn.buffered == 0:
+                wait = max(self.settings.keepalive, 0.0)
+            self.waiting[fd] = conn
+            self.deadline[fd] = time.monotonic() + wait
+            try:
+                self.ep.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+            except OSError:
+                self.waiting.pop(fd, None)
+                self.deadline.pop(fd, None)
+                self._close(conn)
+
+    def _submit(self, conn: Connection) -> None:
+        self.busy.add(conn)
+        self.jobs.put(conn)
+
+    def _close(self, conn: Connection) -> None:
+        fd = conn.fd
+        self.fdmap.pop(fd, None)
+        self.waiting.pop(fd, None)
+        self.deadline.pop(fd, None)
+        self._registered.discard(fd)
+        try:
+            conn.close()
+        except Exception:
+            self.log.exception("Error closing a connection")
+        self.nconns -= 1
+
+    def _take_returned(self) -> None:
+        while self.returned:
+            conn, keep = self.returned.popleft()
+            if keep and self.alive:
+                self._dispatch(conn, max(self.settings.keepalive, 0.0))
+            else:
+                self._close(conn)
+
+    def _sweep(self, now: float) -> None:
+        expired = [fd for fd, dl in self.deadline.items() if dl <= now]
+        for fd in expired:
+            conn = self.waiting.get(fd)
+            if conn is None:
+                self.deadline.pop(fd, None)
+                continue
+            conn.timeout_response()
+            self._close(conn)
+
+    def _check_stuck(self, now: float) -> None:
+        if self.timeout <= 0:
+            return
+        for conn in list(self.busy):
+            started = conn.request_started
+            if started and now - started > self.timeout and conn not in self.stuck_logged:
+                self.stuck_logged.add(conn)
+                self.log.critical(
+                    "Request stuck in a worker thread for %.0fs: %s (pid:%s); "
+                    "stopping this worker so the arbiter replaces it",
+                    now - started,
+                    conn.request_line,
+                    os.getpid(),
+                )
+                self.alive = False
+
+    def _shutdown(self) -> None:
+        """Stop accepting, close idle connections, let in-flight requests finish."""
+        if not self.paused:
+            self._listen(False)
+        for conn in list(self.waiting.values()):
+            self._close(conn)
+        deadline = time.monotonic() + self.settings.graceful_timeout
+        while self.nconns > 0 and time.monotonic() < deadline:
+            self.notify()
+            live = [c for c in self.busy if c not in self.stuck_logged]
+            if not live and not self.returned:
+                break
+            try:
+                self.ep.poll(0.2)
+            except InterruptedError:
+                pass
+            self._drain_pipe()
+            self._take_returned()
+
+    # --- pool threads ------------------------------------------------------------------
+
+    def _pool_thread(self) -> None:
+        app = self.wsgi
+        while True:
+            conn = self.jobs.get()
+            if conn is None:
+                return
+            keep = False
+            try:
+                for _ in range(INLINE_REQUESTS):
+                    before = conn.requests
+                    keep = conn.handle_request(app)
+                    if conn.requests != before:
+                        with self._done_lock:
+                            self.request_done()
+                    if not keep or not self.alive:
+                        break
+                    r = conn.poll_head()
+                    if r != 1:
+                        keep = r == 0
+                        break
+            except BaseException:
+                keep = False
+                try:
+                    self.log.exception("Error handling a connection")
+                except Exception:
+                    pass
+            finally:
+                self.busy.discard(conn)
+                self.returned.append((conn, keep))
+                try:
+                    os.write(self.wake_w, b"x")
+                except (BlockingIOError, OSError):
+                    pass
