@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 from typing import Any
 
@@ -92,3 +93,11 @@ class BootFailWorker(PyWorker):
 
     def init_signals(self) -> None:
         raise RuntimeError("BootFailWorker cannot set up its signals")
+
+
+class DeafWorker(PyWorker):
+    """Ignores SIGABRT, like a worker stuck in C code: the master must SIGKILL it."""
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        signal.signal(signal.SIGABRT, signal.SIG_IGN)

@@ -1,0 +1,211 @@
+"""Worker lifecycle under a real master: timeouts, boot failures, recycling, zero-failure reloads."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from server import Server, default_worker, pid_alive, wait_until_gone
+
+WORKER = ["-k", default_worker()]
+Start = Callable[..., Server]
+
+
+def test_hung_worker_is_aborted_with_a_traceback_and_replaced(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "-t", "2", "testapp:app")
+    (stuck,) = srv.wait_workers(1)
+    t = threading.Thread(target=lambda: _swallow(lambda: srv.get("/hang", timeout=30)))
+    t.start()
+    try:
+        srv.wait_for_log(r"hang request started")
+        srv.wait_for_log(rf"WORKER TIMEOUT \(pid:{stuck}\)", timeout=15)
+        # The worker says where it was stuck: the app's frame is in the dump.
+        m = srv.wait_for_log(rf"\[{stuck}\] \[CRITICAL\] Worker \(pid:{stuck}\) aborted[^\[]*")
+        assert 'testapp.py", line' in m.group(0) and "in app" in m.group(0)
+        (fresh,) = srv.wait_workers(1, exclude=[stuck])
+        status, body = srv.get("/pid")
+        assert status == 200 and int(body) == fresh
+    finally:
+        t.join(30)
+
+
+def test_worker_that_ignores_sigabrt_is_killed(server: Start) -> None:
+    srv = server("-k", "pyworker.DeafWorker", "-w", "1", "-t", "2", "testapp:app")
+    (stuck,) = srv.wait_workers(1)
+    t = threading.Thread(target=lambda: _swallow(lambda: srv.get("/hang", timeout=30)))
+    t.start()
+    try:
+        srv.wait_for_log(rf"WORKER TIMEOUT \(pid:{stuck}\)", timeout=15)
+        srv.wait_for_log(rf"Worker \(pid:{stuck}\) still alive .* after SIGABRT: sending SIGKILL")
+        srv.wait_for_log(rf"Worker \(pid:{stuck}\) was sent SIGKILL! \(timeout\)")
+        srv.wait_workers(1, exclude=[stuck])
+    finally:
+        t.join(30)
+
+
+def _swallow(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception:
+        pass
+
+
+def test_app_that_fails_to_import_stops_the_master_once(server: Start) -> None:
+    srv = server(*WORKER, "-w", "2", "brokenapp:app", ready=False)
+    assert srv.wait_exit(30) == 4
+    log = srv.log()
+    assert "Reason: App failed to load." in log
+    assert "brokenapp refuses to import" in log
+    # No crash loop: at most the two initial workers ever booted.
+    assert log.count("Booting worker") <= 2
+
+
+def test_worker_boot_error_stops_the_master_once(server: Start) -> None:
+    srv = server("-k", "pyworker.BootFailWorker", "-w", "2", "testapp:app", ready=False)
+    assert srv.wait_exit(30) == 3
+    log = srv.log()
+    assert "Reason: Worker failed to boot." in log
+    assert log.count("Booting worker") <= 2
+
+
+def test_max_requests_recycles_the_worker(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "--max-requests", "3", "testapp:app")
+    # wait_ready already spent one request.
+    (first,) = srv.wait_workers(1)
+    pids = [int(srv.get("/pid")[1]) for _ in range(2)]
+    assert pids == [first, first]
+    srv.wait_for_log(r"Autorestarting worker after current request: max_requests 3")
+    (second,) = srv.wait_workers(1, exclude=[first])
+    assert int(srv.get("/pid")[1]) == second
+
+
+def test_max_requests_jitter_spreads_the_limit(server: Start) -> None:
+    srv = server(
+        *WORKER, "-w", "1", "--max-requests", "2", "--max-requests-jitter", "3", "testapp:app"
+    )
+    served = 1
+    first = srv.wait_workers(1)[0]
+    while served < 6 and first in srv.workers():
+        srv.get("/pid")
+        served += 1
+    m = srv.wait_for_log(r"max_requests (\d+) reached")
+    assert 2 <= int(m.group(1)) <= 5
+
+
+def test_memory_limit_recycles_the_worker(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "--max-worker-memory", "64", "testapp:app")
+    (fat,) = srv.wait_workers(1)
+    status, body = srv.get("/grow?mb=80")
+    # The request that crossed the limit is still answered...
+    assert status == 200 and int(body) == fat
+    # ...and then the worker leaves, saying why.
+    srv.wait_for_log(r"RSS \d+ MiB exceeds max_worker_memory 64 MiB")
+    (slim,) = srv.wait_workers(1, exclude=[fat])
+    assert int(srv.get("/pid")[1]) == slim
+
+
+class Load:
+    """Sequential requests on loopback until stopped (bounded in count and time)."""
+
+    def __init__(self, port: int, max_requests: int = 20000, max_seconds: float = 60.0) -> None:
+        self.port = port
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and self.ok + len(self.failures) < self.max_requests:
+            if time.monotonic() > deadline:
+                break
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                conn.request("GET", "/pid", headers={"Connection": "close"})
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"status {resp.status}")
+            except Exception as exc:
+                self.failures.append(repr(exc))
+            finally:
+                conn.close()
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> None:
+        """Until ``count`` more requests succeeded (proof the load is flowing)."""
+        target = self.ok + count
+        deadline = time.monotonic() + timeout
+        while self.ok < target:
+            assert time.monotonic() < deadline, f"load stalled at {self.ok}: {self.failures[:3]}"
+            time.sleep(0.01)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+@pytest.mark.slow
+def test_hup_under_load_fails_no_request(server: Start) -> None:
+    srv = server(*WORKER, "-w", "2", "testapp:app")
+    old = srv.wait_workers(2)
+    with Load(srv.port) as load:
+        load.wait_for(20)
+        srv.signal(signal.SIGHUP)
+        srv.wait_workers(2, exclude=old)
+        for pid in old:
+            wait_until_gone(pid)
+        load.wait_for(20)
+    assert load.failures == []
+
+
+@pytest.mark.slow
+def test_ttou_under_load_fails_no_request(server: Start) -> None:
+    srv = server(*WORKER, "-w", "3", "testapp:app")
+    srv.wait_workers(3)
+    with Load(srv.port) as load:
+        load.wait_for(20)
+        srv.signal(signal.SIGTTOU)
+        srv.wait_workers(2)
+        load.wait_for(20)
+    assert load.failures == []
+
+
+@pytest.mark.slow
+def test_usr2_then_term_old_master_under_load_fails_no_request(
+    server: Start, tmp_path: Path
+) -> None:
+    srv = server(*WORKER, "-w", "2", "testapp:app")
+    old = srv.wait_workers(2)
+    new_master = 0
+    try:
+        with Load(srv.port) as load:
+            load.wait_for(20)
+            mark = srv.mark()
+            srv.signal(signal.SIGUSR2)
+            m = srv.wait_for_log(r"Listening at: .* \((\d+)\)$", after=mark)
+            new_master = int(m.group(1))
+            srv.wait_workers(2, master=new_master)
+            load.wait_for(20)
+            srv.signal(signal.SIGTERM)
+            assert srv.wait_exit(20) == 0
+            for pid in old:
+                assert not pid_alive(pid)
+            load.wait_for(20)
+        assert load.failures == []
+    finally:
+        if new_master and pid_alive(new_master):
+            srv.signal(signal.SIGTERM, pid=new_master)
+            wait_until_gone(new_master)
