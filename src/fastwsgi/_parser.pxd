@@ -9,13 +9,25 @@
 #     data = p.read_body(-1)               # None: need more, b"": done
 #     p.finish()                           # ready for the next pipelined request
 
+
+cdef struct LineRef:
+    # One field line of a head or trailer section while it is being scanned:
+    # offset relative to the start of the section, length without the CRLF.
+    Py_ssize_t off
+    Py_ssize_t len
+
+
 cdef struct FieldRef:
-    # One header field of the current head: offsets are relative to the start
-    # of the head in the buffer, which stays pinned until finish().
+    # One parsed header field of the current head. Offsets index the parser's
+    # private copy of the head (hbuf), so they survive buffer compaction.
+    # val_off < 0 means the value was rebuilt from obs-fold lines and lives at
+    # _folded[-1 - val_off].
     Py_ssize_t name_off
     Py_ssize_t name_len
     Py_ssize_t val_off
     Py_ssize_t val_len
+    int known           # index in the static name table, or -1
+    int kept            # 0 when header_map="drop" removed it
 
 
 cdef class RequestParser:
@@ -36,30 +48,51 @@ cdef class RequestParser:
     cdef bint trusted
     cdef bint proxy_allowed
 
-    # --- input buffer: bytes [pos, end) are unconsumed, [head_start, head_end) the current head ---
+    # --- input buffer: bytes [pos, end) are not consumed yet ---
     cdef char* buf
     cdef Py_ssize_t cap
     cdef Py_ssize_t pos
     cdef Py_ssize_t end
-    cdef Py_ssize_t scan                # head scanning resumes here (relative to pos)
-    cdef Py_ssize_t head_start
-    cdef Py_ssize_t head_len
-    cdef bint head_pinned
     cdef int state
-    cdef int proxy_state
-    cdef object error                   # the ParseError instance that killed the parser
+    cdef bint proxy_done
+    cdef bint eof
+    cdef object error                   # the ParseError class that killed the parser
+    cdef str error_detail
 
-    # --- field table of the current head ---
+    # --- section scanner (head fields and trailers) ---
+    cdef Py_ssize_t sc_off              # start of the current line
+    cdef Py_ssize_t sc_scan             # memchr resumes here
+    cdef Py_ssize_t sc_base             # start of the field lines
+    cdef Py_ssize_t sc_end              # end of the section (after the empty line)
+    cdef Py_ssize_t sc_field_len        # bytes of the current field, folds included
+    cdef Py_ssize_t sc_nfields
+    cdef bint crlf_skipped
+    cdef bint rl_done
+    cdef LineRef* lines
+    cdef Py_ssize_t nlines
+    cdef Py_ssize_t lines_cap
+
+    # --- request line results kept until the head completes ---
+    cdef Py_ssize_t tgt_off
+    cdef Py_ssize_t tgt_len
+    cdef Py_ssize_t rl_len
+    cdef Py_ssize_t path_start          # where the path starts inside the target
+    cdef bint tgt_authority             # CONNECT authority-form target
+    cdef int hflags                     # HF_* bits seen in the head
+    cdef object _tmp                    # keeps a temporary bytes alive
+
+    # --- parsed head (copy) for the lazy headers property ---
+    cdef char* hbuf
+    cdef Py_ssize_t hcap
     cdef FieldRef* fields
     cdef Py_ssize_t nfields
     cdef Py_ssize_t fields_cap
-    cdef list _headers                  # lazily built by the headers property
-    cdef list _folded                   # values rebuilt from obs-fold, or None
+    cdef list _headers
+    cdef list _folded
 
     # --- body state ---
     cdef long long body_left            # CL bytes left, or bytes left in the current chunk
-    cdef long long body_read            # decoded body bytes delivered so far
-    cdef int chunk_state
+    cdef long long body_total           # decoded body bytes announced so far (chunked limit)
     cdef list _trailers
 
     # --- per-request results (readable from Python and C) ---
@@ -84,3 +117,24 @@ cdef class RequestParser:
     cpdef finish(self)
     cpdef set_trusted(self, bint trusted)
     cpdef set_proxy_allowed(self, bint allowed)
+
+    # --- internals ---
+    cdef int _fail(self, object cls, str detail) except -1
+    cdef int _append(self, const char* p, Py_ssize_t n) except -1
+    cdef int _scan_head(self) except -1
+    cdef int _connection_tokens(self, const char* v, Py_ssize_t n) except -1
+    cdef const char* _field_value(self, Py_ssize_t fi, Py_ssize_t* n) except NULL
+    cdef int _reserve(self, Py_ssize_t need) except -1
+    cdef int _proxy(self) except -1
+    cdef int _proxy_v1(self) except -1
+    cdef int _proxy_v2(self) except -1
+    cdef int _scan_request_line(self) except -1
+    cdef int _parse_request_line(self, const char* p, Py_ssize_t n) except -1
+    cdef int _scan_section(self, bint trailer) except -1
+    cdef int _add_line(self, Py_ssize_t off, Py_ssize_t n) except -1
+    cdef object _build_head(self)
+    cdef int _parse_fields(self, const char* base, dict env, bint trailer) except -1
+    cdef int _framing(self) except -1
+    cdef object _read_chunked(self, Py_ssize_t n)
+    cdef int _chunk_size_line(self) except -1
+    cdef int _reset_request(self) except -1

@@ -69,6 +69,10 @@ class InvalidProxyLine(ParseError):
     pass
 
 
+class InvalidProxyHeader(InvalidProxyLine):
+    """A malformed PROXY protocol v2 binary header (Gunicorn's name)."""
+
+
 class ForbiddenProxyRequest(ParseError):
     status = 403
     reason = "Forbidden"
