@@ -1454,6 +1454,17 @@ def read_config_file(path: str) -> dict[str, Any]:
     return dict(module.__dict__)
 
 
+def _is_off(value: Any) -> bool:
+    """A Gunicorn config file often spells out unsupported settings at their
+    off value (``spew = False``, ``keyfile = None``): nothing to warn about."""
+    if value == "gunicorn.glogging.Logger":  # logger_class at its default
+        return True
+    try:
+        return not value
+    except Exception:  # an object with a broken __bool__ is "set"
+        return False
+
+
 def default_config_file(cwd: str | None = None) -> str | None:
     for name in DEFAULT_CONFIG_FILES:
         path = os.path.join(cwd or os.getcwd(), name)
@@ -1515,7 +1526,7 @@ class Settings:
                 continue
             if key in SETTINGS_BY_NAME:
                 self.set(key, value, where)
-            elif key in UNSUPPORTED_BY_NAME:
+            elif key in UNSUPPORTED_BY_NAME and not _is_off(value):
                 self.note_unsupported(key, where)
             # Anything else (imports, helper variables) is ignored, as by Gunicorn.
 

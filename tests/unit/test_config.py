@@ -340,6 +340,14 @@ def test_unsupported_flags_are_accepted_and_reported_once(empty_cwd: Path) -> No
     assert s.app_uri == "app"
 
 
+def test_unsupported_settings_left_off_in_a_config_file_are_not_reported(empty_cwd: Path) -> None:
+    (empty_cwd / "fastwsgi.conf.py").write_text(
+        "spew = False\ntmp_upload_dir = None\nkeyfile = ''\nreload_extra_files = []\n"
+        "logger_class = 'gunicorn.glogging.Logger'\nsyslog = True\n"
+    )
+    assert [w.split()[2] for w in load(["app"], {}).warnings()] == ["syslog"]
+
+
 @pytest.mark.parametrize("u", [u for u in UNSUPPORTED if u.cli], ids=lambda u: u.name)
 def test_each_unsupported_flag_is_accepted(u: config.Unsupported, empty_cwd: Path) -> None:
     argv = [u.cli[0], "x"] if u.takes_value else [u.cli[0]]
