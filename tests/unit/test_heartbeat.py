@@ -1,0 +1,58 @@
+"""Heartbeat slots in shared anonymous memory, seen across fork."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from fastwsgi.heartbeat import SLOTS_PER_PAGE, HeartbeatPool
+
+
+def test_a_fresh_slot_is_stamped_now() -> None:
+    pool = HeartbeatPool(2)
+    before = time.monotonic()
+    slot = pool.acquire()
+    assert before <= slot.last_beat() <= time.monotonic()
+    assert slot.age(slot.last_beat() + 3.0) == 3.0
+
+
+def test_beat_moves_the_clock_forward() -> None:
+    slot = HeartbeatPool().acquire()
+    first = slot.last_beat()
+    deadline = time.monotonic() + 5
+    while time.monotonic() <= first and time.monotonic() < deadline:
+        pass
+    slot.beat()
+    assert slot.last_beat() > first
+
+
+def test_a_child_beat_is_visible_to_the_parent() -> None:
+    pool = HeartbeatPool(4)
+    slots = [pool.acquire() for _ in range(3)]
+    stamped = [s.last_beat() for s in slots]
+    pid = os.fork()
+    if pid == 0:  # the child beats only slot 1, after the clock has moved
+        try:
+            deadline = time.monotonic() + 5
+            while time.monotonic() <= stamped[1] + 0.01 and time.monotonic() < deadline:
+                pass
+            slots[1].beat()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert slots[1].last_beat() > stamped[1]
+    assert slots[0].last_beat() == stamped[0] and slots[2].last_beat() == stamped[2]
+
+
+def test_pool_grows_past_a_page_and_reuses_released_slots() -> None:
+    pool = HeartbeatPool(1)
+    slots = [pool.acquire() for _ in range(SLOTS_PER_PAGE + 2)]
+    assert len({s.index for s in slots}) == len(slots)
+    assert pool.capacity == 2 * SLOTS_PER_PAGE and pool.in_use() == len(slots)
+    # Slots on different pages do not alias.
+    t = slots[0].last_beat()
+    slots[-1].beat()
+    assert slots[0].last_beat() == t
+    pool.release(slots[3])
+    assert pool.acquire().index == 3
