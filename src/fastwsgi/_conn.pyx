@@ -708,7 +708,7 @@ cdef class Connection:
             return False
         if p.expect_continue and not self.continue_sent:
             return False  # the client is waiting for 100 before sending a body
-        if not p.chunked and p.content_length - p.body_read > C_DRAIN_LIMIT:
+        if not p.chunked and p.body_left > C_DRAIN_LIMIT:
             return False
         deadline = _now() + self.ctx.body_timeout
         try:
