@@ -1,0 +1,108 @@
+"""Bad input to the real ``python -m fastwsgi``: one line on stderr, exit 2 for
+usage errors, 1 for runtime failures, no traceback unless --log-level debug,
+and no worker forked."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fastwsgi
+
+SRC = str(Path(fastwsgi.__file__).parent.parent)
+APP = "def application(environ, start_response):\n    start_response('200 OK', [])\n    return [b'ok']\n"
+
+
+def fastwsgi_cmd(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
+    full_env.pop("FASTWSGI_CMD_ARGS", None) if "FASTWSGI_CMD_ARGS" not in (env or {}) else None
+    return subprocess.run([sys.executable, "-m", "fastwsgi", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def appdir(tmp_path: Path) -> Path:
+    (tmp_path / "errapp.py").write_text(APP)
+    (tmp_path / "errapp_raises.py").write_text("raise RuntimeError('cannot start: missing DATABASE_URL')\n")
+    (tmp_path / "broken.conf.py").write_text("workers = 2\nbind = ['127.0.0.1:1'\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["--no-such-flag", "errapp"], 2, "unrecognized arguments: --no-such-flag"),
+        (["--workers", "x", "errapp"], 2, "invalid value for --workers"),
+        (["--keep-alive", "-3", "errapp"], 2, "invalid value for --keep-alive"),
+        (["-c", "broken.conf.py", "errapp"], 2, "config file 'broken.conf.py': line 2: '[' was never closed"),
+        (["-c", "nothere.py", "errapp"], 2, "cannot read config file 'nothere.py'"),
+        (["-k", "eventlet", "errapp"], 2, "Gunicorn worker class fastwsgi does not provide"),
+        (["errapp_nope:app"], 1, "no module named 'errapp_nope'"),
+        (["errapp:app("], 2, "cannot parse"),
+        ([], 2, "no APP given"),
+    ],
+)
+def test_bad_input(appdir: Path, args: list[str], status: int, message: str) -> None:
+    proc = fastwsgi_cmd(appdir, *args)
+    assert proc.returncode == status, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("fastwsgi: error: "), proc.stderr
+    assert message in proc.stderr
+    assert "Booting worker" not in proc.stderr
+
+
+def test_bad_cmd_args_env(appdir: Path) -> None:
+    proc = fastwsgi_cmd(appdir, "errapp", env={"FASTWSGI_CMD_ARGS": "--timeout soon"})
+    assert proc.returncode == 2
+    assert proc.stderr == "fastwsgi: error: invalid value for --timeout (FASTWSGI_CMD_ARGS): 'soon' is not a number of seconds\n"
+
+
+def test_traceback_only_with_debug(appdir: Path) -> None:
+    quiet = fastwsgi_cmd(appdir, "-c", "broken.conf.py", "errapp")
+    loud = fastwsgi_cmd(appdir, "-c", "broken.conf.py", "--log-level", "debug", "errapp")
+    assert "Traceback" not in quiet.stderr
+    assert "Traceback" in loud.stderr and loud.returncode == 2
+    assert loud.stderr.splitlines()[-1] == quiet.stderr.strip()
+
+
+def test_address_in_use(appdir: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = fastwsgi_cmd(appdir, "-b", f"127.0.0.1:{port}", "errapp")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "Booting worker" not in proc.stderr
+    # Like Gunicorn it retries a few times ("Connection in use"), then gives up
+    # with one line naming the address.
+    last = proc.stderr.splitlines()[-1]
+    assert f"127.0.0.1:{port}" in last and "Address already in use" in last, proc.stderr
+
+
+def test_check_config(appdir: Path) -> None:
+    good = fastwsgi_cmd(appdir, "--check-config", "-w", "3", "errapp:application")
+    assert good.returncode == 0 and good.stdout == "" and "error" not in good.stderr.lower()
+    bad = fastwsgi_cmd(appdir, "--check-config", "errapp_raises")
+    assert bad.returncode == 1
+    assert bad.stderr.endswith("RuntimeError: cannot start: missing DATABASE_URL\n")
+    assert "Traceback" not in bad.stderr
+    broken = fastwsgi_cmd(appdir, "--check-config", "-c", "broken.conf.py", "errapp")
+    assert broken.returncode == 2
+
+
+def test_print_config(appdir: Path) -> None:
+    proc = fastwsgi_cmd(appdir, "--print-config", "-w", "4", "--access-logfile", "-", "errapp")
+    assert proc.returncode == 0
+    values = {k.strip(): v for k, v in (line.split(" = ", 1) for line in proc.stdout.splitlines())}
+    assert values["workers"] == "4" and values["accesslog"] == "'-'" and values["bind"] == "('127.0.0.1:8000',)"
+
+
+def test_version(appdir: Path) -> None:
+    proc = fastwsgi_cmd(appdir, "--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"fastwsgi (version {fastwsgi.__version__})"
