@@ -108,11 +108,13 @@ REJECTED: list[Case] = [
         _req("Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n" + SMUGGLED),
         (400, 501),
     ),
+    Case("TE identity only", _req("Transfer-Encoding: identity\r\n", "0\r\n\r\n"), (400,)),
     Case(
-        "TE gzip,chunked",
-        _req("Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"),
-        (501,),
+        "TE chunked,gzip",
+        _req("Transfer-Encoding: chunked, gzip\r\n", "0\r\n\r\n" + SMUGGLED),
+        (400,),
     ),
+    Case("TE br,chunked", _req("Transfer-Encoding: br, chunked\r\n", "0\r\n\r\n"), (501,)),
     Case(
         "TE chunked twice in one field",
         _req("Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n0\r\n\r\n"),

@@ -101,7 +101,16 @@ APP_SOURCE = textwrap.dedent(
         if path.endswith("/too-short"):
             start_response("200 OK", [("Content-Length", "10")])
             return [b"01234"]
-        out = json.dumps({"path": path, "body_len": len(body)}).encode()
+        out = json.dumps(
+            {
+                "path": path,
+                "body_len": len(body),
+                "scheme": environ["wsgi.url_scheme"],
+                "script_name": environ.get("SCRIPT_NAME", ""),
+                "remote_addr": environ.get("REMOTE_ADDR", ""),
+                "http": {k: v for k, v in environ.items() if k.startswith("HTTP_")},
+            }
+        ).encode()
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(out)))])
         return [out]
@@ -161,7 +170,9 @@ def _probe_ready(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def run_server(tmp: Path, kind: str, *extra: str, workers: int = 1) -> Iterator[Server]:
+def run_server(
+    tmp: Path, kind: str, *extra: str, workers: int = 1, env_extra: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Start fastwsgi serving the recording app; stop it (by pid) afterwards."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "hostile_app.py").write_text(APP_SOURCE)
@@ -170,7 +181,9 @@ def run_server(tmp: Path, kind: str, *extra: str, workers: int = 1) -> Iterator[
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, str(tmp)])
     env["HOSTILE_RECORD"] = str(record)
-    env.pop("WEB_CONCURRENCY", None)
+    for var in ("WEB_CONCURRENCY", "SCRIPT_NAME", "FORWARDED_ALLOW_IPS", "PORT", "SENDFILE"):
+        env.pop(var, None)
+    env.update(env_extra or {})
     last_error = ""
     for _attempt in range(3):  # a free port can be taken between probe and bind
         port = free_port()
