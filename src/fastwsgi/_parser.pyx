@@ -591,10 +591,11 @@ cdef class RequestParser:
     cpdef feed_eof(self):
         """The peer closed its side (no more input will come).
 
-        A partial head raises NoMoreData at once, and so does a
-        Content-Length body that the buffered bytes cannot complete. For a
-        chunked body the layout is only known while reading it, so the next
-        ``read_body()`` that would need more data raises instead
+        A partial head raises NoMoreData at once. A Content-Length body cut
+        short ends early, as in Gunicorn (its LengthReader returns what came):
+        ``read_body()`` hands out what is buffered, then b"", and keep_alive
+        turns False. For a chunked body the layout is only known while
+        reading it, so the ``read_body()`` that would need more data raises
         (ChunkMissingTerminator when only a chunk's CRLF or the trailer
         section is missing, else NoMoreData). A complete head still buffered
         is not an error: ``next_head()`` returns it.
@@ -602,15 +603,11 @@ cdef class RequestParser:
         if self.dead:
             self._fail(self.error, self.error_detail)
         self.eof = True
-        if self.state == ST_DONE and self.end > self.pos:
-            # The next request's head has started: judge it now.
-            self.finish()
         if self.state == ST_HEAD:
             if self.end > self.pos and not self._scan_head():
                 self._fail(NoMoreData, "connection closed inside the request head")
-        elif self.state == ST_BODY_CL:
-            if self.end - self.pos < self.body_left:
-                self._fail(NoMoreData, "connection closed inside the request body")
+        elif self.state == ST_BODY_CL and self.end - self.pos < self.body_left:
+            self.keep_alive = False
 
     # ------------------------------------------------------------------- head
 
@@ -1253,7 +1250,10 @@ cdef class RequestParser:
             avail = self.end - self.pos
             if avail == 0:
                 if self.eof:
-                    self._fail(NoMoreData, "connection closed inside the request body")
+                    # Cut short by the peer: the body simply ends here.
+                    self.state = ST_DONE
+                    self.keep_alive = False
+                    return b""
                 return None
             k = avail if avail < self.body_left else self.body_left
             if 0 < n < k:
