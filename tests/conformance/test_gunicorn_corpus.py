@@ -230,7 +230,7 @@ def expected_environ(req: dict[str, Any]) -> dict[str, str]:
         "REQUEST_METHOD": req["method"],
         "RAW_URI": req["uri"],
         "QUERY_STRING": req["query"],
-        "SERVER_PROTOCOL": "HTTP/%d.%d" % tuple(req["version"]),
+        "SERVER_PROTOCOL": "HTTP/{}.{}".format(*req["version"]),
     }
     uri = req["uri"]
     if req["method"] == "CONNECT" and not uri.startswith("/") and "://" not in uri:
