@@ -1,0 +1,478 @@
+"""The real command serving requests: every server hook with its arguments,
+access-log lines in the configured format (default, custom, JSON), and a
+Gunicorn-style config file running unchanged."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fastwsgi
+
+SRC = str(Path(fastwsgi.__file__).parent.parent)
+READY_TIMEOUT = 60.0
+WAIT_TIMEOUT = 30.0
+CLF_TIME = r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
+
+APP = '''
+import os
+
+def application(environ, start_response):
+    body = ("%s %s" % (environ["PATH_INFO"], os.environ.get("SPAM", "-"))).encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                              ("X-Served-By", "fastwsgi-test")])
+    return [body]
+'''
+
+HOOKS_CONF = '''
+import json
+import os
+
+_LOG = os.environ["HOOK_LOG"]
+
+
+def _record(name, *args, **extra):
+    rec = {"hook": name, "pid": os.getpid(), "args": [type(a).__name__ for a in args]}
+    rec.update(extra)
+    fd = os.open(_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(rec) + "\\n").encode())
+    finally:
+        os.close(fd)
+
+
+def on_starting(server):
+    _record("on_starting", server)
+
+
+def on_reload(server):
+    _record("on_reload", server)
+
+
+def when_ready(server):
+    _record("when_ready", server)
+
+
+def pre_fork(server, worker):
+    _record("pre_fork", server, worker)
+
+
+def post_fork(server, worker):
+    _record("post_fork", server, worker, worker_pid=worker.pid)
+
+
+def post_worker_init(worker):
+    _record("post_worker_init", worker)
+
+
+def worker_int(worker):
+    _record("worker_int", worker)
+
+
+def worker_abort(worker):
+    _record("worker_abort", worker)
+
+
+def pre_exec(server):
+    _record("pre_exec", server)
+
+
+def pre_request(worker, req):
+    _record("pre_request", worker, req)
+
+
+def post_request(worker, req, environ, resp):
+    _record("post_request", worker, req, environ, resp, path=environ["PATH_INFO"])
+
+
+def child_exit(server, worker):
+    _record("child_exit", server, worker, worker_pid=worker.pid)
+
+
+def worker_exit(server, worker):
+    _record("worker_exit", server, worker)
+
+
+def nworkers_changed(server, new_value, old_value):
+    _record("nworkers_changed", server, new_value, old_value, new=new_value, old=old_value)
+
+
+def on_exit(server):
+    _record("on_exit", server)
+'''
+
+# An equivalent of Gunicorn's examples/example_config.py (same settings and
+# hooks, written for this test): it must run unchanged.
+GUNICORN_STYLE_CONF = '''
+# Server socket
+bind = "127.0.0.1:8000"
+backlog = 2048
+
+# Worker processes
+workers = 1
+worker_class = "sync"
+worker_connections = 1000
+timeout = 30
+keepalive = 2
+
+spew = False
+
+# Server mechanics
+daemon = False
+raw_env = [
+    "DJANGO_SECRET_KEY=not-a-secret",
+    "SPAM=eggs",
+]
+pidfile = None
+umask = 0
+user = None
+group = None
+tmp_upload_dir = None
+
+# Logging
+errorlog = "-"
+loglevel = "info"
+accesslog = "-"
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+# Process naming
+proc_name = None
+
+
+# Server hooks
+def post_fork(server, worker):
+    server.log.info("Worker spawned (pid: %s)", worker.pid)
+
+
+def pre_fork(server, worker):
+    pass
+
+
+def pre_exec(server):
+    server.log.info("Forked child, re-executing.")
+
+
+def when_ready(server):
+    server.log.info("Server is ready. Spawning workers")
+
+
+def worker_int(worker):
+    worker.log.info("worker received INT or QUIT signal")
+
+    # dump every thread's stack, as the Gunicorn example does
+    import sys
+    import threading
+    import traceback
+
+    id2name = {th.ident: th.name for th in threading.enumerate()}
+    code = []
+    for thread_id, stack in sys._current_frames().items():
+        code.append("\\n# Thread: %s(%d)" % (id2name.get(thread_id, ""), thread_id))
+        for filename, lineno, name, line in traceback.extract_stack(stack):
+            code.append('File: "%s", line %d, in %s' % (filename, lineno, name))
+            if line:
+                code.append("  %s" % (line.strip()))
+    worker.log.debug("\\n".join(code))
+
+
+def worker_abort(worker):
+    worker.log.info("worker received SIGABRT signal")
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Server:
+    """One ``python -m fastwsgi`` process; stdout/stderr go to files."""
+
+    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None, bind: bool = True) -> None:
+        self.cwd = cwd
+        self.port = free_port()
+        self.out_path = cwd / "stdout.log"
+        self.err_path = cwd / "stderr.log"
+        full_env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
+        full_env.pop("FASTWSGI_CMD_ARGS", None)
+        argv = [sys.executable, "-m", "fastwsgi", *(["-b", f"127.0.0.1:{self.port}"] if bind else []), *args]
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=out, stderr=err)
+        self.extra_pids: list[int] = []
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes] | None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        except OSError:
+            return None
+        finally:
+            conn.close()
+
+    def wait_ready(self, path: str = "/ready") -> tuple[int, bytes]:
+        def probe() -> tuple[int, bytes] | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.stderr}")
+            return self.get(path)
+
+        return wait_for("the server to answer", probe, READY_TIMEOUT)
+
+    def stop(self) -> None:
+        for pid in self.extra_pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        for pid in self.extra_pids:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def appdir(tmp_path: Path) -> Path:
+    (tmp_path / "serveapp.py").write_text(APP)
+    return tmp_path
+
+
+@pytest.fixture
+def start(appdir: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def _start(*args: str, **kw: Any) -> Server:
+        server = Server(appdir, *args, **kw)
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        server.stop()
+
+
+# --- hooks ---------------------------------------------------------------------------
+
+
+class HookLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    def find(self, hook: str, **match: Any) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r["hook"] == hook and all(r.get(k) == v for k, v in match.items())]
+
+    def wait(self, hook: str, count: int = 1, **match: Any) -> list[dict[str, Any]]:
+        return wait_for(f"{count} x {hook} {match or ''}",
+                        lambda: (found := self.find(hook, **match)) and len(found) >= count and found)
+
+
+def test_every_hook_is_called_with_its_arguments(appdir: Path, start: Callable[..., Server]) -> None:
+    (appdir / "hooks.conf.py").write_text(HOOKS_CONF)
+    hooks = HookLog(appdir / "hooks.jsonl")
+    server = start("-c", "hooks.conf.py", "-w", "1", "serveapp", env={"HOOK_LOG": str(hooks.path)})
+    assert server.wait_ready("/first") == (200, b"/first -")
+    master = server.proc.pid
+
+    (starting,) = hooks.wait("on_starting")
+    assert starting["args"] == ["Arbiter"] and starting["pid"] == master
+    assert hooks.wait("when_ready")[0]["args"] == ["Arbiter"]
+    pre_fork = hooks.wait("pre_fork")[0]
+    assert pre_fork["pid"] == master and pre_fork["args"][0] == "Arbiter" and pre_fork["args"][1].endswith("Worker")
+    post_fork = hooks.wait("post_fork")[0]
+    worker1 = post_fork["worker_pid"]
+    assert post_fork["pid"] == worker1 != master
+    assert hooks.wait("post_worker_init", pid=worker1)[0]["args"][0].endswith("Worker")
+    pre_request = hooks.wait("pre_request")[0]
+    assert pre_request["pid"] == worker1 and len(pre_request["args"]) == 2
+    post_request = hooks.wait("post_request", path="/first")[0]
+    assert post_request["pid"] == worker1 and post_request["args"][2] == "dict" and len(post_request["args"]) == 4
+
+    # TTIN: one more worker.
+    os.kill(master, signal.SIGTTIN)
+    changed = hooks.wait("nworkers_changed")[0]
+    assert (changed["new"], changed["old"], changed["pid"]) == (2, 1, master)
+    hooks.wait("post_worker_init", count=2)
+
+    # HUP: reload, workers replaced.
+    os.kill(master, signal.SIGHUP)
+    reload_rec = hooks.wait("on_reload")[0]
+    assert reload_rec["args"] == ["Arbiter"] and reload_rec["pid"] == master
+    hooks.wait("child_exit", worker_pid=worker1)
+    hooks.wait("worker_exit", pid=worker1)
+
+    # SIGABRT (what the master sends a worker that timed out): worker_abort in the worker.
+    live = [r["worker_pid"] for r in hooks.find("post_fork")
+            if not hooks.find("child_exit", worker_pid=r["worker_pid"])]
+    victim = live[-1]
+    hooks.wait("post_worker_init", pid=victim)
+    os.kill(victim, signal.SIGABRT)
+    abort = hooks.wait("worker_abort", pid=victim)[0]
+    assert abort["args"][0].endswith("Worker")
+    exited = hooks.wait("child_exit", worker_pid=victim)[0]
+    assert exited["pid"] == master and exited["args"][0] == "Arbiter"
+
+    # INT: quick shutdown; workers get QUIT, so worker_int runs in each.
+    survivors = [r["worker_pid"] for r in hooks.find("post_fork")
+                 if not hooks.find("child_exit", worker_pid=r["worker_pid"])]
+    for pid in survivors:
+        hooks.wait("post_worker_init", pid=pid)
+    os.kill(master, signal.SIGINT)
+    assert server.proc.wait(WAIT_TIMEOUT) == 0
+    for pid in survivors:
+        assert hooks.find("worker_int", pid=pid), pid
+    final = hooks.records()[-1]
+    assert final["hook"] == "on_exit" and final["pid"] == master and final["args"] == ["Arbiter"]
+    assert "Exception in" not in server.stderr
+
+
+def test_pre_exec_on_usr2(appdir: Path, start: Callable[..., Server]) -> None:
+    (appdir / "hooks.conf.py").write_text(HOOKS_CONF)
+    hooks = HookLog(appdir / "hooks.jsonl")
+    pidfile = appdir / "master.pid"
+    server = start("-c", "hooks.conf.py", "-p", str(pidfile), "serveapp", env={"HOOK_LOG": str(hooks.path)})
+    server.wait_ready()
+    master = server.proc.pid
+    os.kill(master, signal.SIGUSR2)
+    pre_exec = hooks.wait("pre_exec")[0]
+    assert pre_exec["args"] == ["Arbiter"]
+    new_master = wait_for("the new master", lambda: [r["pid"] for r in hooks.find("on_starting") if r["pid"] != master])
+    server.extra_pids.append(new_master[0])
+    hooks.wait("when_ready", pid=new_master[0])
+
+
+# --- access log --------------------------------------------------------------------
+
+
+def access_lines(path: Path, count: int) -> list[str]:
+    return wait_for(f"{count} access log lines in {path.name}",
+                    lambda: path.exists() and len(lines := path.read_text().splitlines()) >= count and lines)
+
+
+def test_default_access_log_line(appdir: Path, start: Callable[..., Server]) -> None:
+    log = appdir / "access.log"
+    server = start("--access-logfile", str(log), "serveapp")
+    server.wait_ready("/ready")
+    body = "/hello/w\xc3\xb6rld -".encode("latin-1")  # PATH_INFO is latin-1-decoded bytes
+    assert server.get("/hello/w%C3%B6rld?x=1&y=%22", {"User-Agent": "test-agent/1.0", "Referer": "http://r/"}) == (
+        200, body)
+    lines = access_lines(log, 2)
+    assert re.fullmatch(
+        r'127\.0\.0\.1 - - ' + CLF_TIME
+        + rf' "GET /hello/w%C3%B6rld\?x=1&y=%22 HTTP/1\.1" 200 {len(body)} "http://r/" "test-agent/1\.0"',
+        lines[1],
+    ), lines[1]
+
+
+def test_custom_access_log_format(appdir: Path, start: Callable[..., Server]) -> None:
+    log = appdir / "access.log"
+    fmt = "%(m)s|%(U)s|%(q)s|%(s)s|%(B)s|%({x-request-id}i)s|%({x-served-by}o)s|%(D)s|%(p)s"
+    server = start("--access-logfile", str(log), "--access-logformat", fmt, "serveapp")
+    server.wait_ready("/ready")
+    server.get("/p?q=1", {"X-Request-Id": "rid-42"})
+    line = access_lines(log, 2)[1]
+    method, path, query, status, length, rid, served, micros, pid = line.split("|")
+    assert (method, path, query, status, length, rid, served) == ("GET", "/p", "q=1", "200", "4", "rid-42",
+                                                                  "fastwsgi-test")
+    assert int(micros) >= 0 and re.fullmatch(r"<\d+>", pid)
+
+
+def test_json_access_log(appdir: Path, start: Callable[..., Server]) -> None:
+    log = appdir / "access.log"
+    server = start("--access-logfile", str(log), "--access-log-json", "serveapp")
+    server.wait_ready("/ready")
+    server.get("/j?k=v", {"User-Agent": 'quote" and \\ backslash', "Referer": "http://r/"})
+    record = json.loads(access_lines(log, 2)[1])
+    assert record["method"] == "GET" and record["path"] == "/j" and record["query"] == "k=v"
+    assert record["uri"] == "/j?k=v" and record["protocol"] == "HTTP/1.1" and record["status"] == 200
+    assert record["user_agent"] == 'quote" and \\ backslash' and record["referer"] == "http://r/"
+    assert record["bytes"] == len(b"/j -") and record["remote_addr"] == "127.0.0.1"
+    assert isinstance(record["duration_s"], float) and 0 <= record["duration_s"] < 60
+
+
+def test_access_log_reopened_on_usr1(appdir: Path, start: Callable[..., Server]) -> None:
+    log = appdir / "access.log"
+    server = start("--access-logfile", str(log), "serveapp")
+    server.wait_ready("/ready")
+    access_lines(log, 1)
+    os.rename(log, appdir / "access.log.1")
+    os.kill(server.proc.pid, signal.SIGUSR1)
+
+    def reopened() -> bool:
+        server.get("/probe")  # lands in the old file until the worker reopens
+        return log.exists() and "/probe" in log.read_text()
+
+    wait_for("the worker to reopen the access log", reopened)
+    server.get("/after")
+    wait_for("/after in the new access log", lambda: "/after" in log.read_text())
+    assert "/after" not in (appdir / "access.log.1").read_text()
+
+
+# --- a Gunicorn config file, unchanged --------------------------------------------------
+
+
+def test_gunicorn_example_config_runs_unchanged(appdir: Path, start: Callable[..., Server]) -> None:
+    (appdir / "gunicorn_example.py").write_text(GUNICORN_STYLE_CONF)
+    # The file binds 127.0.0.1:8000; the command line wins (Gunicorn's order),
+    # so the test does not depend on that port being free.
+    server = start("-c", "gunicorn_example.py", "serveapp")
+    assert server.wait_ready("/x") == (200, b"/x eggs")  # raw_env reached the app
+    access_lines(server.out_path, 1)  # accesslog = "-" is stdout
+    assert re.fullmatch(r'127\.0\.0\.1 - - ' + CLF_TIME + rf' "GET /x HTTP/1\.1" 200 {len(b"/x eggs")} "-" "-"',
+                        server.stdout.splitlines()[0])
+    wait_for("the when_ready hook", lambda: "Server is ready. Spawning workers" in server.stderr)
+    wait_for("the post_fork hook", lambda: re.search(r"\[INFO\] Worker spawned \(pid: \d+\)", server.stderr))
+    assert "not supported" not in server.stderr  # spew = False etc. are off values
+    os.kill(server.proc.pid, signal.SIGQUIT)
+    assert server.proc.wait(WAIT_TIMEOUT) == 0
+    assert "worker received INT or QUIT signal" in server.stderr
+    assert "Traceback" not in server.stderr
