@@ -37,6 +37,7 @@ import grp
 import importlib
 import inspect
 import ipaddress
+import json
 import os
 import pwd
 import shlex
@@ -443,6 +444,11 @@ def v_scheme_headers(value: Any) -> tuple[tuple[str, str], ...]:
 def v_dict(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
+    if isinstance(value, str):  # from the command line: a JSON object
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not a JSON object: {exc}") from None
     if not isinstance(value, Mapping):
         raise TypeError(f"expected a dict, got {type(value).__name__}")
     return dict(value) or None
@@ -1080,7 +1086,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Logging",
         v_dict,
         None,
-        "logging.config.dictConfig dict, merged over the built-in one (config file only).",
+        "logging.config.dictConfig dict, merged over the built-in one; on the command line "
+        "a JSON object.",
+        cli=("--log-config-dict",),
+        metavar="JSON",
+        origin="fastwsgi",  # the setting is Gunicorn's, the flag is ours
+    ),
+    S(
+        "logconfig_json",
+        "Logging",
+        v_opt_str,
+        None,
+        "JSON file holding a dictConfig dict (used when logconfig_dict is not set).",
+        cli=("--log-config-json",),
+        metavar="FILE",
     ),
     S(
         "statsd_host",
@@ -1252,7 +1271,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
         takes_value=False,
     ),
     U("logger_class", ("--logger-class",)),
-    U("logconfig_json", ("--log-config-json",)),
     U("syslog_addr", ("--log-syslog-to",)),
     U("syslog", ("--log-syslog",), takes_value=False),
     U("syslog_prefix", ("--log-syslog-prefix",)),
@@ -1616,7 +1634,7 @@ class Settings:
             access_log_json=v["access_log_json"],
             capture_output=v["capture_output"],
             logconfig=v["logconfig"],
-            logconfig_dict=v["logconfig_dict"],
+            logconfig_dict=v["logconfig_dict"] or self._logconfig_json(),
             statsd_host=v["statsd_host"],
             statsd_prefix=v["statsd_prefix"],
             proc_name=proc_name,
@@ -1631,6 +1649,21 @@ class Settings:
             pythonpath=v["pythonpath"],
             raw_env=v["raw_env"],
         )
+
+    def _logconfig_json(self) -> dict[str, Any] | None:
+        path = self.values["logconfig_json"]
+        if not path:
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read --log-config-json file {path!r}: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise ConfigError(f"--log-config-json file {path!r} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"--log-config-json file {path!r} must hold a JSON object")
+        return data
 
     def format(self) -> str:
         """--print-config: every setting with its value, Gunicorn's layout."""

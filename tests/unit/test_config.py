@@ -67,6 +67,8 @@ FLAG_CASES: dict[str, tuple[str | None, object]] = {
     "loglevel": ("WARN", "warning"),
     "capture_output": (None, True),
     "logconfig": ("/tmp/log.ini", "/tmp/log.ini"),
+    "logconfig_dict": ('{"version": 1}', {"version": 1}),
+    "logconfig_json": ("/tmp/log.json", "/tmp/log.json"),
     "statsd_host": ("127.0.0.1:9125", "127.0.0.1:9125"),
     "statsd_prefix": ("app", "app"),
     "reload": (None, True),
@@ -423,6 +425,19 @@ def test_groups_carry_every_value(empty_cwd: Path) -> None:
     assert g.arbiter.proc_name == g.log.proc_name == "web"
     assert g.worker.parser.limit_request_body == 10
     assert g.log.accesslog == "-" and g.log.access_log_json and g.log.loglevel == "debug"
+
+
+def test_logconfig_json_file(empty_cwd: Path) -> None:
+    (empty_cwd / "log.json").write_text('{"version": 1, "root": {"level": "WARNING"}}')
+    assert load(["--log-config-json", "log.json", "app"], {}).groups().log.logconfig_dict == {
+        "version": 1, "root": {"level": "WARNING"}}
+    (empty_cwd / "bad.json").write_text("{nope")
+    with pytest.raises(ConfigError, match="'bad.json' is not valid JSON"):
+        load(["--log-config-json", "bad.json", "app"], {}).groups()
+    with pytest.raises(ConfigError, match="cannot read --log-config-json file 'none.json'"):
+        load(["--log-config-json", "none.json", "app"], {}).groups()
+    with pytest.raises(ConfigError, match="not a JSON object"):
+        load(["--log-config-dict", "{x", "app"], {})
 
 
 def test_print_config_lists_every_setting(empty_cwd: Path) -> None:
