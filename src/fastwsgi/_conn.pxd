@@ -70,6 +70,6 @@ cdef class Connection:
     cdef object _next_head(self)
     cdef object _build_env(self, dict head)
     cdef int _send_result(self, object result) except -1
-    cdef bint _try_sendfile(self, object wrapper) except -1
+    cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1
     cdef bint _drain_body(self) except -1
     cdef void _answer(self, object exc) noexcept

@@ -614,9 +614,14 @@ cdef class Connection:
             return
         self._send_out(resp.frame(data))
 
-    cdef bint _try_sendfile(self, object wrapper) except -1:
+    cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1:
+        """A file_wrapper over a regular file: its size is known, so the
+        response gets a Content-Length (unless the app gave one) and the bytes
+        go out with sendfile(2), or read-and-send when sendfile is off. False
+        when the file-like has no usable fileno(): iterate it instead."""
         cdef Response resp = self.resp
-        cdef long long avail, n, sent
+        cdef long long avail, n, sent, left
+        cdef Py_ssize_t bs
         f = wrapper.filelike
         try:
             fd = f.fileno()
@@ -641,11 +646,23 @@ cdef class Connection:
         if prefix:
             self._send_buf(PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
                            MSG_MORE if n > 0 else 0)
-        if n > 0:
+        if n <= 0:
+            return True
+        if use_sendfile:
             sent = self._sendfile(fd, pos, n)
-            resp.file_sent(sent)
-            if sent < n:
-                self.must_close = True
+        else:
+            sent = 0
+            bs = max(wrapper.blksize, FILE_BLOCK)
+            while sent < n:
+                left = n - sent
+                d = f.read(bs if left > bs else left)
+                if not d:
+                    break
+                self._send_buf(PyBytes_AS_STRING(d), PyBytes_GET_SIZE(d), 0)
+                sent += PyBytes_GET_SIZE(d)
+        resp.file_sent(sent)
+        if sent < n:
+            self.must_close = True
         return True
 
     cdef int _send_result(self, object result) except -1:
@@ -653,9 +670,7 @@ cdef class Connection:
         cdef Py_ssize_t n, total
         t = type(result)
         if t is FileWrapper:
-            if self.ctx.use_sendfile and self._try_sendfile(result):
-                pass
-            else:
+            if not self._send_file(result, self.ctx.use_sendfile):
                 f = result.filelike
                 bs = max(result.blksize, FILE_BLOCK)
                 while True:

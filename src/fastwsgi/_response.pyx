@@ -431,6 +431,11 @@ cdef class Response:
             raise ResponseError("body written before start_response()")
         if not self.headers_sent:
             self._decide(True, avail)
+            # HEAD of a file: its size is what the GET would send.
+            if (self.framing == FRAME_NONE and self.is_head and self.content_length < 0
+                    and self.status_code >= 200 and self.status_code != 204
+                    and self.status_code != 304):
+                self.content_length = avail
         if self.framing == FRAME_NONE:
             n = 0
         elif self.framing == FRAME_LENGTH:

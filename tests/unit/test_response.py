@@ -220,7 +220,18 @@ def test_bad_headers_raise_response_error(headers: list) -> None:
 
 
 @pytest.mark.parametrize(
-    "status", ["200 OK\r\nX: y", "200\nOK", "20 OK", "abc OK", "2000 OK", "200OK", "099 Low", b"200 OK", "200 \x00"]
+    "status",
+    [
+        "200 OK\r\nX: y",
+        "200\nOK",
+        "20 OK",
+        "abc OK",
+        "2000 OK",
+        "200OK",
+        "099 Low",
+        b"200 OK",
+        "200 \x00",
+    ],
 )
 def test_bad_status_raises_response_error(status: object) -> None:
     with pytest.raises(ResponseError):
@@ -288,7 +299,14 @@ def test_hop_by_hop_headers_from_the_app_are_dropped() -> None:
     )
     data = wire(r, [b"abc"], last_hint=True)
     head = data.split(b"\r\n\r\n", 1)[0].decode()
-    for name in ("Keep-Alive", "TE:", "Trailer", "Upgrade", "Proxy-Authenticate", "Transfer-Encoding"):
+    for name in (
+        "Keep-Alive",
+        "TE:",
+        "Trailer",
+        "Upgrade",
+        "Proxy-Authenticate",
+        "Transfer-Encoding",
+    ):
         assert name not in head
     assert head.count("Connection:") == 1
     assert "X-Kept: yes" in head

@@ -1,0 +1,777 @@
+"""The compiled Connection over a real socketpair: one request cycle at a time.
+
+A server-side thread runs ``handle_request`` in a loop (as a worker would);
+the test writes raw bytes on the other end and reads what comes back until
+the server closes. Responses are split with a small reader that follows the
+framing (Content-Length, chunked or close), so a framing mistake shows up as a
+wrong body or a wrong number of responses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import sys
+import threading
+import wsgiref.validate
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastwsgi._conn import Connection, WorkerContext
+
+from fastwsgi.config import Hooks, ParserSettings, WorkerSettings
+from fastwsgi.wsgi import FileWrapper
+
+App = Callable[..., Iterable[bytes]]
+PEER = ("10.1.2.3", 40000)
+TRUSTED = ("127.0.0.1", 40000)
+
+
+class RecLog:
+    """Stands in for glogging.Logger: records calls."""
+
+    def __init__(self, access: bool = False) -> None:
+        self.records: list[tuple[str, str]] = []
+        self.access_enabled = access
+        self.accessed: list[tuple[Any, ...]] = []
+
+    def _rec(self, level: str, msg: str, *args: Any) -> None:
+        self.records.append((level, msg % args if args else msg))
+
+    def debug(self, msg: str, *args: Any) -> None:
+        self._rec("debug", msg, *args)
+
+    def info(self, msg: str, *args: Any) -> None:
+        self._rec("info", msg, *args)
+
+    def warning(self, msg: str, *args: Any) -> None:
+        self._rec("warning", msg, *args)
+
+    def error(self, msg: str, *args: Any) -> None:
+        self._rec("error", msg, *args)
+
+    def critical(self, msg: str, *args: Any) -> None:
+        self._rec("critical", msg, *args)
+
+    def exception(self, msg: str, *args: Any) -> None:
+        import traceback
+
+        self._rec("exception", (msg % args if args else msg) + "\n" + traceback.format_exc())
+
+    def access(self, environ: Any, status: Any, headers: Any, length: Any, dur: float) -> None:
+        self.accessed.append((environ["PATH_INFO"], status, length))
+
+
+class Response:
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+def split_responses(data: bytes, head_only: bool = False) -> list[Response]:
+    out = []
+    pos = 0
+    for _ in range(1000):
+        if pos >= len(data):
+            break
+        end = data.index(b"\r\n\r\n", pos)
+        lines = data[pos:end].decode("latin-1").split("\r\n")
+        pos = end + 4
+        _, code, reason = (lines[0].split(" ", 2) + [""])[:3]
+        headers = [tuple(x.split(": ", 1)) for x in lines[1:]]
+        resp = Response(int(code), reason, headers, b"")  # type: ignore[arg-type]
+        if int(code) < 200:
+            out.append(resp)
+            continue
+        cl = resp.header("Content-Length")
+        if head_only or int(code) in (204, 304):
+            pass
+        elif resp.header("Transfer-Encoding") == "chunked":
+            body = b""
+            while True:
+                eol = data.index(b"\r\n", pos)
+                size = int(data[pos:eol], 16)
+                pos = eol + 2
+                if size == 0:
+                    assert data[pos : pos + 2] == b"\r\n"
+                    pos += 2
+                    break
+                body += data[pos : pos + size]
+                assert data[pos + size : pos + size + 2] == b"\r\n"
+                pos += size + 2
+            resp.body = body
+        elif cl is not None:
+            resp.body = data[pos : pos + int(cl)]
+            pos += int(cl)
+        else:
+            resp.body = data[pos:]
+            pos = len(data)
+        out.append(resp)
+    return out
+
+
+class Served:
+    def __init__(self, data: bytes, keeps: list[bool], log: RecLog, conn: Connection):
+        self.data = data
+        self.keeps = keeps
+        self.log = log
+        self.conn = conn
+
+    @property
+    def responses(self) -> list[Response]:
+        return split_responses(self.data)
+
+
+def settings(**kw: Any) -> WorkerSettings:
+    base = WorkerSettings(header_timeout=5.0, body_timeout=5.0, timeout=5.0)
+    parser = kw.pop("parser", None)
+    if parser:
+        kw["parser"] = replace(ParserSettings(), **parser)
+    return replace(base, **kw)
+
+
+def serve(
+    raw: bytes | Callable[[socket.socket], None],
+    app: App,
+    ws: WorkerSettings | None = None,
+    client: Any = PEER,
+    keepalive: bool = True,
+    log: RecLog | None = None,
+    hooks: Hooks | None = None,
+    half_close: bool = True,
+    server: Any = ("127.0.0.1", 8000),
+) -> Served:
+    log = log or RecLog()
+    ctx = WorkerContext(ws or settings(), log, hooks, None, keepalive=keepalive)
+    a, b = socket.socketpair()
+    conn = Connection(ctx, a, client, server)
+    keeps: list[bool] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(100):
+                k = conn.handle_request(app)
+                keeps.append(k)
+                if not k:
+                    break
+        except BaseException as exc:  # surfaced in the test thread
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    t = threading.Thread(target=run)
+    t.start()
+    b.settimeout(10)
+    try:
+        if callable(raw):
+            raw(b)
+        else:
+            b.sendall(raw)
+            if half_close:
+                b.shutdown(socket.SHUT_WR)
+        chunks = []
+        for _ in range(100_000):
+            try:
+                d = b.recv(1 << 20)
+            except ConnectionResetError:
+                break
+            if not d:
+                break
+            chunks.append(d)
+    finally:
+        t.join(15)
+        b.close()
+    assert not t.is_alive()
+    if errors:
+        raise errors[0]
+    return Served(b"".join(chunks), keeps, log, conn)
+
+
+def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+GET = b"GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"
+
+
+# --- basic cycle and environ ------------------------------------------------------
+
+
+def test_get_answers_once_with_content_length() -> None:
+    s = serve(GET, hello)
+    [r] = s.responses
+    assert r.status == 200 and r.body == b"hello"
+    assert r.header("Content-Length") == "5"
+    assert r.header("Connection") == "keep-alive"
+    assert s.keeps == [True, False]  # second call sees the client's EOF
+
+
+def test_environ_is_complete_pep3333() -> None:
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [])
+        return []
+
+    serve(GET, app)
+    assert seen["wsgi.version"] == (1, 0)
+    assert seen["wsgi.url_scheme"] == "http"
+    assert seen["wsgi.errors"] is sys.stderr
+    assert seen["wsgi.multithread"] is False
+    assert seen["wsgi.multiprocess"] is True
+    assert seen["wsgi.run_once"] is False
+    assert seen["wsgi.input_terminated"] is True
+    assert seen["wsgi.file_wrapper"] is FileWrapper
+    assert seen["REQUEST_METHOD"] == "GET"
+    assert seen["PATH_INFO"] == "/p"
+    assert seen["QUERY_STRING"] == "q=1"
+    assert seen["SCRIPT_NAME"] == ""
+    assert seen["SERVER_NAME"] == "127.0.0.1"
+    assert seen["SERVER_PORT"] == "8000"
+    assert seen["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert seen["REMOTE_ADDR"] == PEER[0]
+    assert seen["REMOTE_PORT"] == str(PEER[1])
+    assert seen["HTTP_HOST"] == "example.com"
+    assert seen["SERVER_SOFTWARE"].startswith("fastwsgi/")
+
+
+def test_unix_socket_peer_and_server_from_host() -> None:
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [])
+        return []
+
+    serve(b"GET / HTTP/1.1\r\nHost: site.test:8443\r\n\r\n", app, client="", server="/tmp/x.sock")
+    assert seen["REMOTE_ADDR"] == ""
+    assert "REMOTE_PORT" not in seen
+    assert seen["SERVER_NAME"] == "site.test"
+    assert seen["SERVER_PORT"] == "8443"
+
+
+def test_pipelined_requests_answered_in_order_and_bodies_do_not_leak() -> None:
+    reads: list[tuple[bytes, bytes, bytes]] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        inp = environ["wsgi.input"]
+        body = inp.read()
+        # Past the end of this request's body: always b"", never the next request.
+        reads.append((body, inp.read(), inp.readline()))
+        start_response("200 OK", [])
+        return [environ["PATH_INFO"].encode() + b":" + body]
+
+    raw = (
+        b"POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
+    s = serve(raw, app)
+    assert [r.body for r in s.responses] == [b"/1:hello", b"/2:", b"/3:abc"]
+    assert reads == [(b"hello", b"", b""), (b"", b"", b""), (b"abc", b"", b"")]
+
+
+@pytest.mark.parametrize("how", ["read", "read3", "readline", "readline2", "readlines", "iter"])
+def test_input_methods_on_a_chunked_body(how: str) -> None:
+    body = b"line one\nline two\n\nlast"
+    got: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        inp = environ["wsgi.input"]
+        parts: list[bytes] = []
+        for _ in range(1000):
+            if how == "read":
+                d = inp.read()
+            elif how == "read3":
+                d = inp.read(3)
+                assert len(d) in (0, 3) or len(parts) * 3 + len(d) == len(body)
+            elif how == "readline":
+                d = inp.readline()
+            elif how == "readline2":
+                d = inp.readline(2)
+                assert len(d) <= 2
+            elif how == "readlines":
+                d = b"".join(inp.readlines())
+            else:
+                d = b"".join(iter(inp))
+            if not d:
+                break
+            parts.append(d)
+        got.append(b"".join(parts))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:5], body[5:7], body[7:])) + b"0\r\n\r\n"
+    raw = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + GET
+    s = serve(raw, app)
+    assert got[0] == body
+    assert len(s.responses) == 2
+
+
+def test_readline_splits_lines_exactly() -> None:
+    lines: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        inp = environ["wsgi.input"]
+        for _ in range(10):
+            line = inp.readline()
+            if not line:
+                break
+            lines.append(line)
+        start_response("200 OK", [])
+        return []
+
+    serve(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\na\nbb\nccc\n", app)
+    assert lines == [b"a\n", b"bb\n", b"ccc\n"]
+
+
+def test_head_gets_no_body() -> None:
+    s = serve(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + GET, hello)
+    assert s.data.count(b"hello") == 1  # only the GET's body
+    rs = split_responses(s.data.split(b"HTTP/1.1 200", 2)[1].join([b"HTTP/1.1 200", b""]), True)
+    assert rs[0].status == 200
+
+
+def test_http10_request_gets_close_and_no_chunking() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"a"
+        yield b"b"
+
+    s = serve(b"GET / HTTP/1.0\r\n\r\n", app, half_close=False)
+    assert b"Transfer-Encoding" not in s.data
+    assert s.data.endswith(b"\r\n\r\nab")
+    assert s.keeps == [False]
+
+
+# --- Expect: 100-continue -----------------------------------------------------------------
+
+
+def test_100_continue_sent_when_the_app_reads() -> None:
+    def client(sock: socket.socket) -> None:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        got = sock.recv(100)
+        assert got == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"data")
+        sock.shutdown(socket.SHUT_WR)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [body]
+
+    s = serve(client, app)
+    [r] = s.responses
+    assert r.body == b"data"
+
+
+def test_100_continue_not_sent_when_the_app_does_not_read() -> None:
+    raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    s = serve(raw, hello)
+    assert b"100 Continue" not in s.data
+    [r] = s.responses
+    assert r.body == b"hello"
+    assert s.keeps == [False]  # the body may still come: do not reuse
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_parse_error_is_answered_and_closes() -> None:
+    calls: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        calls.append(1)
+        return hello(environ, start_response)
+
+    s = serve(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n" + GET, app)
+    [r] = s.responses
+    assert r.status == 400
+    assert r.header("Connection") == "close"
+    assert calls == []
+    assert s.keeps == [False]
+
+
+def test_partial_head_then_eof_closes_without_answer() -> None:
+    s = serve(b"GET / HTTP/1.1\r\nHost:", hello)
+    assert s.data == b""
+
+
+def test_slow_head_gets_408() -> None:
+    def client(sock: socket.socket) -> None:
+        sock.sendall(b"GET / HTTP/1.1\r\n")  # and nothing more
+
+    s = serve(client, hello, settings(header_timeout=0.3))
+    [r] = s.responses
+    assert r.status == 408
+
+
+def test_idle_connection_times_out_silently() -> None:
+    s = serve(lambda sock: None, hello, settings(header_timeout=0.3))
+    assert s.data == b""
+
+
+def test_app_exception_before_start_is_500_without_traceback() -> None:
+    closed: list[int] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            raise RuntimeError("secret detail")
+            yield b""
+
+        def close(self) -> None:
+            closed.append(1)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Body:
+        return Body()
+
+    s = serve(GET, app)
+    [r] = s.responses
+    assert r.status == 500
+    assert b"secret" not in s.data and b"Traceback" not in s.data
+    assert closed == [1]
+    assert any("secret detail" in m for lvl, m in s.log.records if lvl == "exception")
+    assert s.keeps == [False]
+
+
+def test_app_exception_after_start_closes_connection() -> None:
+    closed: list[int] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"first"
+            raise RuntimeError("boom")
+
+        def close(self) -> None:
+            closed.append(1)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Body:
+        start_response("200 OK", [])
+        return Body()
+
+    s = serve(GET + GET, app)
+    assert s.data.count(b"HTTP/1.1") == 1
+    assert b"first" in s.data and not s.data.endswith(b"0\r\n\r\n")
+    assert closed == [1]
+    assert s.keeps == [False]
+
+
+def test_crlf_in_app_header_is_500_and_never_on_the_wire() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("X-Evil", "a\r\nSet-Cookie: pwned=1")])
+        return [b"body"]
+
+    s = serve(GET, app)
+    [r] = s.responses
+    assert r.status == 500
+    assert b"pwned" not in s.data
+
+
+def test_exc_info_replaces_headers_before_sending() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("X-A", "1")])
+        try:
+            raise ValueError("x")
+        except ValueError:
+            start_response("503 Unavailable", [("X-B", "2")], sys.exc_info())
+        return [b"sorry"]
+
+    [r] = serve(GET, app).responses
+    assert r.status == 503 and r.header("X-B") == "2" and r.header("X-A") is None
+
+
+def test_exc_info_after_headers_sent_reraises() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"partial"
+        try:
+            raise ValueError("late")
+        except ValueError:
+            start_response("500 Oops", [], sys.exc_info())
+        yield b"never"
+
+    s = serve(GET, app)
+    assert b"never" not in s.data and b"500 Oops" not in s.data
+    assert any("late" in m for _, m in s.log.records)
+
+
+def test_second_start_response_without_exc_info_is_an_error() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [])
+        start_response("200 OK", [])
+        return [b"x"]
+
+    [r] = serve(GET, app).responses
+    assert r.status == 500
+
+
+def test_write_callable_streams_before_returning() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        write = start_response("200 OK", [])
+        write(b"one,")
+        write(b"two,")
+        return [b"three"]
+
+    [r] = serve(GET, app).responses
+    assert r.body == b"one,two,three"
+    assert r.header("Transfer-Encoding") == "chunked"
+
+
+def test_more_than_content_length_truncated_and_closed() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "4")])
+        yield b"ab"
+        yield b"cdefgh"
+
+    s = serve(GET + GET, app)
+    assert s.data.endswith(b"\r\n\r\nabcd")
+    assert s.keeps == [False]
+
+
+def test_fewer_than_content_length_closes() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "10")])
+        return [b"abc", b""]
+
+    s = serve(GET + GET, app)
+    assert s.data.endswith(b"\r\n\r\nabc")
+    assert s.keeps == [False]
+
+
+def test_close_called_on_success() -> None:
+    closed: list[int] = []
+
+    class Body(list):  # type: ignore[type-arg]
+        def close(self) -> None:
+            closed.append(1)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Body:
+        start_response("200 OK", [])
+        return Body([b"a", b"b"])
+
+    [r] = serve(GET, app).responses
+    assert r.body == b"ab" and closed == [1]
+
+
+def test_client_gone_mid_response_calls_close() -> None:
+    closed = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        start_response("200 OK", [])
+
+        class Body:
+            def __iter__(self) -> Iterator[bytes]:
+                for _ in range(10_000):
+                    yield b"x" * 65536
+
+            def close(self) -> None:
+                closed.set()
+
+        return Body()
+
+    def client(sock: socket.socket) -> None:
+        sock.sendall(GET)
+        sock.recv(1000)
+        sock.close()
+
+    log = RecLog()
+    ctx = WorkerContext(settings(), log, None, None)
+    a, b = socket.socketpair()
+    conn = Connection(ctx, a, PEER, ("127.0.0.1", 80))
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(conn.handle_request(app)))
+    t.start()
+    client(b)
+    t.join(15)
+    conn.close()
+    assert closed.is_set()
+    assert result == [False]
+
+
+# --- unread bodies ----------------------------------------------------------------------------
+
+
+def test_small_unread_body_is_drained_for_keepalive() -> None:
+    raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789" + GET
+    s = serve(raw, hello)
+    assert len(s.responses) == 2
+    assert s.keeps[:2] == [True, True]
+
+
+def test_large_unread_body_closes() -> None:
+    n = 10 * 1024 * 1024
+
+    def client(sock: socket.socket) -> None:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % n)
+        sock.sendall(b"z" * 1000)
+
+    s = serve(client, hello)
+    [r] = s.responses
+    assert r.body == b"hello"
+    assert s.keeps == [False]
+
+
+# --- proxies: scheme and SCRIPT_NAME -------------------------------------------------------
+
+
+def _scheme_app(seen: list[str]) -> App:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.append(environ["wsgi.url_scheme"])
+        start_response("200 OK", [])
+        return []
+
+    return app
+
+
+def test_forwarded_proto_honoured_only_from_trusted_peer() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n\r\n"
+    seen: list[str] = []
+    serve(raw, _scheme_app(seen), client=TRUSTED)
+    serve(raw, _scheme_app(seen), client=PEER)
+    serve(raw, _scheme_app(seen), settings(forwarded_allow_ips=("*",)), client=PEER)
+    assert seen == ["https", "http", "https"]
+
+
+def test_script_name_from_settings_strips_path_info() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.append((environ["SCRIPT_NAME"], environ["PATH_INFO"]))
+        start_response("200 OK", [])
+        return []
+
+    raw = b"GET /app/x/y HTTP/1.1\r\nHost: x\r\n\r\nGET /app HTTP/1.1\r\nHost: x\r\n\r\nGET /application HTTP/1.1\r\nHost: x\r\n\r\n"
+    serve(raw, app, settings(script_name="/app"))
+    assert seen == [("/app", "/x/y"), ("/app", ""), ("", "/application")]
+
+
+def test_script_name_header_only_from_trusted_peer() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.append((environ["SCRIPT_NAME"], environ["PATH_INFO"]))
+        start_response("200 OK", [])
+        return []
+
+    raw = b"GET /mnt/x HTTP/1.1\r\nHost: x\r\nScript-Name: /mnt\r\n\r\n"
+    serve(raw, app, client=TRUSTED)
+    serve(raw, app, client=PEER)
+    assert seen == [("/mnt", "/x"), ("", "/mnt/x")]
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def _file_app(path: Path, seek: int = 0, length: int | None = None, wrap: Any = None) -> App:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        f = open(path, "rb") if wrap is None else wrap(path)
+        f.seek(seek)
+        headers = [] if length is None else [("Content-Length", str(length))]
+        start_response("200 OK", headers)
+        return environ["wsgi.file_wrapper"](f)
+
+    return app
+
+
+@pytest.mark.parametrize("use_sendfile", [True, False])
+def test_file_wrapper_honours_position_and_length(tmp_path: Path, use_sendfile: bool) -> None:
+    data = os.urandom(300_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    ws = settings(sendfile=use_sendfile)
+    [r] = serve(GET, _file_app(path), ws).responses
+    assert r.body == data and r.header("Content-Length") == str(len(data))
+    [r] = serve(GET, _file_app(path, seek=1000), ws).responses
+    assert r.body == data[1000:]
+    s = serve(GET + GET, _file_app(path, seek=10, length=5000), ws)
+    assert [x.body for x in s.responses] == [data[10:5010]] * 2
+
+
+def test_file_wrapper_without_fileno_is_read_and_sent() -> None:
+    data = os.urandom(100_000)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](io.BytesIO(data), 4096)
+
+    [r] = serve(GET, app).responses
+    assert r.body == data
+
+
+def test_sendfile_of_a_head_request_sends_no_body(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"q" * 5000)
+    s = serve(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", _file_app(path))
+    assert s.data.endswith(b"\r\n\r\n") and b"qqq" not in s.data
+    assert b"Content-Length: 5000" in s.data
+
+
+def test_large_streamed_body_over_writev_arrives_intact() -> None:
+    blocks = [os.urandom(100_000) for _ in range(20)]
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield from blocks
+
+    [r] = serve(GET, app).responses
+    assert hashlib.sha256(r.body).digest() == hashlib.sha256(b"".join(blocks)).digest()
+
+
+# --- WSGI validation, hooks, access log ------------------------------------------------------
+
+
+def test_wsgiref_validate_is_silent() -> None:
+    def inner(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"got " + body]
+
+    app = wsgiref.validate.validator(inner)
+    raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" + GET
+    # pytest turns any warning into an error (filterwarnings = error)
+    s = serve(raw, app)
+    assert [r.body for r in s.responses] == [b"got abc", b"got "]
+    assert not [m for lvl, m in s.log.records if lvl == "exception"]
+
+
+def test_hooks_and_access_log_called_when_configured() -> None:
+    calls: list[tuple[str, str]] = []
+    hooks = Hooks(
+        pre_request=lambda worker, req: calls.append(("pre", req.path)),
+        post_request=lambda worker, req, env, resp: calls.append(("post", resp.status)),
+    )
+    log = RecLog(access=True)
+    serve(GET, hello, log=log, hooks=hooks)
+    assert calls == [("pre", "/p"), ("post", "200 OK")]
+    assert log.accessed == [("/p", "200 OK", 5)]
+
+
+def test_access_log_not_called_when_off() -> None:
+    log = RecLog(access=False)
+    serve(GET, hello, log=log)
+    assert log.accessed == []
+
+
+def test_keepalive_disabled_sends_connection_close() -> None:
+    s = serve(GET + GET, hello, keepalive=False)
+    [r] = s.responses
+    assert r.header("Connection") == "close"
+    assert s.keeps == [False]
