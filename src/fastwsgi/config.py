@@ -1729,7 +1729,7 @@ def _doc_default(s: Setting) -> str:
 
 
 def markdown() -> str:
-    from fastwsgi.glogging import ATOMS
+    from fastwsgi.glogging import ATOMS, JSON_FIELDS
 
     out = [
         "# fastwsgi settings",
@@ -1773,6 +1773,30 @@ def markdown() -> str:
     ]
     out += [f"| `{k}` | {v} |" for k, v in ATOMS.items()]
     out += [
+        "",
+        "## JSON access log",
+        "",
+        "With `--access-log-json` each request is one JSON object on one line",
+        "(`access_log_format` is not used). Every string is escaped by `json.dumps`",
+        "with `ensure_ascii`, so request data cannot break a line or the object.",
+        "",
+        "| key | value |",
+        "|---|---|",
+    ]
+    out += [f"| `{k}` | {v} |" for k, v in JSON_FIELDS.items()]
+    out += [
+        "",
+        "## Start-up checks",
+        "",
+        "At start the master warns (it does not fail) when:",
+        "",
+        "- `backlog` exceeds `/proc/sys/net/core/somaxconn`: the kernel silently caps",
+        "  the listen queue there.",
+        "- the soft open-file limit (`ulimit -n`, RLIMIT_NOFILE) is below what one",
+        "  process may need: the larger of, per worker, `len(bind) + connections +",
+        "  32` (connections: 1 for sync, `worker_connections` for gthread) and, for",
+        "  the master, `len(bind) + 2 * workers + 32`. The 32 is a reserve for std",
+        "  streams, log files, epoll, the wake-up pipe and what the app opens.",
         "",
         "## Gunicorn settings accepted but not supported",
         "",

@@ -76,6 +76,24 @@ ATOMS: dict[str, str] = {
     "{variable}e": "environment (WSGI environ) variable",
 }
 
+# The JSON access log (--access-log-json): one object per line, these keys.
+JSON_FIELDS: dict[str, str] = {
+    "time": "ISO 8601 local time with UTC offset",
+    "remote_addr": "client address (REMOTE_ADDR)",
+    "user": "HTTP Basic user name, or null",
+    "method": "request method",
+    "uri": "request target as sent (RAW_URI)",
+    "path": "PATH_INFO (percent-decoded)",
+    "query": "query string",
+    "protocol": "HTTP version (SERVER_PROTOCOL)",
+    "status": "status code (integer)",
+    "bytes": "response body bytes sent, or null",
+    "referer": "Referer header, or null",
+    "user_agent": "User-Agent header, or null",
+    "duration_s": "request duration in seconds (microsecond precision)",
+    "pid": "worker process id",
+}
+
 # Gunicorn's CONFIG_DEFAULTS, for our logger names: the base a logconfig_dict
 # is merged over (see _apply_log_config).
 CONFIG_DEFAULTS: dict[str, Any] = {

@@ -152,6 +152,11 @@ def test_fds_needed_formula() -> None:
     assert cli.fds_needed(many) == 1 + 600 + cli.FD_RESERVE
 
 
+def test_fd_formula_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
+    assert f"The {cli.FD_RESERVE} is a reserve" in doc
+
+
 def test_low_open_file_limit_warns(tmp_path: Path) -> None:
     groups = load(["--threads", "4", "--worker-connections", "1000", "app"], {}).groups()
     warnings = cli.startup_warnings(groups, str(tmp_path / "none"), nofile=(256, 4096))

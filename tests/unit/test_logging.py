@@ -19,7 +19,7 @@ import pytest
 
 import fastwsgi
 from fastwsgi.config import LogSettings
-from fastwsgi.glogging import Logger, escape
+from fastwsgi.glogging import JSON_FIELDS, Logger, escape
 
 SRC = str(Path(fastwsgi.__file__).parent.parent)
 ERROR_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[(\d+)\] \[([A-Z]+)\] (.*)$")
@@ -186,6 +186,7 @@ def test_json_access_log(tmp_path: Path) -> None:
     raw = lines(tmp_path / "a.log")
     assert len(raw) == 2 and all(line.isascii() for line in raw)
     first, second = (json.loads(line) for line in raw)
+    assert list(first) == list(JSON_FIELDS)  # the documented keys, in order
     assert first["status"] == 201 and first["bytes"] == 12 and first["duration_s"] == 0.25
     assert first["user_agent"] == 'evil"\n}{"status":1' and first["query"] == "\x00"
     assert first["method"] == "GET" and first["uri"] == "/p/a%20th?x=1&y=2" and first["remote_addr"] == "127.0.0.1"
