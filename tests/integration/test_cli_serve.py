@@ -476,3 +476,35 @@ def test_gunicorn_example_config_runs_unchanged(appdir: Path, start: Callable[..
     assert server.proc.wait(WAIT_TIMEOUT) == 0
     assert "worker received INT or QUIT signal" in server.stderr
     assert "Traceback" not in server.stderr
+
+
+# --- SIGHUP re-reads the config file ----------------------------------------------------
+
+
+def test_hup_rereads_the_config_file(appdir: Path, start: Callable[..., Server]) -> None:
+    conf = appdir / "reload.conf.py"
+    hooks = HookLog(appdir / "hooks.jsonl")
+    conf.write_text(HOOKS_CONF + "\nworkers = 1\n")
+    server = start("-c", str(conf), "serveapp", env={"HOOK_LOG": str(hooks.path)})
+    server.wait_ready()
+    master = server.proc.pid
+    hooks.wait("post_worker_init")
+
+    conf.write_text(HOOKS_CONF + "\nworkers = 2\nraw_env = ['SPAM=reloaded']\n")
+    os.kill(master, signal.SIGHUP)
+    hooks.wait("on_reload")
+
+    def two_new_workers() -> bool:
+        reload_at = [i for i, r in enumerate(hooks.records()) if r["hook"] == "on_reload"][0]
+        later = [r for r in hooks.records()[reload_at:] if r["hook"] == "post_worker_init"]
+        return len(later) >= 2
+
+    wait_for("two workers from the new configuration", two_new_workers)
+    wait_for("the new environment in the app", lambda: server.get("/r") == (200, b"/r reloaded"))
+
+    # A broken config on HUP: logged, the old configuration keeps serving.
+    conf.write_text("workers = 'two'\n")
+    os.kill(master, signal.SIGHUP)
+    wait_for("the reload failure in the log", lambda: "invalid value for --workers" in server.stderr)
+    assert server.get("/still") == (200, b"/still reloaded")
+    assert server.proc.poll() is None
