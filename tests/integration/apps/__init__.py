@@ -1,0 +1,1 @@
+"""WSGI apps the integration tests serve through a real fastwsgi process."""

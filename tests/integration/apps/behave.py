@@ -1,0 +1,77 @@
+"""One route per server behaviour the WSGI integration tests check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+StartResponse = Callable[..., Any]
+
+
+class _Tracked:
+    """An iterable whose close() leaves a marker file (PEP 3333: always called)."""
+
+    def __init__(self, marker: str, blocks: int, size: int) -> None:
+        self.marker = marker
+        self.blocks = blocks
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.blocks):
+            yield b"x" * self.size
+
+    def close(self) -> None:
+        with open(self.marker, "w") as f:
+            f.write("closed")
+
+
+def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    path = environ["PATH_INFO"]
+    q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    if path == "/env":
+        keys = (
+            "wsgi.url_scheme",
+            "SCRIPT_NAME",
+            "PATH_INFO",
+            "REMOTE_ADDR",
+            "SERVER_NAME",
+            "SERVER_PORT",
+            "wsgi.multithread",
+            "wsgi.multiprocess",
+        )
+        body = json.dumps({k: environ.get(k) for k in keys}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+    if path == "/echo":
+        data = environ["wsgi.input"].read()
+        body = json.dumps({"len": len(data), "sha256": hashlib.sha256(data).hexdigest()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+    if path == "/crlf":
+        start_response("200 OK", [("X-Injected", "a\r\nSet-Cookie: pwned=1")])
+        return [b"should not be sent"]
+    if path == "/overflow":
+        start_response("200 OK", [("Content-Length", "4")])
+        return iter([b"ab", b"cdef", b"ghij"])
+    if path == "/short":
+        start_response("200 OK", [("Content-Length", "10")])
+        return iter([b"abc"])
+    if path == "/tracked":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return _Tracked(q["marker"], int(q.get("blocks", "100000")), 65536)
+    if path == "/file":
+        f = open(q["name"], "rb")
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](f, 65536)
+    if path == "/sleep":
+        time.sleep(float(q.get("s", "1")))
+        start_response("200 OK", [])
+        return [b"slept %d" % os.getpid()]
+    body = b"pid %d" % os.getpid()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
