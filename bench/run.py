@@ -467,6 +467,10 @@ def draw_chart(cases: list[Case], path: str) -> str | None:
     except ImportError:
         return "matplotlib not installed: no chart"
     scen_names = list(dict.fromkeys(c.scenario for c in cases))
+    # One colour per server across every panel, so a glance down the page works.
+    all_names = list(dict.fromkeys(c.server for c in cases))
+    palette = plt.get_cmap("tab10")
+    colour = {n: palette(i % 10) for i, n in enumerate(all_names)}
     fig, axes = plt.subplots(len(scen_names), 2, figsize=(13, 3.2 * len(scen_names)),
                              squeeze=False)
     for row, s in enumerate(scen_names):
@@ -485,7 +489,7 @@ def draw_chart(cases: list[Case], path: str) -> str | None:
                     c = next((c for c in sc if c.path == p and c.server == name), None)
                     vals.append((c.median.get(key) if c and c.median else None) or 0.0)
                 xs = [j + i * width for j in range(len(paths))]
-                ax.bar(xs, vals, width, label=name)
+                ax.bar(xs, vals, width, label=name, color=colour[name])
             ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(paths))])
             ax.set_xticklabels(paths)
             ax.set_title(f"{s}: {title}", fontsize=9)

@@ -109,7 +109,7 @@ def _granian(port: int, app: str, workers: int, threads: int) -> list[str]:
 def _uwsgi(port: int, app: str, workers: int, threads: int) -> list[str]:
     uwsgi = shutil.which("uwsgi") or "uwsgi"
     return [
-        uwsgi, "--http-socket", f"127.0.0.1:{port}", "--module", app,
+        uwsgi, "--http11-socket", f"127.0.0.1:{port}", "--module", app,
         "--master", "--processes", str(workers), "--threads", str(threads),
         "--die-on-term", "--disable-logging", "--need-app", "--pythonpath", str(REPO),
     ]

@@ -1,0 +1,152 @@
+"""The benchmark harness end to end: real servers, real nginx, real hey and wrk.
+
+``bench/run.py --quick`` must start fastwsgi (sync behind nginx, gthread
+direct) and Gunicorn (sync behind nginx), push real requests through them,
+and print a table and a JSON file of the promised shape. What is asserted is
+that every request succeeded and the numbers are present and sane — never
+how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fastwsgi
+from bench import hey, nginx, servers, wrk
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = REPO / "bench" / "run.py"
+MISSING = [t for t, ok in (("hey", hey.available()), ("wrk", wrk.available()),
+                           ("nginx", nginx.available())) if not ok]
+
+
+def bench_env() -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(Path(fastwsgi.__file__).resolve().parent.parent), str(REPO)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.needs_tools
+@pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)} "
+                    "(apt-get install hey wrk nginx-light)")
+def test_quick_run_end_to_end(tmp_path: Path) -> None:
+    out, chart = tmp_path / "quick.json", tmp_path / "quick.png"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--out", str(out), "--chart", str(chart)],
+        capture_output=True, text=True, timeout=240, env=bench_env(), cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("| scenario | path | server | req/s")
+    rows = [ln for ln in lines[2:] if ln.startswith("| hello |")]
+    assert len(rows) == 3 and all(r.rstrip().endswith("| ok |") for r in rows)
+    assert "[" in proc.stderr and "3/3" in proc.stderr  # the progress line
+
+    data = json.loads(out.read_text())
+    assert set(data) == {"meta", "skipped", "results"}
+    assert data["meta"]["options"]["quick"] is True
+    got = [(r["scenario"], r["path"], r["server"]) for r in data["results"]]
+    assert got == [
+        ("hello", "nginx", "fastwsgi-sync"),
+        ("hello", "direct", "fastwsgi-gthread"),
+        ("hello", "nginx", "gunicorn-sync"),
+    ]
+    by_server = {r["server"]: r for r in data["results"]}
+    for r in data["results"]:
+        assert r["status"] == "ok", r["reason"]
+        (rnd,) = r["rounds"]
+        load = rnd["load"]
+        assert load["failed"] is False and load["errors"] == {}
+        assert load["requests"] > 0
+        if r["path"] == "nginx":
+            assert load["tool"] == "hey"
+            assert load["status_counts"] == {"200": 1000}  # --quick sends exactly -n 1000
+            assert rnd["nginx_cpu_us_per_req"] is not None
+        else:
+            assert load["tool"] == "wrk"
+            assert set(load["status_counts"]) == {"2xx/3xx"}
+        assert rnd["cpu_us_per_req"] > 0
+        assert rnd["server_cpu_s"] > 0
+        assert r["peak_rss_kib"] > 1024  # a Python worker holds more than 1 MiB
+        assert r["median"]["rps"] > 0
+    sync = by_server["fastwsgi-sync"]
+    assert sync["baseline"] == "gunicorn-sync"
+    assert sync["ratio"]["cpu"] == pytest.approx(
+        sync["median"]["cpu_us_per_req"] / by_server["gunicorn-sync"]["median"]["cpu_us_per_req"],
+        rel=0.01,
+    )
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.needs_tools
+@pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)} "
+                    "(apt-get install hey wrk nginx-light)")
+@pytest.mark.parametrize("keepalive", [False, True], ids=["http10-upstream", "keepalive-upstream"])
+def test_nginx_proxy_serves_and_a_dead_upstream_fails_the_run(keepalive: bool) -> None:
+    spec = servers.SERVERS["gunicorn-gthread"]
+    if spec.missing():
+        pytest.skip(spec.missing() or "")
+    env = bench_env()
+    srv = servers.Server(spec, "bench.apps:hello", threads=4, env=env)
+    proxy = nginx.Nginx(("127.0.0.1", srv.port), keepalive=keepalive)
+    try:
+        srv.start(60)
+        srv.check(expect_len=13)
+        proxy.start()
+        assert len(proxy.pids()) >= 2  # master + worker
+        ok = hey.run(proxy.url, requests=200, concurrency=4)
+        assert not ok.failed, ok.failure_reason()
+        assert ok.status_counts == {"200": 200}
+        srv.stop()
+        dead = hey.run(proxy.url, requests=20, concurrency=2)
+        assert dead.failed
+        assert dead.status_counts == {"502": 20}  # nginx: Bad Gateway
+    finally:
+        proxy.stop()
+        srv.stop()
+    assert proxy.dir == ""  # temp prefix removed
+
+
+@pytest.mark.needs_tools
+@pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)} "
+                    "(apt-get install hey wrk nginx-light)")
+def test_wrk_posts_a_body_and_reports_refused_as_failure() -> None:
+    spec = servers.SERVERS["gunicorn-gthread"]
+    if spec.missing():
+        pytest.skip(spec.missing() or "")
+    srv = servers.Server(spec, "bench.apps:echo", threads=4, env=bench_env())
+    try:
+        srv.start(60)
+        srv.check(method="POST", body=b"x" * 100, expect_len=100)
+        res = wrk.run(srv.url, duration_s=1, connections=2, body_size=4096)
+        assert not res.failed, res.failure_reason()
+        assert res.requests > 0
+        port = srv.port
+    finally:
+        srv.stop()
+    refused = wrk.run(f"http://127.0.0.1:{port}/", duration_s=1, connections=2)
+    assert refused.failed and refused.requests == 0
+
+
+def test_missing_tools_is_one_clear_line(tmp_path: Path) -> None:
+    env = bench_env()
+    env["PATH"] = str(tmp_path)  # an empty directory: no hey, no wrk
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--out", str(tmp_path / "x.json")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "missing hey, wrk" in line and "apt-get install hey wrk nginx-light" in line
+    assert not (tmp_path / "x.json").exists()

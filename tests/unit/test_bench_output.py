@@ -1,0 +1,192 @@
+"""The bench harness's readers, on output captured from real hey/wrk/strace runs.
+
+The fixtures in bench/testdata/ are verbatim output of runs made on the dev
+machine: against Gunicorn (ok), a closed port (refused), python -m http.server
+on a missing path (404), and a sync server drowned by 200 connections to a
+10 ms app (timeouts). A harness that misreads any of them would report a
+broken run as a number, which is the one thing a benchmark must never do.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import hey, procstat, strace, wrk
+
+DATA = Path(__file__).resolve().parents[2] / "bench" / "testdata"
+
+
+def read(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def test_hey_ok_run() -> None:
+    r = hey.parse(read("hey_ok.txt"))
+    assert r.requests == 200
+    assert r.status_counts == {"200": 200}
+    assert r.errors == {}
+    assert r.duration_s == pytest.approx(0.1247)
+    assert r.rps == pytest.approx(200 / 0.1247)
+    assert (r.p50_ms, r.p90_ms, r.p99_ms) == pytest.approx((6.0, 8.2, 11.5))
+    assert not r.failed
+    assert r.failure_reason() == ""
+
+
+def test_hey_all_refused_is_failed_although_exit_zero() -> None:
+    r = hey.parse(read("hey_refused.txt"), exit_status=0)
+    assert r.requests == 0
+    assert r.rps == 0.0  # hey itself printed 17762 req/s for 50 refused connects
+    (msg, count), = r.errors.items()
+    assert count == 50 and "connection refused" in msg
+    assert r.failed
+    assert "no responses" in r.failure_reason()
+
+
+def test_hey_non_2xx_is_failed_and_bogus_percentile_dropped() -> None:
+    r = hey.parse(read("hey_404.txt"))
+    assert r.status_counts == {"404": 40}
+    assert r.failed and "404×40" in r.failure_reason()
+    # With < 100 samples hey prints "0% in 0.0000 secs" where p99 belongs.
+    assert r.p99_ms is None
+    assert r.p50_ms == pytest.approx(3.5)
+
+
+def test_hey_partial_timeouts_are_failed() -> None:
+    r = hey.parse(read("hey_timeout.txt"))
+    assert r.status_counts == {"200": 38}
+    assert r.error_count == 362
+    assert r.requests == 38
+    assert r.rps == pytest.approx(38 / 2.0262)  # not hey's 197 which counts errors
+    assert r.failed and "Client.Timeout" in r.failure_reason()
+
+
+def test_hey_garbage_is_failed() -> None:
+    r = hey.parse("flag provided but not defined: -bogus\n", exit_status=2)
+    assert r.failed and r.requests == 0
+    assert any("no summary" in m for m in r.errors)
+
+
+def test_wrk_ok_runs() -> None:
+    r = wrk.parse(read("wrk_ok.txt"))
+    assert r.requests == 2226
+    assert r.duration_s == pytest.approx(1.0)
+    assert (r.p50_ms, r.p90_ms, r.p99_ms) == pytest.approx((4.42, 5.91, 7.34))
+    assert r.status_counts == {"2xx/3xx": 2226}
+    assert not r.failed
+    s = wrk.parse(read("wrk_sync.txt"))
+    assert s.requests == 3265 and not s.failed
+
+
+def test_wrk_latency_units() -> None:
+    r = wrk.parse(read("wrk_timeout.txt"))
+    assert r.p50_ms == pytest.approx(508.02)
+    assert r.duration_s == pytest.approx(3.01)
+    r2 = wrk.parse(read("wrk_ok.txt").replace("4.42ms", "442.00us"))
+    assert r2.p50_ms == pytest.approx(0.442)
+
+
+def test_wrk_socket_errors_fail() -> None:
+    r = wrk.parse(read("wrk_timeout.txt"))
+    assert r.errors == {"timeout": 184}
+    assert r.requests == 276 and r.failed
+
+
+def test_wrk_non_2xx_fail() -> None:
+    r = wrk.parse(read("wrk_404.txt"))
+    assert r.status_counts == {"non-2xx/3xx": 1641}
+    assert r.failed
+
+
+def test_wrk_refused_fail() -> None:
+    r = wrk.parse(read("wrk_refused.txt"), exit_status=1)
+    assert r.requests == 0 and r.failed
+    assert "exited 1" in r.failure_reason()
+    assert any("Connection refused" in m for m in r.errors)
+
+
+def test_wrk_command_bounds() -> None:
+    argv = wrk.command("http://127.0.0.1:1/", duration_s=0.2, connections=4, threads=8)
+    assert argv[argv.index("-d") + 1] == "1s"  # wrk takes whole seconds; round up, never 0
+    assert argv[argv.index("-t") + 1] == "4"  # wrk needs threads <= connections
+    assert "--timeout" in argv and "--latency" in argv
+
+
+def test_hey_command_bounds() -> None:
+    with pytest.raises(ValueError):
+        hey.command("http://x/", requests=5, concurrency=10)
+    with pytest.raises(ValueError):
+        hey.command("http://x/")
+    argv = hey.command("http://x/", duration_s=2, timeout_s=0)
+    assert argv[argv.index("-z") + 1] == "2s"
+    assert argv[argv.index("-t") + 1] == "1"  # -t 0 would mean no timeout at all
+
+
+def test_strace_summary() -> None:
+    r = strace.parse_summary(read("strace_c.txt"))
+    assert r is not None
+    assert (r.total, r.errors) == (9116, 1359)
+    assert sum(r.by_name.values()) == r.total
+    assert r.by_name["connect"] == 1
+    assert strace.parse_summary("strace: attach: ptrace(PTRACE_SEIZE, 1): EPERM\n") is None
+
+
+def test_procstat_counts_live_and_reaped_children() -> None:
+    """CPU burned by a child, then by a reaped grandchild, shows in the tree."""
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    parent = (
+        "import subprocess, sys, time\n"
+        f"subprocess.run([sys.executable, '-c', {burn!r}], check=True)\n"
+        "sys.stdout.write('reaped\\n'); sys.stdout.flush()\n"
+        "time.sleep(30)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == "reaped\n"
+        sample = procstat.cpu_sample(p.pid)
+        # The grandchild is gone; its 0.3 s live on in the parent's cutime.
+        assert sample.seconds >= 0.25
+        assert procstat.tree_pids(p.pid) == [p.pid]
+        assert procstat.worker_pids(p.pid) == [p.pid]
+        assert (procstat.vm_hwm_kib(p.pid) or 0) > 1000
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+        if p.stdout is not None:
+            p.stdout.close()
+
+
+def test_procstat_tree_finds_workers() -> None:
+    code = (
+        "import os, sys, time\n"
+        "kids = [os.fork() for _ in range(1)]\n"
+        "if 0 in kids:\n    time.sleep(30); os._exit(0)\n"
+        "sys.stdout.write('forked\\n'); sys.stdout.flush()\n"
+        "time.sleep(30)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == "forked\n"
+        deadline = time.monotonic() + 10
+        pids: list[int] = []
+        while time.monotonic() < deadline:
+            pids = procstat.tree_pids(p.pid)
+            if len(pids) == 2:
+                break
+            time.sleep(0.05)
+        assert len(pids) == 2 and pids[0] == p.pid
+        assert procstat.worker_pids(p.pid) == pids[1:]
+        assert procstat.peak_rss_per_worker_kib(p.pid) is not None
+    finally:
+        os.killpg(p.pid, 9)  # the session is ours: the parent and its forked child
+        p.wait(timeout=10)
+        if p.stdout is not None:
+            p.stdout.close()
