@@ -315,3 +315,41 @@ def test_server_survives_and_serves_after_hostile_traffic(server: Server) -> Non
     assert resp is not None and resp.status == 200
     assert server.recorded_paths(token) == [f"/t/{token}/after"]
     server.assert_alive()
+
+
+# --- limit_request_body --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=WORKER_KINDS)
+def small_body_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    kind = request.param
+    extra = ["--threads", "2"] if kind == "gthread" else []
+    with run_server(
+        tmp_path_factory.mktemp(f"limits-{kind}"), kind, "--limit-request-body", "10", *extra
+    ) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize(
+    "framing,body",
+    [
+        ("Content-Length: 11\r\n", "hello world" + SMUGGLED),
+        ("Transfer-Encoding: chunked\r\n", "b\r\nhello world\r\n0\r\n\r\n" + SMUGGLED),
+        ("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n" + SMUGGLED),
+    ],
+    ids=["content-length", "chunked-one-chunk", "chunked-total"],
+)
+def test_body_over_limit_is_413(small_body_server: Server, framing: str, body: str) -> None:
+    token = new_token()
+    payload = _req(framing, body).replace("{t}", token).encode("latin-1")
+    assert_rejected(small_body_server, payload, (413,), token)
+
+
+def test_body_at_limit_is_served(small_body_server: Server) -> None:
+    token = new_token()
+    payload = _req("Content-Length: 10\r\nConnection: close\r\n", "0123456789")
+    got = exchange(small_body_server, payload.replace("{t}", token).encode("latin-1"))
+    resps, _ = parse_responses(got.data)
+    assert got.closed and [r.status for r in resps] == [200]
+    records = [(r["path"], r["body"]) for r in small_body_server.recorded() if token in r["path"]]
+    assert records == [(f"/t/{token}/victim", "0123456789")]

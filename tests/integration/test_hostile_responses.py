@@ -188,3 +188,29 @@ def test_keep_alive_only_on_gthread(server: Server) -> None:
         assert second is not None and second.status == 200
         assert f"/t/{token}/ka2".encode() in second.body
     assert server.recorded_paths(token) == [f"/t/{token}/ka1", f"/t/{token}/ka2"]
+
+
+@pytest.mark.parametrize(
+    "method,path", [("HEAD", "plain"), ("GET", "no-content"), ("GET", "not-modified")]
+)
+def test_bodyless_responses_leave_nothing_behind(server: Server, method: str, path: str) -> None:
+    """HEAD, 204 and 304 carry no body even when the app yields one; the next
+    pipelined response must start right after the head."""
+    token = new_token()
+    payload = (
+        f"{method} /t/{token}/{path} HTTP/1.1\r\n{H}\r\n"
+        f"GET /t/{token}/after HTTP/1.1\r\n{H}Connection: close\r\n\r\n"
+    ).encode()
+    got = exchange(server, payload, deadline=IO_DEADLINE)
+    assert got.closed
+    assert b"SHOULD-NOT-APPEAR" not in got.data
+    head, sep, rest = got.data.partition(b"\r\n\r\n")
+    assert sep and head.split(b" ")[1] in (b"200", b"204", b"304"), got.data[:300]
+    if server.kind == "sync":
+        assert rest == b""
+        return
+    # gthread: the next bytes are the next response, not a leftover body.
+    assert rest.startswith(b"HTTP/1.1 200 "), got.data[:600]
+    resps, tail = parse_responses(rest)
+    assert len(resps) == 1 and tail == b""
+    assert f"/t/{token}/after".encode() in resps[0].body

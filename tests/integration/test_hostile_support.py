@@ -95,6 +95,13 @@ APP_SOURCE = textwrap.dedent(
         if path.endswith("/bad-header-name"):
             start_response("200 OK", [("X-Injected\\r\\nX-Name", "v")])
             return [b"never sent"]
+        if path.endswith("/no-content"):
+            # A body with 204 must never reach the wire (RFC 9110 15.3.5).
+            start_response("204 No Content", [("Content-Length", "17")])
+            return [b"SHOULD-NOT-APPEAR"]
+        if path.endswith("/not-modified"):
+            start_response("304 Not Modified", [])
+            return [b"SHOULD-NOT-APPEAR"]
         if path.endswith("/too-long"):
             start_response("200 OK", [("Content-Length", "5")])
             return [b"01234", b"SMUGGLED-TAIL"]
