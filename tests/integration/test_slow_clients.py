@@ -232,3 +232,31 @@ def test_sync_stalled_client_does_not_pin_the_only_worker(tmp_path: Path) -> Non
             stalled.close()
         assert server.recorded_paths(token) == [f"/t/{token}/next"]
         server.assert_alive()
+
+
+def test_gthread_worker_connections_cap_holds_and_releases(tmp_path: Path) -> None:
+    """At --worker-connections the worker stops accepting; one connection
+    closing lets the next one in (nothing is dropped, nothing is starved)."""
+    token = new_token()
+    cap = 5
+    with run_server(
+        tmp_path, "gthread", "--threads", "2", "--worker-connections", str(cap), workers=1
+    ) as server:
+        idle = [server.connect() for _ in range(cap)]
+        try:
+            with server.connect() as extra:
+                extra.sendall(
+                    f"GET /t/{token}/queued HTTP/1.1\r\n{H}Connection: close\r\n\r\n".encode()
+                )
+                # While the cap is held, the request waits in the listen backlog.
+                early = recv_until_close(extra, time.monotonic() + 1.0)
+                assert early.data == b"" and not early.closed
+                assert server.recorded_paths(token) == []
+                idle.pop().close()
+                resp, _ = read_response(extra, time.monotonic() + IO_DEADLINE)
+            assert resp is not None and resp.status == 200
+            assert server.recorded_paths(token) == [f"/t/{token}/queued"]
+        finally:
+            for s in idle:
+                s.close()
+        server.assert_alive()
