@@ -150,7 +150,9 @@ class ThreadWorker(Worker):
             for fd, _ev in events:
                 kind = self.fdmap.get(fd)
                 if kind is _LISTENER:
-                    if self.alive and not self.paused:
+                    # Even when leaving: EPOLLEXCLUSIVE woke only us for this
+                    # connection, so it is ours to take (see sync.py).
+                    if not self.paused:
                         self._accept(fd)
                 elif kind is _WAKE:
                     self._drain_pipe()
@@ -186,8 +188,14 @@ class ThreadWorker(Worker):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EMFILE,
-                                 errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if exc.errno in (
+                    errno.ECONNABORTED,
+                    errno.EPROTO,
+                    errno.EMFILE,
+                    errno.ENFILE,
+                    errno.ENOBUFS,
+                    errno.ENOMEM,
+                ):
                     self.log.warning("accept() failed: %s", exc)
                     return
                 raise

@@ -67,16 +67,25 @@ class SyncWorker(Worker):
                     if fd == wake:
                         self.drain_wakeup()
                         continue
-                    if not self.alive:
-                        break
+                    # No "if not self.alive: break" here: with EPOLLEXCLUSIVE the
+                    # kernel woke only us for this connection, so a worker that is
+                    # leaving must still take it or it waits in the queue until the
+                    # next arrival wakes someone (seen as a failed request during
+                    # HUP/TTOU/USR2 under load). accept() is non-blocking.
                     lsock, server = by_fd[fd]
                     try:
                         csock, client = lsock.accept()
                     except (BlockingIOError, InterruptedError):
                         continue
                     except OSError as exc:
-                        if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EMFILE,
-                                         errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        if exc.errno in (
+                            errno.ECONNABORTED,
+                            errno.EPROTO,
+                            errno.EMFILE,
+                            errno.ENFILE,
+                            errno.ENOBUFS,
+                            errno.ENOMEM,
+                        ):
                             self.log.warning("accept() failed: %s", exc)
                             continue
                         raise
@@ -85,8 +94,9 @@ class SyncWorker(Worker):
         finally:
             ep.close()
 
-    def handle(self, ctx: WorkerContext, app: object, csock: socket.socket,
-               client: object, server: object) -> None:
+    def handle(
+        self, ctx: WorkerContext, app: object, csock: socket.socket, client: object, server: object
+    ) -> None:
         conn = Connection(ctx, csock, client, server)
         try:
             conn.handle_request(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -69,6 +70,9 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](f, 65536)
     if path == "/sleep":
+        # The server log is the test's window into the worker.
+        sys.stderr.write(f"sleep started {os.getpid()}\n")
+        sys.stderr.flush()
         time.sleep(float(q.get("s", "1")))
         start_response("200 OK", [])
         return [b"slept %d" % os.getpid()]

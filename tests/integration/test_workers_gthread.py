@@ -1,0 +1,191 @@
+"""The gthread worker with real clients: keep-alive, pipelining, slow clients
+that must not hold a thread, the connection cap and a request stuck in a
+thread (Gunicorn #2086)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from httpraw import at_eof, connect, read_response
+
+
+def _req(path: str = "/", extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+
+
+def test_keepalive_reuses_one_connection_then_idles_out(server) -> None:
+    srv = server("-k", "gthread", "--threads", "2", "--keep-alive", "1", "apps.behave:app")
+    with connect(srv.port) as sock, sock.makefile("rb") as f:
+        pids = set()
+        for _ in range(5):
+            sock.sendall(_req())
+            r = read_response(f)
+            assert r is not None and r.status == 200
+            assert r.header("Connection") == "keep-alive"
+            pids.add(r.body)
+        assert len(pids) == 1
+        # Idle past --keep-alive: the server closes (bounded wait, not a timing claim).
+        assert at_eof(sock, timeout=15)
+
+
+def test_pipelined_requests_answered_in_order(server) -> None:
+    srv = server("-k", "gthread", "--threads", "4", "apps.behave:app")
+    body = b"x" * 1000
+    with connect(srv.port) as sock, sock.makefile("rb") as f:
+        sock.sendall(
+            _req("/env?a=1")
+            + b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+            + body
+            + _req("/env?a=3")
+            + _req("/sleep?s=0.2")
+            + _req("/", "Connection: close\r\n")
+        )
+        rs = [read_response(f) for _ in range(5)]
+        assert all(r is not None and r.status == 200 for r in rs)
+        assert b'"PATH_INFO": "/env"' in rs[0].body  # type: ignore[union-attr]
+        assert b'"len": 1000' in rs[1].body  # type: ignore[union-attr]
+        assert rs[3].body.startswith(b"slept")  # type: ignore[union-attr]
+        assert rs[4].body.startswith(b"pid")  # type: ignore[union-attr]
+        assert rs[4].header("Connection") == "close"  # type: ignore[union-attr]
+        assert read_response(f) is None
+
+
+def test_partial_head_does_not_hold_the_only_thread(server) -> None:
+    srv = server("-k", "gthread", "--threads", "1", "apps.behave:app")
+    with connect(srv.port) as slow, slow.makefile("rb") as slow_f:
+        slow.sendall(b"GET /env HTTP/1.1\r\nHo")
+        # The single pool thread is free: another client is served meanwhile.
+        for _ in range(3):
+            status, body = srv.get("/")
+            assert status == 200 and body.startswith(b"pid")
+        slow.sendall(b"st: x\r\n\r\n")
+        r = read_response(slow_f)
+        assert r is not None and r.status == 200
+
+
+def test_slow_head_gets_408(server) -> None:
+    srv = server("-k", "gthread", "--threads", "2", "--header-timeout", "1", "apps.behave:app")
+    with connect(srv.port) as sock, sock.makefile("rb") as f:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        r = read_response(f)
+        assert r is not None and r.status == 408
+        assert read_response(f) is None
+
+
+def test_worker_connections_cap_leaves_excess_in_backlog(server) -> None:
+    srv = server(
+        "-k",
+        "gthread",
+        "--threads",
+        "2",
+        "--worker-connections",
+        "2",
+        "--keep-alive",
+        "30",
+        "apps.behave:app",
+    )
+    held = []
+    try:
+        for _ in range(2):
+            s = connect(srv.port)
+            f = s.makefile("rb")
+            s.sendall(_req())
+            assert read_response(f) is not None
+            held.append((s, f))
+        with connect(srv.port, timeout=1.5) as third:
+            third.sendall(_req())
+            try:
+                data = third.recv(100)
+            except TimeoutError:
+                data = None
+            assert data is None, "a third connection was served past the cap"
+            held[0][1].close()
+            held[0][0].close()
+            held.pop(0)
+            third.settimeout(15)
+            with third.makefile("rb") as tf:
+                r = read_response(tf)
+            assert r is not None and r.status == 200
+    finally:
+        for s, f in held:
+            f.close()
+            s.close()
+
+
+def test_request_stuck_in_a_thread_retires_the_worker(server) -> None:
+    srv = server(
+        "-k",
+        "gthread",
+        "--threads",
+        "2",
+        "--timeout",
+        "2",
+        "--graceful-timeout",
+        "1",
+        "apps.behave:app",
+    )
+    [old] = srv.wait_workers(1)
+    done = threading.Event()
+
+    def stuck_client() -> None:
+        try:
+            with connect(srv.port, timeout=60) as s:
+                s.sendall(_req("/sleep?s=30"))
+                try:
+                    s.recv(100)
+                except OSError:
+                    pass
+        finally:
+            done.set()
+
+    t = threading.Thread(target=stuck_client, daemon=True)
+    t.start()
+    srv.wait_for_log(r"Request stuck in a worker thread for \d+s: GET /sleep\?s=30", timeout=30)
+    [new] = srv.wait_workers(1, exclude=[old], timeout=30)
+    assert new != old
+    status, body = srv.get("/")
+    assert status == 200 and body == b"pid %d" % new
+    assert done.wait(30)
+    t.join(5)
+
+
+def test_many_concurrent_keepalive_clients(server) -> None:
+    srv = server("-k", "gthread", "--threads", "4", "apps.behave:app")
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            with connect(srv.port) as s, s.makefile("rb") as f:
+                for i in range(20):
+                    s.sendall(_req(f"/env?i={i}"))
+                    r = read_response(f)
+                    assert r is not None and r.status == 200
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[0]
+
+
+def test_term_finishes_in_flight_request(server) -> None:
+    srv = server("-k", "gthread", "--threads", "2", "apps.behave:app")
+    result: list[bytes] = []
+
+    def client() -> None:
+        with connect(srv.port, timeout=30) as s, s.makefile("rb") as f:
+            s.sendall(_req("/sleep?s=1.5"))
+            r = read_response(f)
+            result.append(r.body if r else b"")
+
+    t = threading.Thread(target=client)
+    t.start()
+    srv.wait_for_log("sleep started")
+    srv.signal(signal.SIGTERM)
+    t.join(30)
+    assert result and result[0].startswith(b"slept")
+    srv.wait_exit(30)
