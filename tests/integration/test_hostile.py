@@ -14,10 +14,11 @@ both ``-k sync`` and ``-k gthread``:
    token).
 
 Payload templates use ``{t}`` for the per-test token and are sent in one
-``sendall``, so the whole payload is in the server's receive buffer when it
-answers; the oversize cases send more than the server reads, and there a TCP
-reset instead of a clean FIN is accepted as "closed" (the response must still
-arrive first).
+``sendall``. The close must be a FIN, not a TCP reset, even for the oversize
+cases where the client sends far more than the server reads: the server shuts
+down its sending side and discards what is still arriving (a lingering close),
+so the kernel never resets a connection under a response the client has not
+read yet.
 """
 
 from __future__ import annotations
@@ -262,6 +263,10 @@ def assert_rejected(server: Server, payload: bytes, statuses: tuple[int, ...], t
         f"connection still open {CLOSE_DEADLINE}s after the response; got {got.data[:300]!r}"
     )
     assert resps, f"no response before close (reset={got.reset}): {got.data[:300]!r}"
+    # The server shuts down its sending side and drains what is in flight
+    # before closing (lingering close), so the close is a FIN, not a reset
+    # that could have destroyed the response.
+    assert not got.reset, "connection reset instead of closed"
     assert len(resps) == 1 and rest == b"", f"more than one response: {got.data[:600]!r}"
     assert resps[0].status in statuses, (
         f"status {resps[0].status}, want {statuses}: {resps[0].raw_head!r}"
