@@ -45,6 +45,15 @@ SRC_DIR = str(Path(fastwsgi.__file__).resolve().parent.parent)
 POLL = 0.05  # seconds between two looks at a condition
 
 
+def _compiled_workers_import() -> bool:
+    try:
+        importlib.import_module("fastwsgi.workers.sync")
+        importlib.import_module("fastwsgi.workers.gthread")
+    except ImportError:
+        return False
+    return True
+
+
 def default_worker() -> str:
     """``$FASTWSGI_TEST_WORKER``, else the real sync worker if it imports, else ours.
 
@@ -54,11 +63,15 @@ def default_worker() -> str:
     chosen = os.environ.get("FASTWSGI_TEST_WORKER")
     if chosen:
         return chosen
-    try:
-        importlib.import_module("fastwsgi.workers.sync")
-    except ImportError:
-        return "pyworker.PyWorker"
-    return "sync"
+    return "sync" if _compiled_workers_import() else "pyworker.PyWorker"
+
+
+def worker_classes() -> list[str]:
+    """Every worker class a process-level behaviour should hold for (for parametrize)."""
+    chosen = os.environ.get("FASTWSGI_TEST_WORKER")
+    if chosen:
+        return [chosen]
+    return ["sync", "gthread"] if _compiled_workers_import() else ["pyworker.PyWorker"]
 
 
 def free_port() -> int:
