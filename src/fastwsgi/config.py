@@ -454,6 +454,21 @@ def v_dict(value: Any) -> dict[str, Any] | None:
     return dict(value) or None
 
 
+class _AnyAtom(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
+def v_access_format(value: Any) -> str:
+    """A %-format over a mapping: checked once here, not on every request."""
+    fmt = v_str(value)
+    try:
+        fmt % _AnyAtom()
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"not a valid access log format: {exc}") from None
+    return fmt
+
+
 def v_statsd_host(value: Any) -> str | None:
     if value is None:
         return None
@@ -1029,7 +1044,7 @@ SETTINGS: tuple[Setting, ...] = (
     S(
         "access_log_format",
         "Logging",
-        v_str,
+        v_access_format,
         _ACCESS_FORMAT,
         "Access log line format, with Gunicorn's atoms (see below).",
         cli=("--access-logformat",),

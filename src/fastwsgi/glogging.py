@@ -121,6 +121,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     },
 }
 
+_json_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 _UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
@@ -159,62 +160,134 @@ def _header_env_key(name: str) -> str:
     return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
 
 
-class _Req:
-    """What one access() call knows; atoms read from it."""
-
-    __slots__ = ("environ", "status", "headers", "length", "duration")
-
-    def __init__(
-        self,
-        environ: Mapping[str, Any],
-        status: int | str,
-        headers: Iterable[tuple[str, str]],
-        length: int | None,
-        duration: float,
-    ) -> None:
-        self.environ = environ
-        self.status = status
-        self.headers = headers
-        self.length = length
-        self.duration = duration
+def _request_line(e: Mapping[str, Any]) -> str:
+    return f"{e.get('REQUEST_METHOD', '-')} {e.get('RAW_URI', '-')} {e.get('SERVER_PROTOCOL', '-')}"
 
 
-def _env(key: str, default: str = "-") -> Callable[[_Req], str]:
-    return lambda r: escape(str(r.environ.get(key) or default))
+def _resp_header(headers: Iterable[tuple[str, str]], low: str) -> str:
+    for k, v in headers:
+        if k.lower() == low:
+            return v
+    return "-"
 
 
-def _request_line(r: _Req) -> str:
-    e = r.environ
-    return escape(
-        f"{e.get('REQUEST_METHOD', '-')} {e.get('RAW_URI', '-')} {e.get('SERVER_PROTOCOL', '-')}"
-    )
+def _environ_var(e: Mapping[str, Any], name: str, low: str) -> str:
+    if name in e:
+        return str(e[name])
+    for k, v in e.items():  # Gunicorn matches environ keys case-insensitively
+        if k.lower() == low:
+            return str(v)
+    return "-"
 
 
-def _resp_header(name: str) -> Callable[[_Req], str]:
-    low = name.lower()
+# Atom -> (Python expression over e=environ, st=status, hd=response headers,
+# ln=length, du=duration; whether the value comes from the request and must be
+# escaped). Gunicorn's atoms, computed the same way.
+_ATOM_EXPR: dict[str, tuple[str, bool]] = {
+    "h": ('e.get("REMOTE_ADDR") or "-"', True),
+    "l": ('"-"', False),
+    "u": ('_user(e) or "-"', True),
+    "t": ("_now()", False),
+    "r": ("_rline(e)", True),
+    "m": ('e.get("REQUEST_METHOD") or "-"', True),
+    "U": ('e.get("PATH_INFO") or "-"', True),
+    "q": ('e.get("QUERY_STRING") or ""', True),
+    "H": ('e.get("SERVER_PROTOCOL") or "-"', True),
+    "s": ("_code(st)", True),
+    "B": ("ln if ln is not None else 0", False),
+    "b": ('str(ln) if ln is not None else "-"', False),
+    "f": ('e.get("HTTP_REFERER") or "-"', True),
+    "a": ('e.get("HTTP_USER_AGENT") or "-"', True),
+    "T": ("int(du)", False),
+    "M": ("int(du * 1000)", False),
+    "D": ("int(du * 1000000)", False),
+    "L": ('f"{du:.6f}"', False),
+    "p": ('f"<{_getpid()}>"', False),
+}
+_FORMAT_ITEM = re.compile(r"%\((?P<key>[^)]*)\)(?P<spec>[#0 +\-]*\d*(?:\.\d+)?[a-zA-Z])|%%")
 
-    def get(r: _Req) -> str:
-        for k, v in r.headers:
-            if k.lower() == low:
-                return escape(v)
-        return "-"
-
-    return get
+AccessFormatter = Callable[[Mapping[str, Any], "int | str", Iterable[tuple[str, str]], "int | None", float], str]
 
 
-def _environ_var(name: str) -> Callable[[_Req], str]:
-    low = name.lower()
+def _atom_expr(key: str) -> tuple[str, bool]:
+    if key in _ATOM_EXPR:
+        return _ATOM_EXPR[key]
+    if key.startswith("{") and len(key) > 3 and key[-2] == "}":
+        name, kind = key[1:-2], key[-1]
+        if kind == "i":
+            return f"e.get({_header_env_key(name)!r}) or '-'", True
+        if kind == "o":
+            return f"_rhead(hd, {name.lower()!r})", True
+        if kind == "e":
+            return f"_evar(e, {name!r}, {name.lower()!r})", True
+    return '"-"', False  # Gunicorn's SafeAtoms: unknown atoms render as '-'
 
-    def get(r: _Req) -> str:
-        e = r.environ
-        if name in e:
-            return escape(str(e[name]))
-        for k, v in e.items():  # Gunicorn matches environ keys case-insensitively
-            if k.lower() == low:
-                return escape(str(v))
-        return "-"
 
-    return get
+def compile_access_format(fmt: str, now: Callable[[], str]) -> AccessFormatter:
+    """Turn a Gunicorn access_log_format into one function.
+
+    Only the atoms the format names are computed; request-supplied values are
+    checked for unsafe characters in one regex search over all of them and
+    escaped only when one is found. Formats using only ``%(x)s`` become a
+    string join; others (``%(D)d``, widths) use ``%`` with a dict.
+    """
+    keys: list[str] = []
+    pieces: list[tuple[str, str]] = []  # ("lit", text) or ("key", name)
+    simple = True
+    pos = 0
+    for m in _FORMAT_ITEM.finditer(fmt):
+        pieces.append(("lit", fmt[pos:m.start()]))
+        pos = m.end()
+        if m.group() == "%%":
+            pieces.append(("lit", "%"))
+            continue
+        key = m.group("key")
+        if m.group("spec") != "s":
+            simple = False
+        if key not in keys:
+            keys.append(key)
+        pieces.append(("key", key))
+    pieces.append(("lit", fmt[pos:]))
+    if "%" in "".join(text for kind, text in pieces if kind == "lit" and text != "%"):
+        simple = False  # a stray '%': let '%' formatting decide (and complain once)
+    var = {key: f"v{i}" for i, key in enumerate(keys)}
+    body = ["def _format(e, st, hd, ln, du):"]
+    unsafe: list[str] = []
+    for key in keys:
+        expr, escaped = _atom_expr(key)
+        body.append(f"    {var[key]} = {expr}")
+        if escaped:
+            unsafe.append(var[key])
+    if unsafe:
+        body.append(f"    if _unsafe({' + '.join(unsafe)}) is not None:")
+        body.extend(f"        {v} = _esc({v})" for v in unsafe)
+    if simple:
+        parts = []
+        for kind, text in pieces:
+            if kind == "lit":
+                if text:
+                    parts.append(repr(text))
+            else:
+                expr, escaped = _atom_expr(text)
+                parts.append(var[text] if escaped or text in ("l", "t", "b", "L", "p") else f"str({var[text]})")
+        body.append(f"    return {' + '.join(parts) if parts else repr('')}")
+    else:
+        items = ", ".join(f"{k!r}: {var[k]}" for k in keys)
+        body.append(f"    return _FMT % {{{items}}}")
+    namespace: dict[str, Any] = {
+        "_now": now,
+        "_user": _basic_user,
+        "_rline": _request_line,
+        "_code": _status_code,
+        "_rhead": _resp_header,
+        "_evar": _environ_var,
+        "_getpid": os.getpid,
+        "_unsafe": _UNSAFE.search,
+        "_esc": escape,
+        "_FMT": fmt,
+    }
+    exec(compile("\n".join(body), f"<access_log_format {fmt!r}>", "exec"), namespace)
+    return namespace["_format"]  # type: ignore[no-any-return]
 
 
 class Logger:
@@ -230,7 +303,8 @@ class Logger:
         self._access_own_fd = False
         self._access_via_logging = False
         self._time_cache: tuple[int, str] = (-1, "")
-        self._getters: list[tuple[str, Callable[[_Req], Any]]] = []
+        self._iso_cache: tuple[int, str] = (-1, "")
+        self._format: AccessFormatter | None = None
         self.statsd: Any = None
         self.setup(settings)
 
@@ -340,50 +414,7 @@ class Logger:
                     cfg.accesslog, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
                 )
                 self._access_own_fd = True
-        self._getters = self._compile(cfg.access_log_format)
-
-    @staticmethod
-    def _compile(fmt: str) -> list[tuple[str, Callable[[_Req], Any]]]:
-        """Which atoms the format uses, each with the function computing it."""
-        simple: dict[str, Callable[[_Req], Any]] = {
-            "h": _env("REMOTE_ADDR"),
-            "l": lambda r: "-",
-            "u": lambda r: escape(_basic_user(r.environ) or "-"),
-            "r": _request_line,
-            "m": _env("REQUEST_METHOD"),
-            "U": _env("PATH_INFO"),
-            "q": _env("QUERY_STRING", ""),
-            "H": _env("SERVER_PROTOCOL"),
-            "s": lambda r: _status_code(r.status),
-            "B": lambda r: r.length if r.length is not None else 0,
-            "b": lambda r: str(r.length) if r.length is not None else "-",
-            "f": _env("HTTP_REFERER"),
-            "a": _env("HTTP_USER_AGENT"),
-            "T": lambda r: int(r.duration),
-            "M": lambda r: int(r.duration * 1000),
-            "D": lambda r: int(r.duration * 1_000_000),
-            "L": lambda r: f"{r.duration:.6f}",
-            "p": lambda r: f"<{os.getpid()}>",
-        }
-        getters: list[tuple[str, Callable[[_Req], Any]]] = []
-        seen = set()
-        for key in re.findall(r"%\(([^)]*)\)", fmt):
-            if key in seen:
-                continue
-            seen.add(key)
-            if key in simple:
-                getters.append((key, simple[key]))
-            elif key == "t":
-                getters.append((key, None))  # type: ignore[arg-type]  # filled per call from the cache
-            elif key.startswith("{") and key.endswith("}i"):
-                getters.append((key, _env(_header_env_key(key[1:-2]))))
-            elif key.startswith("{") and key.endswith("}o"):
-                getters.append((key, _resp_header(key[1:-2])))
-            elif key.startswith("{") and key.endswith("}e"):
-                getters.append((key, _environ_var(key[1:-2])))
-            else:
-                getters.append((key, lambda r: "-"))
-        return getters
+        self._format = compile_access_format(cfg.access_log_format, self.now)
 
     # -- error log --------------------------------------------------------------
 
@@ -437,38 +468,45 @@ class Logger:
         if not self.access_enabled:
             return
         try:
-            r = _Req(environ, status, resp_headers, resp_length, duration_s)
             if self.settings.access_log_json:
-                line = self._json_line(r)
+                line = self._json_line(environ, status, resp_length, duration_s)
             else:
-                atoms = _SafeAtoms()
-                for key, get in self._getters:
-                    atoms[key] = self.now() if get is None else get(r)
-                line = self.settings.access_log_format % atoms
+                assert self._format is not None
+                line = self._format(environ, status, resp_headers, resp_length, duration_s)
             self._write_access(line)
         except Exception:
             self.exception("Failed to write the access log line")
 
-    def _json_line(self, r: _Req) -> str:
-        e = r.environ
-        code = _status_code(r.status)
-        obj = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "remote_addr": e.get("REMOTE_ADDR"),
-            "user": _basic_user(e),
-            "method": e.get("REQUEST_METHOD"),
-            "uri": e.get("RAW_URI"),
-            "path": e.get("PATH_INFO"),
-            "query": e.get("QUERY_STRING", ""),
-            "protocol": e.get("SERVER_PROTOCOL"),
-            "status": int(code) if code.isdigit() else code,
-            "bytes": r.length,
-            "referer": e.get("HTTP_REFERER"),
-            "user_agent": e.get("HTTP_USER_AGENT"),
-            "duration_s": round(r.duration, 6),
-            "pid": os.getpid(),
-        }
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+    def _iso_now(self) -> str:
+        sec = int(time.time())
+        cached = self._iso_cache
+        if cached[0] != sec:
+            cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(sec)))
+            self._iso_cache = cached
+        return cached[1]
+
+    def _json_line(
+        self, e: Mapping[str, Any], status: int | str, length: int | None, duration: float
+    ) -> str:
+        code = _status_code(status)
+        return _json_encode(
+            {
+                "time": self._iso_now(),
+                "remote_addr": e.get("REMOTE_ADDR"),
+                "user": _basic_user(e),
+                "method": e.get("REQUEST_METHOD"),
+                "uri": e.get("RAW_URI"),
+                "path": e.get("PATH_INFO"),
+                "query": e.get("QUERY_STRING", ""),
+                "protocol": e.get("SERVER_PROTOCOL"),
+                "status": int(code) if code.isdigit() else code,
+                "bytes": length,
+                "referer": e.get("HTTP_REFERER"),
+                "user_agent": e.get("HTTP_USER_AGENT"),
+                "duration_s": round(duration, 6),
+                "pid": os.getpid(),
+            }
+        )
 
     def _write_access(self, line: str) -> None:
         if self._access_via_logging:
@@ -522,10 +560,3 @@ class Logger:
             for h in log.handlers:
                 if isinstance(h, logging.FileHandler) and h.stream:
                     os.set_inheritable(h.stream.fileno(), False)
-
-
-class _SafeAtoms(dict):  # type: ignore[type-arg]
-    """Unknown atoms render as '-' (Gunicorn's SafeAtoms); header keys case-insensitively."""
-
-    def __missing__(self, key: str) -> str:
-        return "-"

@@ -452,3 +452,9 @@ def test_settings_doc_is_up_to_date() -> None:
     assert committed == config.markdown(), "regenerate: python -m fastwsgi.config --markdown > docs/settings.md"
     for s in SETTINGS:
         assert f"### `{s.name}`" in committed
+
+
+@pytest.mark.parametrize("fmt", ["%(h)s %", "%(h)s %(", "%(h)q", "%d"])
+def test_bad_access_log_format_is_a_config_error(fmt: str, empty_cwd: Path) -> None:
+    with pytest.raises(ConfigError, match="not a valid access log format"):
+        load(["--access-logformat", fmt, "app"], {})

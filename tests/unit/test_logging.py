@@ -317,3 +317,27 @@ def test_statsd_metrics_over_udp(tmp_path: Path) -> None:
         "web.gunicorn.request.status.404:1|c",
         "web.gunicorn.log.critical:1|c",
     }
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("%(D)d|%(s)5s|%(h)s", "1500|  200|127.0.0.1"),  # non-%s conversions use '%' formatting
+        ("100%% %(m)s %(m)s", "100% GET GET"),  # literal percent, repeated atom
+        ("%(B)s %(b)s %(T)s", "0 - 0"),
+        ("no atoms at all", "no atoms at all"),
+        ("", ""),
+    ],
+)
+def test_format_variants(fmt: str, expected: str, tmp_path: Path) -> None:
+    log = make(tmp_path, accesslog=str(tmp_path / "a.log"), access_log_format=fmt)
+    log.access(environ(), "200 OK", [], None, 0.0015)
+    log.close()
+    assert (tmp_path / "a.log").read_text() == expected + "\n"
+
+
+def test_escaping_in_a_non_simple_format(tmp_path: Path) -> None:
+    log = make(tmp_path, accesslog=str(tmp_path / "a.log"), access_log_format="%(a)10s|%(D)d")
+    log.access(environ(HTTP_USER_AGENT="a\nb"), 200, [], 0, 0.0)
+    log.close()
+    assert (tmp_path / "a.log").read_text() == "    a\\x0ab|0\n"
