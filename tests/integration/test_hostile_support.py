@@ -78,7 +78,17 @@ APP_SOURCE = textwrap.dedent(
         path = environ["PATH_INFO"]
         # /noread/... leaves the request body unread: the server must discard
         # it (or close), never parse it as the next request.
-        body = b"" if "/noread" in path else environ["wsgi.input"].read()
+        if "/swallow" in path:
+            # An app that catches the body error and answers anyway: the
+            # connection must still end (the parser is dead).
+            try:
+                body = environ["wsgi.input"].read()
+            except Exception as exc:
+                body = ("ERROR " + type(exc).__name__).encode()
+        elif "/noread" in path:
+            body = b""
+        else:
+            body = environ["wsgi.input"].read()
         _record(environ, body)
         if path.endswith("/bad-status-crlf"):
             start_response("200 OK\\r\\nX-Injected: status", [("Content-Type", "text/plain")])
