@@ -254,3 +254,32 @@ def test_response_after_a_body_error_announces_close(
     resps, _ = parse_responses(got.data)
     assert got.closed and len(resps) == 1
     assert (resps[0].header("connection") or "").lower() == "close"
+
+
+def test_expect_continue_body_never_parsed_as_a_request(server: Server) -> None:
+    """Expect: 100-continue, the app answers without reading the body, and the
+    client sends the body anyway (RFC 9110 10.1.1 allows it): those bytes are
+    the body, so a request inside them must never be served."""
+    token = new_token()
+    inner = f"GET /t/{token}/smuggled HTTP/1.1\r\n{H}\r\n".encode()
+    with server.connect() as s:
+        s.sendall(
+            f"POST /t/{token}/noread HTTP/1.1\r\n{H}Expect: 100-continue\r\n"
+            f"Content-Length: {len(inner)}\r\n\r\n".encode()
+        )
+        first, extra = read_response(s, time.monotonic() + IO_DEADLINE)
+        assert first is not None and first.status == 200
+        assert not extra.startswith(b"HTTP/1.1 100"), "100 Continue sent for an unread body"
+        try:
+            s.sendall(
+                inner + f"GET /t/{token}/after HTTP/1.1\r\n{H}Connection: close\r\n\r\n".encode()
+            )
+        except OSError:
+            pass  # the server may already have closed: fine
+        got = recv_until_close(s, time.monotonic() + IO_DEADLINE)
+    assert got.closed
+    paths = server.recorded_paths(token)
+    assert f"/t/{token}/smuggled" not in paths
+    # Either the body was discarded and the next request served, or the
+    # connection was closed; in both cases nothing else.
+    assert paths in ([f"/t/{token}/noread"], [f"/t/{token}/noread", f"/t/{token}/after"])
