@@ -1516,18 +1516,27 @@ class Settings:
         self.environ: dict[str, str] = dict(os.environ if environ is None else environ)
         self.values: dict[str, Any] = {}
         self.sources: dict[str, str] = {}
+        self._bad_env: dict[str, ConfigError] = {}
         for s in SETTINGS:
             where = (
                 f"environment variable {s.env}" if s.env and self.environ.get(s.env) else "default"
             )
+            self.sources[s.name] = where
             try:
                 self.values[s.name] = s.default_value(self.environ)
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"invalid value for {s.flag} ({where}): {exc}") from exc
-            self.sources[s.name] = where
+                # A bad environment variable matters only if nothing overrides it.
+                self.values[s.name] = s.validate(s.default({}) if callable(s.default) else s.default)
+                self._bad_env[s.name] = ConfigError(f"invalid value for {s.flag} ({where}): {exc}")
         self.app_uri: str | None = None
         self.config_file: str | None = None
         self._unsupported: dict[str, str] = {}
+
+    def check_environment(self) -> None:
+        """Raise for a malformed environment variable whose value is in use."""
+        for name, exc in self._bad_env.items():
+            if self.sources[name].startswith("environment variable"):
+                raise exc
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -1722,6 +1731,7 @@ def load(argv: Iterable[str], environ: Mapping[str, str] | None = None) -> Setti
         settings.apply_config_file(config)
     settings.apply_args(env_given, env_unsupported, CMD_ARGS_ENV)
     settings.apply_args(cli_given, cli_unsupported, "command line")
+    settings.check_environment()
     if not settings.app_uri and settings["wsgi_app"]:
         settings.app_uri = settings["wsgi_app"]
     return settings

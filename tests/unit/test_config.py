@@ -190,8 +190,10 @@ def test_web_concurrency(empty_cwd: Path) -> None:
     s = load(["app"], {"WEB_CONCURRENCY": "4"})
     assert s["workers"] == 4 and s.sources["workers"] == "environment variable WEB_CONCURRENCY"
     assert load(["-w", "2", "app"], {"WEB_CONCURRENCY": "4"})["workers"] == 2
-    with pytest.raises(ConfigError, match="WEB_CONCURRENCY"):
+    with pytest.raises(ConfigError, match="invalid value for --workers \\(environment variable WEB_CONCURRENCY\\)"):
         load(["app"], {"WEB_CONCURRENCY": "many"})
+    # Overridden, a bad environment value does no harm.
+    assert load(["-w", "2", "app"], {"WEB_CONCURRENCY": "many"})["workers"] == 2
 
 
 def test_forwarded_allow_ips_env(empty_cwd: Path) -> None:
