@@ -15,6 +15,12 @@ reported once, cleanly, instead of by every worker. Workers (or the master with
 
 ``prepare()`` applies ``--chdir`` and ``--pythonpath`` to the process, as
 Gunicorn does in the master, so forked workers inherit the same ``sys.path``.
+
+With ``--reload`` (development) ``load()`` also starts a daemon thread in the
+worker that polls the modification times of every loaded module's file once a
+second (Gunicorn's polling reloader); on a change the worker sends itself
+SIGTERM, finishes its request and exits, and the arbiter forks a fresh worker
+that imports the new code. Not with ``--preload``: the master would watch.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ import ast
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,11 +98,20 @@ class AppLoader:
     wherever a zero-argument app factory is expected.
     """
 
-    def __init__(self, uri: str, chdir: str | None = None, pythonpath: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        uri: str,
+        chdir: str | None = None,
+        pythonpath: Iterable[str] = (),
+        reload: bool = False,
+        log: Any = None,
+    ) -> None:
         self.uri = uri
         self.chdir = chdir
         self.pythonpath = tuple(pythonpath)
         self.spec = parse_app_uri(uri)
+        self.reload = reload
+        self.log = log
 
     def prepare(self) -> None:
         """chdir and sys.path as Gunicorn: the working directory first on the
@@ -165,6 +183,53 @@ class AppLoader:
             raise AppImportError(f"{self.uri!r}: the application is None")
         if not callable(obj):
             raise AppImportError(f"{self.uri!r}: application object must be callable")
+        if self.reload:
+            CodeWatcher(on_change=self._code_changed).start()
         return obj
 
+    def _code_changed(self, path: str) -> None:
+        if self.log is not None:
+            self.log.info("Worker reloading: %s modified", path)
+        os.kill(os.getpid(), signal.SIGTERM)
+
     __call__ = load
+
+
+class CodeWatcher(threading.Thread):
+    """Poll the files of loaded modules; call ``on_change(path)`` once on the first change."""
+
+    def __init__(self, on_change: Callable[[str], None], interval: float = 1.0) -> None:
+        super().__init__(name="fastwsgi-reload", daemon=True)
+        self.on_change = on_change
+        self.interval = interval
+        self.mtimes: dict[str, float] = {}
+
+    @staticmethod
+    def files() -> list[str]:
+        out = []
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            if path and path.endswith((".py", ".so", ".pyd")):
+                out.append(path)
+        return out
+
+    def changed(self) -> str | None:
+        """The first file whose mtime moved since the last scan (new files are recorded)."""
+        for path in self.files():
+            try:
+                mtime = os.stat(path).st_mtime
+            except OSError:
+                continue
+            old = self.mtimes.setdefault(path, mtime)
+            if mtime != old:
+                return path
+        return None
+
+    def run(self) -> None:
+        self.changed()  # the baseline
+        while True:
+            time.sleep(self.interval)
+            path = self.changed()
+            if path is not None:
+                self.on_change(path)
+                return

@@ -25,7 +25,7 @@ import resource
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from fastwsgi import config
 from fastwsgi.app import AppLoader
@@ -109,7 +109,8 @@ def prepare(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Settings, 
     _check_worker_class(groups.worker.worker_class)
     _apply_env(groups.raw_env)
     try:
-        loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath)
+        loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath,
+                           reload=groups.arbiter.reload and not groups.arbiter.preload_app)
     except AppImportError as exc:  # a malformed APP is a usage error
         raise ConfigError(str(exc)) from exc
     loader.prepare()
@@ -117,7 +118,9 @@ def prepare(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Settings, 
     return settings, groups, loader
 
 
-def make_reloader(argv: Sequence[str], app_uri: str) -> Callable[[], Groups | tuple[Groups, AppLoader]]:
+def make_reloader(
+    argv: Sequence[str], app_uri: str, log: Any = None
+) -> Callable[[], Groups | tuple[Groups, AppLoader]]:
     """For the arbiter's SIGHUP: re-read the config file and arguments.
 
     Returns the new Groups, or (Groups, AppLoader) when the APP itself
@@ -135,7 +138,9 @@ def make_reloader(argv: Sequence[str], app_uri: str) -> Callable[[], Groups | tu
         _apply_env(groups.raw_env)
         if groups.app_uri == app_uri:
             return groups
-        loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath)
+        loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath,
+                           reload=groups.arbiter.reload and not groups.arbiter.preload_app)
+        loader.log = log
         loader.prepare()
         loader.check()
         return groups, loader
@@ -156,8 +161,11 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
             log = Logger(groups.log)
         except (OSError, ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
             raise _RuntimeFailure(f"cannot set up logging: {exc}") from exc
+        loader.log = log
         for line in settings.warnings():
             log.warning(line)
+        if groups.arbiter.reload and groups.arbiter.preload_app:
+            log.warning("--reload has no effect with --preload: the app is loaded once, in the master")
         for line in startup_warnings(groups):
             log.warning(line)
         if settings["print_config"]:
@@ -167,7 +175,7 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
             return 0
         from fastwsgi.arbiter import Arbiter
 
-        return Arbiter(groups, loader, log, reloader=make_reloader(argv, groups.app_uri)).run()
+        return Arbiter(groups, loader, log, reloader=make_reloader(argv, groups.app_uri, log)).run()
     except FastWSGIError as exc:
         return _fail(str(exc), getattr(exc, "exit_status", 1), debug)
     except _RuntimeFailure as exc:

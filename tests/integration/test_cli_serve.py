@@ -508,3 +508,19 @@ def test_hup_rereads_the_config_file(appdir: Path, start: Callable[..., Server])
     wait_for("the reload failure in the log", lambda: "invalid value for --workers" in server.stderr)
     assert server.get("/still") == (200, b"/still reloaded")
     assert server.proc.poll() is None
+
+
+# --- --reload: a changed module restarts the worker -----------------------------------
+
+
+def test_reload_picks_up_changed_code(appdir: Path, start: Callable[..., Server]) -> None:
+    mod = appdir / "reloadapp.py"
+    mod.write_text("def application(e, s):\n    s('200 OK', [])\n    return [b'v1']\n")
+    server = start("--reload", "reloadapp")
+    assert server.wait_ready() == (200, b"v1")
+    mod.write_text("def application(e, s):\n    s('200 OK', [])\n    return [b'v2']\n")
+    st = mod.stat()
+    os.utime(mod, (st.st_atime, st.st_mtime + 2))  # a distinct mtime even on coarse clocks
+    wait_for("the new code to answer", lambda: server.get("/") == (200, b"v2"))
+    assert re.search(r"\[INFO\] Worker reloading: .*reloadapp\.py modified", server.stderr)
+    assert server.proc.poll() is None

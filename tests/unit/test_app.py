@@ -163,3 +163,18 @@ def test_chdir_and_pythonpath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_bad_chdir(tmp_path: Path) -> None:
     with pytest.raises(AppImportError, match="cannot change directory to .*No such file"):
         AppLoader("x", chdir=str(tmp_path / "nope")).prepare()
+
+
+def test_code_watcher_sees_a_changed_module_file(appdir: Path) -> None:
+    from fastwsgi.app import CodeWatcher
+
+    loader = AppLoader("appmod_t1")
+    loader.prepare()
+    loader.load()
+    watcher = CodeWatcher(on_change=lambda path: None)
+    assert watcher.changed() is None  # baseline
+    assert watcher.changed() is None  # nothing moved
+    path = appdir / "appmod_t1.py"
+    st = path.stat()
+    os.utime(path, (st.st_atime, st.st_mtime + 5))
+    assert watcher.changed() == str(path)
