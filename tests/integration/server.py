@@ -163,6 +163,8 @@ class Server:
         bind: bool = True,
         env: dict[str, str] | None = None,
         name: str = "server",
+        command: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.port = port if port is not None else free_port()
         self.args = list(args)
@@ -171,6 +173,9 @@ class Server:
         self.tmp_path = tmp_path
         self.log_path = tmp_path / f"{name}.log"
         self.env = server_env(env)
+        # What runs the server; the default is the real CLI.
+        self.command = command if command is not None else [sys.executable, "-m", "fastwsgi"]
+        self.pass_fds = pass_fds
         self.proc: subprocess.Popen[bytes] | None = None
 
     # --- lifecycle ---------------------------------------------------------------
@@ -178,13 +183,14 @@ class Server:
     def start(self) -> Server:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fastwsgi", *self.args],
+                [*self.command, *self.args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=str(self.tmp_path),
                 start_new_session=True,
+                pass_fds=self.pass_fds,
             )
         return self
 
@@ -193,12 +199,13 @@ class Server:
         assert self.proc is not None, "server not started"
         return self.proc.pid
 
-    def wait_ready(self, timeout: float = 30.0, path: str = "/") -> None:
-        """Until a request to ``path`` is answered; fails early if the master exits."""
+    def wait_ready(self, timeout: float = 30.0, path: str = "/", daemon: bool = False) -> None:
+        """Until a request to ``path`` is answered; fails early if the master exits
+        (unless ``daemon``: then the process we started is expected to be gone)."""
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
+            if not daemon and self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(
                     f"server exited with {self.proc.returncode} before it was ready:\n{self.log()}"
                 )

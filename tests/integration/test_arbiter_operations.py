@@ -1,0 +1,230 @@
+"""Operating the master: listeners of every kind, systemd, daemon mode, preload,
+hooks, process titles, and the sync worker's freedom from the thundering herd."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from server import (
+    HERE,
+    Server,
+    children,
+    cmdline,
+    default_worker,
+    pid_alive,
+    wait_for_text,
+    wait_until_gone,
+)
+
+WORKER = ["-k", default_worker()]
+Start = Callable[..., Server]
+
+
+def _listening_socket() -> tuple[socket.socket, int]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    return s, s.getsockname()[1]
+
+
+def test_fd_url_serves_an_inherited_socket(server: Start) -> None:
+    lsock, port = _listening_socket()
+    with lsock:
+        fd = lsock.fileno()
+        srv = server(
+            *WORKER, "-b", f"fd://{fd}", "testapp:app", bind=False, port=port, pass_fds=(fd,)
+        )
+        assert f"Listening at: http://127.0.0.1:{port}" in srv.log()
+        assert srv.get("/pid")[0] == 200
+
+
+def test_unix_socket_serves_and_is_removed_on_exit(server: Start, tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    srv = server(*WORKER, "-b", f"unix:{path}", "testapp:app", bind=False, ready=False)
+    srv.wait_for_log(r"Booting worker")
+    srv.wait_for_log(rf"Listening at: unix:{re.escape(str(path))}")
+    with socket.socket(socket.AF_UNIX) as c:
+        c.settimeout(10)
+        c.connect(str(path))
+        c.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := c.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0]
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(20) == 0
+    assert not path.exists()
+
+
+_SD_LAUNCHER = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+    "os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; "
+    "os.execv(sys.executable, [sys.executable, '-m', 'fastwsgi', *sys.argv[2:]])"
+)
+
+
+def test_systemd_socket_activation_and_ready_notification(server: Start, tmp_path: Path) -> None:
+    lsock, port = _listening_socket()
+    notify = tmp_path / "notify"
+    with lsock, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(str(notify))
+        sink.settimeout(30)
+        fd = lsock.fileno()
+        srv = server(
+            *WORKER,
+            "testapp:app",
+            bind=False,
+            port=port,
+            pass_fds=(fd,),
+            command=[sys.executable, "-c", _SD_LAUNCHER, str(fd)],
+            env={"NOTIFY_SOCKET": str(notify)},
+        )
+        assert sink.recv(4096).startswith(b"READY=1\n")
+        assert f"Listening at: http://127.0.0.1:{port}" in srv.log()
+        (worker,) = srv.wait_workers(1)
+        assert srv.get("/pid") == (200, str(worker).encode())
+
+
+def test_daemon_mode_detaches_and_winch_stops_the_workers(tmp_path: Path) -> None:
+    pidfile = tmp_path / "d.pid"
+    logfile = tmp_path / "d.log"
+    srv = Server(
+        [
+            *WORKER,
+            "-D",
+            "-w",
+            "2",
+            "--pid",
+            str(pidfile),
+            "--error-logfile",
+            str(logfile),
+            "testapp:app",
+        ],
+        tmp_path,
+    )
+    srv.start()
+    daemon = 0
+    workers: list[int] = []
+    try:
+        # The launching process returns at once; the daemon lives on.
+        assert srv.wait_exit(30) == 0
+        m = wait_for_text(logfile, r"Listening at: .* \((\d+)\)$")
+        daemon = int(m.group(1))
+        wait_for_text(pidfile, rf"^{daemon}$")
+        assert daemon != srv.pid and os.getsid(daemon) != os.getsid(0)
+        workers = srv.wait_workers(2, master=daemon)
+        srv.wait_ready(daemon=True)
+        srv.signal(signal.SIGWINCH, pid=daemon)
+        wait_for_text(logfile, r"graceful stop of workers")
+        for pid in workers:
+            wait_until_gone(pid)
+        assert pid_alive(daemon) and children(daemon) == []
+        srv.signal(signal.SIGTERM, pid=daemon)
+        wait_until_gone(daemon)
+        assert not pidfile.exists()
+    finally:
+        for pid in [daemon, *workers]:
+            if pid and pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_preload_imports_the_app_once_in_the_master(server: Start) -> None:
+    srv = server(*WORKER, "-w", "2", "--preload", "preloadapp:app")
+    srv.wait_workers(2)
+    assert re.findall(r"preloadapp imported in (\d+)", srv.log()) == [str(srv.pid)]
+
+
+def test_without_preload_each_worker_imports_the_app(server: Start) -> None:
+    srv = server(*WORKER, "-w", "2", "preloadapp:app")
+    workers = srv.wait_workers(2)
+    srv.wait_for_log(r"preloadapp imported in \d+\n(.|\n)*preloadapp imported in \d+")
+    imported = sorted(int(p) for p in re.findall(r"preloadapp imported in (\d+)", srv.log()))
+    assert imported == workers
+
+
+def test_every_hook_is_called_with_gunicorn_arguments(server: Start, tmp_path: Path) -> None:
+    hook_log = tmp_path / "hooks.log"
+    srv = server(
+        *WORKER,
+        "-w",
+        "1",
+        "-c",
+        str(HERE / "hooks_conf.py"),
+        "testapp:app",
+        env={"HOOK_LOG": str(hook_log)},
+    )
+    (first,) = srv.wait_workers(1)
+    wait_for_text(hook_log, rf"post_worker_init {first} True")
+    srv.signal(signal.SIGTTIN)
+    wait_for_text(hook_log, r"nworkers_changed 2 1")
+    both = srv.wait_workers(2)
+    srv.signal(signal.SIGHUP)
+    wait_for_text(hook_log, r"on_reload")
+    wait_for_text(hook_log, rf"child_exit {first}")
+    # Like Gunicorn, a reload goes back to the configured count (-w 1).
+    srv.wait_workers(1, exclude=both)
+    srv.signal(signal.SIGQUIT)
+    assert srv.wait_exit(20) == 0
+    text = hook_log.read_text()
+    assert text.startswith(f"on_starting {srv.pid} 1 1\nwhen_ready 1\npre_fork 1\n"), text
+    assert f"post_fork {first} 1 True" in text
+    assert f"worker_exit {first}" in text
+    assert "worker_int" in text  # QUIT reaches the workers
+    assert text.rstrip().endswith("on_exit")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("setproctitle") is None, reason="setproctitle absent")
+def test_process_titles(server: Start) -> None:
+    srv = server(*WORKER, "-n", "titletest", "--worker-tmp-dir", "/nonexistent", "testapp:app")
+    (worker,) = srv.wait_workers(1)
+    assert cmdline(srv.pid).startswith("fastwsgi: master [titletest]")
+    assert cmdline(worker).startswith("fastwsgi: worker [titletest]")
+
+
+def _voluntary_switches(pid: int) -> int:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches"):
+                total += int(line.split()[1])
+    return total
+
+
+def _wakeups_per_connection(srv: Server, workers: int, connections: int) -> float:
+    pids = srv.wait_workers(workers)
+    for _ in range(20):  # every worker settles into its wait
+        srv.get("/pid")
+    before = sum(_voluntary_switches(p) for p in pids)
+    for _ in range(connections):
+        assert srv.get("/pid")[0] == 200
+    after = sum(_voluntary_switches(p) for p in pids)
+    return (after - before) / connections
+
+
+@pytest.mark.skipif(default_worker() != "sync", reason="needs the compiled sync worker")
+def test_sync_worker_has_no_thundering_herd(server: Start) -> None:
+    """8 idle sync workers; each connection should wake about one of them.
+
+    A wake-up shows as a voluntary context switch when the woken process goes
+    back to waiting. With EPOLLEXCLUSIVE one worker wakes per connection (plus
+    the serving worker's own blocking reads); a poll()-based worker wakes all
+    eight, which the control test below demonstrates with the same measure.
+    The long timeout keeps idle heartbeat ticks out of the count.
+    """
+    srv = server("-k", "sync", "-w", "8", "-t", "60", "testapp:app")
+    per_conn = _wakeups_per_connection(srv, 8, 200)
+    assert per_conn < 3, f"{per_conn:.2f} wake-ups per connection"
+
+
+def test_control_a_poll_worker_does_show_the_herd(server: Start) -> None:
+    srv = server("-k", "pyworker.PyWorker", "-w", "8", "-t", "60", "testapp:app")
+    per_conn = _wakeups_per_connection(srv, 8, 200)
+    assert per_conn > 5, f"{per_conn:.2f} wake-ups per connection"
