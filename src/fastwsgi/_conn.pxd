@@ -55,6 +55,7 @@ cdef class Connection:
     cdef Input inp
     cdef bint continue_sent
     cdef bint must_close
+    cdef bint linger
     cdef object write_cb
     cdef readonly double request_started
     cdef readonly str request_line

@@ -765,6 +765,7 @@ cdef class Connection:
             head = self._next_head()
         except ParseError as exc:
             self.must_close = True
+            self.linger = True
             self._answer(exc)
             return False
         except ClientDisconnected:
@@ -840,6 +841,10 @@ cdef class Connection:
             p.finish()
         else:
             self.must_close = True
+            # Input may still be in flight only if the body was not read to its
+            # end or more bytes (pipelined, or garbage) are already here.
+            self.linger = (p.dead or p.buffered > 0
+                           or not ((self.inp is not None and self.inp.done) or p.body_complete))
         if ctx.access is not None:
             try:
                 ctx.access(env, status or "500 Internal Server Error", resp.headers or [],
@@ -859,6 +864,7 @@ cdef class Connection:
         event loops that own the waiting); the caller closes."""
         cdef RequestParser p = self.parser
         self.must_close = True
+        self.linger = True
         if p.buffered > 0 and not self.eof:
             out = error_response(408, "Request Timeout", self.ctx.server)
             # Non-blocking and best effort: never wait on a slow client here.
@@ -878,7 +884,7 @@ cdef class Connection:
         if self.inp is not None:
             self.inp.conn = None
             self.inp = None
-        if self.must_close and not self.eof:
+        if self.linger and not self.eof:
             with nogil:
                 shutdown(self.fd, SHUT_WR)
                 for i in range(16):
