@@ -400,13 +400,15 @@ class Logger:
                 )
 
     def _setup_access(self, cfg: LogSettings) -> None:
-        self._access_via_logging = False
-        if cfg.logconfig or cfg.logconfig_dict:
-            self._access_via_logging = bool(self.access_log.handlers) or self.access_log.propagate
-            self.access_enabled = self._access_via_logging or cfg.accesslog is not None
-        else:
-            self.access_enabled = cfg.accesslog is not None
-        if cfg.accesslog is not None and not self._access_via_logging:
+        # --access-logfile always means our direct writer; without it, a log
+        # config that gives the access logger handlers routes lines there.
+        self._access_via_logging = (
+            cfg.accesslog is None
+            and bool(cfg.logconfig or cfg.logconfig_dict)
+            and bool(self.access_log.handlers)
+        )
+        self.access_enabled = cfg.accesslog is not None or self._access_via_logging
+        if cfg.accesslog is not None:
             if cfg.accesslog == "-":
                 self._access_fd, self._access_own_fd = 1, False
             else:

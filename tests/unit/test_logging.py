@@ -341,3 +341,18 @@ def test_escaping_in_a_non_simple_format(tmp_path: Path) -> None:
     log.access(environ(HTTP_USER_AGENT="a\nb"), 200, [], 0, 0.0)
     log.close()
     assert (tmp_path / "a.log").read_text() == "    a\\x0ab|0\n"
+
+
+def test_access_logfile_wins_over_a_log_config(tmp_path: Path) -> None:
+    cfg = {"version": 1, "loggers": {"fastwsgi.error": {"level": "INFO"}}}
+    log = Logger(LogSettings(logconfig_dict=cfg, accesslog=str(tmp_path / "a.log")))
+    log.access(environ(), 200, [], 1, 0.0)
+    log.close()
+    assert len(lines(tmp_path / "a.log")) == 1
+
+
+def test_log_config_without_access_logger_means_no_access_log(tmp_path: Path) -> None:
+    cfg = {"version": 1, "loggers": {"fastwsgi.error": {"level": "INFO"}}}
+    log = Logger(LogSettings(logconfig_dict=cfg))
+    assert not log.access_enabled
+    log.close()
