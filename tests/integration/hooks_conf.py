@@ -52,3 +52,7 @@ def worker_int(worker):
 
 def on_exit(server):
     _w("on_exit")
+
+
+def worker_abort(worker):
+    _w(f"worker_abort {worker.pid}")

@@ -7,9 +7,18 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from server import Server, default_worker, pid_alive, wait_until_gone, worker_classes
+from server import (
+    HERE,
+    Server,
+    default_worker,
+    pid_alive,
+    wait_for_text,
+    wait_until_gone,
+    worker_classes,
+)
 
 WORKER = ["-k", default_worker()]
 # A hung request blocks a sync worker's only thread, so the master's heartbeat
@@ -19,8 +28,15 @@ SYNC = ["-k", "sync" if default_worker() == "gthread" else default_worker()]
 Start = Callable[..., Server]
 
 
-def test_hung_worker_is_aborted_with_a_traceback_and_replaced(server: Start) -> None:
-    srv = server(*SYNC, "-w", "1", "-t", "2", "testapp:app")
+def test_hung_worker_is_aborted_with_a_traceback_and_replaced(
+    server: Start, tmp_path: Path
+) -> None:
+    hook_log = tmp_path / "hooks.log"
+    srv = server(
+        *SYNC,
+        *("-w", "1", "-t", "2", "-c", str(HERE / "hooks_conf.py"), "testapp:app"),
+        env={"HOOK_LOG": str(hook_log)},
+    )
     (stuck,) = srv.wait_workers(1)
     t = threading.Thread(target=lambda: _swallow(lambda: srv.get("/hang", timeout=30)))
     t.start()
@@ -30,6 +46,7 @@ def test_hung_worker_is_aborted_with_a_traceback_and_replaced(server: Start) -> 
         # The worker says where it was stuck: the app's frame is in the dump.
         m = srv.wait_for_log(rf"\[{stuck}\] \[CRITICAL\] Worker \(pid:{stuck}\) aborted[^\[]*")
         assert 'testapp.py", line' in m.group(0) and "in app" in m.group(0)
+        wait_for_text(hook_log, rf"^worker_abort {stuck}$")
         (fresh,) = srv.wait_workers(1, exclude=[stuck])
         status, body = srv.get("/pid")
         assert status == 200 and int(body) == fresh
