@@ -148,6 +148,9 @@ class LogSettings:
     statsd_host: str | None = None
     statsd_prefix: str = ""
     proc_name: str | None = None
+    # Workers switch to these (-u/-g): log files are chowned so they can reopen them on USR1.
+    user: int | None = None
+    group: int | None = None
 
 
 HookFn = Callable[..., Any]
@@ -1662,6 +1665,8 @@ class Settings:
             statsd_host=v["statsd_host"],
             statsd_prefix=v["statsd_prefix"],
             proc_name=proc_name,
+            user=v["user"],
+            group=v["group"],
         )
         return Groups(
             app_uri=self.app_uri or "",

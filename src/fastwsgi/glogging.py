@@ -328,6 +328,7 @@ class Logger:
                 handler = logging.StreamHandler(sys.stderr)
             else:
                 handler = logging.FileHandler(cfg.errorlog)
+                self._chown(cfg.errorlog)
             handler.setFormatter(logging.Formatter(ERROR_FMT, DATE_FMT))
             handler._fastwsgi = True  # type: ignore[attr-defined]
             self.error_log.addHandler(handler)
@@ -341,6 +342,16 @@ class Logger:
             self.statsd = Statsd(cfg.statsd_host, cfg.statsd_prefix, self)
         else:
             self.statsd = None
+
+    def _chown(self, path: str) -> None:
+        """Let workers running as -u/-g reopen the file (Gunicorn does the same)."""
+        cfg = self.settings
+        if cfg.user is None and cfg.group is None:
+            return
+        try:
+            os.chown(path, -1 if cfg.user is None else cfg.user, -1 if cfg.group is None else cfg.group)
+        except OSError:
+            pass  # /dev/null, or not ours to give away: workers may still write
 
     def _remove_own_handlers(self) -> None:
         for log in (logging.getLogger("fastwsgi.error"), logging.getLogger("fastwsgi.access")):
@@ -416,6 +427,7 @@ class Logger:
                     cfg.accesslog, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
                 )
                 self._access_own_fd = True
+                self._chown(cfg.accesslog)
         self._format = compile_access_format(cfg.access_log_format, self.now)
 
     # -- error log --------------------------------------------------------------

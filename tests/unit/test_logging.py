@@ -356,3 +356,13 @@ def test_log_config_without_access_logger_means_no_access_log(tmp_path: Path) ->
     log = Logger(LogSettings(logconfig_dict=cfg))
     assert not log.access_enabled
     log.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_log_files_are_chowned_to_the_worker_user(tmp_path: Path) -> None:
+    log = Logger(LogSettings(errorlog=str(tmp_path / "e.log"), accesslog=str(tmp_path / "a.log"),
+                             user=65534, group=65534))
+    log.close()
+    for name in ("e.log", "a.log"):
+        st = (tmp_path / name).stat()
+        assert (st.st_uid, st.st_gid) == (65534, 65534)
