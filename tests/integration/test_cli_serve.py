@@ -524,3 +524,22 @@ def test_reload_picks_up_changed_code(appdir: Path, start: Callable[..., Server]
     wait_for("the new code to answer", lambda: server.get("/") == (200, b"v2"))
     assert re.search(r"\[INFO\] Worker reloading: .*reloadapp\.py modified", server.stderr)
     assert server.proc.poll() is None
+
+
+# --- statsd ------------------------------------------------------------------------------
+
+
+def test_statsd_metrics_for_a_real_request(appdir: Path, start: Callable[..., Server]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(WAIT_TIMEOUT)
+        server = start("--statsd-host", f"127.0.0.1:{udp.getsockname()[1]}", "--statsd-prefix", "web",
+                       "serveapp")
+        server.wait_ready("/ready")
+        got: set[str] = set()
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while "web.gunicorn.request.status.200:1|c" not in got or not any(
+                m.startswith("web.gunicorn.request.duration:") for m in got):
+            assert time.monotonic() < deadline, got
+            got.add(udp.recv(512).decode())
+    assert "web.gunicorn.requests:1|c" in got
