@@ -1378,7 +1378,8 @@ def build_parser(prog: str = "fastwsgi") -> argparse.ArgumentParser:
         usage="%(prog)s [OPTIONS] [APP_MODULE]",
         description="fastwsgi: a pre-fork WSGI HTTP server, command-line compatible with Gunicorn.",
         epilog=f"Settings can also come from a config file (-c) and ${CMD_ARGS_ENV}. "
-        "See docs/settings.md.",
+        "Gunicorn's other flags (TLS, syslog, paste, ...) are accepted and ignored with a "
+        "warning. See docs/settings.md.",
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument(
