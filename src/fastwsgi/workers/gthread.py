@@ -219,6 +219,8 @@ class ThreadWorker(Worker):
             self._close(conn)
         else:
             fd = conn.fd
+            if conn.buffered > 0:
+                wait = self.settings.header_timeout  # part of a head is here
             self.fdmap[fd] = conn
             self.waiting[fd] = conn
             self.deadline[fd] = time.monotonic() + wait
@@ -238,19 +240,20 @@ class ThreadWorker(Worker):
         if self.waiting.pop(fd, None) is None:
             return
         had = conn.buffered
-        self.deadline.pop(fd, None)
+        deadline = self.deadline.pop(fd, None)
         r = conn.poll_head()
         if r == 1:
             self._submit(conn)
         elif r < 0:
             self._close(conn)
         else:
-            # Bytes of a new head started arriving: the head deadline applies.
-            wait = self.settings.header_timeout
-            if had == 0 and conn.buffered == 0:
-                wait = max(self.settings.keepalive, 0.0)
+            # The head deadline runs from its first byte and is never pushed
+            # back by more bytes (else one byte a second would hold the
+            # connection forever: slowloris).
+            if deadline is None or (had == 0 and conn.buffered > 0):
+                deadline = time.monotonic() + self.settings.header_timeout
             self.waiting[fd] = conn
-            self.deadline[fd] = time.monotonic() + wait
+            self.deadline[fd] = deadline
             try:
                 self.ep.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
             except OSError:
