@@ -845,6 +845,8 @@ cdef class Connection:
             # end or more bytes (pipelined, or garbage) are already here.
             self.linger = (p.dead or p.buffered > 0
                            or not ((self.inp is not None and self.inp.done) or p.body_complete))
+        if status is None and resp.headers_sent:
+            status = resp.status  # cut short after the head went out
         if ctx.access is not None:
             try:
                 ctx.access(env, status or "500 Internal Server Error", resp.headers or [],
