@@ -136,15 +136,7 @@ def _slowloris(server: Server, head: bytes, interval: float) -> tuple[bytes, boo
     return received, closed, sent, time.monotonic() - t0
 
 
-GTHREAD_SLOWLORIS_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="gthread: ThreadWorker._readable() re-arms the header deadline to now + "
-    "header_timeout each time more head bytes arrive, so a client sending one byte per "
-    "second is never cut off (reported to the lead with a reproduction)",
-)
-
-
-@pytest.mark.parametrize("kind", ["sync", pytest.param("gthread", marks=GTHREAD_SLOWLORIS_BUG)])
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
 def test_slowloris_head_is_cut_off(tmp_path: Path, kind: str) -> None:
     token = new_token()
     head = (
