@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import json
 import logging
 import logging.config
 import os
@@ -36,6 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
 from typing import Any
 
 from fastwsgi.config import LogSettings
@@ -121,7 +121,15 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     },
 }
 
-_json_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
+def _js(value: Any) -> str:
+    """One JSON value: null, or a string escaped by json's C encoder (ASCII only)."""
+    if value is None:
+        return "null"
+    return _json_str(value if isinstance(value, str) else str(value))
+
+
 _UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
@@ -502,24 +510,18 @@ class Logger:
     def _json_line(
         self, e: Mapping[str, Any], status: int | str, length: int | None, duration: float
     ) -> str:
+        # Built by hand around json's C string escaper: 3-4x cheaper than
+        # json.dumps on a dict, and every string still goes through it.
         code = _status_code(status)
-        return _json_encode(
-            {
-                "time": self._iso_now(),
-                "remote_addr": e.get("REMOTE_ADDR"),
-                "user": _basic_user(e),
-                "method": e.get("REQUEST_METHOD"),
-                "uri": e.get("RAW_URI"),
-                "path": e.get("PATH_INFO"),
-                "query": e.get("QUERY_STRING", ""),
-                "protocol": e.get("SERVER_PROTOCOL"),
-                "status": int(code) if code.isdigit() else code,
-                "bytes": length,
-                "referer": e.get("HTTP_REFERER"),
-                "user_agent": e.get("HTTP_USER_AGENT"),
-                "duration_s": round(duration, 6),
-                "pid": os.getpid(),
-            }
+        return (
+            f'{{"time":"{self._iso_now()}","remote_addr":{_js(e.get("REMOTE_ADDR"))},'
+            f'"user":{_js(_basic_user(e))},"method":{_js(e.get("REQUEST_METHOD"))},'
+            f'"uri":{_js(e.get("RAW_URI"))},"path":{_js(e.get("PATH_INFO"))},'
+            f'"query":{_js(e.get("QUERY_STRING", ""))},"protocol":{_js(e.get("SERVER_PROTOCOL"))},'
+            f'"status":{code if code.isdigit() and code.isascii() else _js(code)},'
+            f'"bytes":{"null" if length is None else int(length)},'
+            f'"referer":{_js(e.get("HTTP_REFERER"))},"user_agent":{_js(e.get("HTTP_USER_AGENT"))},'
+            f'"duration_s":{round(float(duration), 6)!r},"pid":{os.getpid()}}}'
         )
 
     def _write_access(self, line: str) -> None:

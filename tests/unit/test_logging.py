@@ -366,3 +366,15 @@ def test_log_files_are_chowned_to_the_worker_user(tmp_path: Path) -> None:
     for name in ("e.log", "a.log"):
         st = (tmp_path / name).stat()
         assert (st.st_uid, st.st_gid) == (65534, 65534)
+
+
+def test_json_access_log_stays_valid_for_any_value(tmp_path: Path) -> None:
+    log = make(tmp_path, accesslog=str(tmp_path / "a.log"), access_log_json=True)
+    env = environ(PATH_INFO="/caf\xe9\u2028", HTTP_REFERER="\\\"}", REMOTE_ADDR=None, RAW_URI=12)
+    log.access(env, "599 Odd", [], 0, 1e-9)
+    log.access({}, 200, [], None, 0.0)
+    log.close()
+    first, second = (json.loads(line) for line in lines(tmp_path / "a.log"))
+    assert first["path"] == "/caf\xe9\u2028" and first["referer"] == "\\\"}" and first["remote_addr"] is None
+    assert first["uri"] == "12" and first["status"] == 599 and first["duration_s"] == 0.0
+    assert second["method"] is None and second["query"] == "" and second["status"] == 200
