@@ -1702,16 +1702,14 @@ class Settings:
         for s in SETTINGS:
             value = self.values[s.name]
             if s.section == "Server Hooks" and value is not None:
-                value = getattr(value, "__qualname__", repr(value))
+                text = getattr(value, "__qualname__", None) or repr(value)
             elif s.name == "worker_class":
-                value = self.worker_class
+                text = repr(self.worker_class)  # after the threads > 1 rule
             elif s.name == "umask":
-                value = oct(value)
-            lines.append(
-                f"{s.name:{width}} = {value!r}"
-                if not isinstance(value, str) or s.section != "Server Hooks"
-                else f"{s.name:{width}} = {value}"
-            )
+                text = oct(value)
+            else:
+                text = repr(value)
+            lines.append(f"{s.name:{width}} = {text}")
         lines.append(f"{'app_uri':{width}} = {self.app_uri!r}")
         return "\n".join(lines)
 

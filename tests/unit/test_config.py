@@ -443,10 +443,11 @@ def test_logconfig_json_file(empty_cwd: Path) -> None:
 
 
 def test_print_config_lists_every_setting(empty_cwd: Path) -> None:
-    text = load(["-w", "3", "app"], {}).format()
+    text = load(["-w", "3", "-m", "022", "app"], {}).format()
     names = [line.split(" = ")[0].strip() for line in text.splitlines()]
     assert names == [s.name for s in SETTINGS] + ["app_uri"]
-    assert "workers" + " " * (len(max(names, key=len)) - len("workers")) + " = 3" in text
+    values = {line.split(" = ")[0].strip(): line.split(" = ", 1)[1] for line in text.splitlines()}
+    assert values["workers"] == "3" and values["umask"] == "0o22" and values["on_exit"] == "None"
 
 
 def test_settings_doc_is_up_to_date() -> None:
