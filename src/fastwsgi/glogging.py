@@ -305,7 +305,8 @@ class Logger:
         self.settings = settings
         self.error_log = logging.getLogger("fastwsgi.error")
         self.access_log = logging.getLogger("fastwsgi.access")
-        self._lock = threading.Lock()
+        # Re-entrant: reopen_files() runs in signal handlers, which can nest.
+        self._lock = threading.RLock()
         self._capture_file: Any = None
         self._access_fd: int | None = None
         self._access_own_fd = False
@@ -544,14 +545,20 @@ class Logger:
         with self._lock:
             if cfg.capture_output and cfg.errorlog != "-":
                 self._capture(cfg.errorlog)
-            for log in (self.error_log, self.access_log):
+            # Every logger, as Gunicorn does: a log config may put file
+            # handlers on the root or on the app's own loggers.
+            loggers = [logging.getLogger()] + [
+                lg for lg in list(logging.Logger.manager.loggerDict.values())
+                if isinstance(lg, logging.Logger)
+            ]
+            for log in loggers:
                 for h in log.handlers:
                     if isinstance(h, logging.FileHandler):
                         h.acquire()
                         try:
                             if h.stream:
-                                h.close()
-                                h.stream = h._open()
+                                old, h.stream = h.stream, h._open()
+                                old.close()
                         finally:
                             h.release()
             if self._access_own_fd and self._access_fd is not None and cfg.accesslog:

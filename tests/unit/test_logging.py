@@ -378,3 +378,21 @@ def test_json_access_log_stays_valid_for_any_value(tmp_path: Path) -> None:
     assert first["path"] == "/caf\xe9\u2028" and first["referer"] == "\\\"}" and first["remote_addr"] is None
     assert first["uri"] == "12" and first["status"] == 599 and first["duration_s"] == 0.0
     assert second["method"] is None and second["query"] == "" and second["status"] == 200
+
+
+def test_reopen_files_covers_file_handlers_from_a_log_config(tmp_path: Path) -> None:
+    out = tmp_path / "app.log"
+    cfg = {
+        "version": 1,
+        "handlers": {"f": {"class": "logging.FileHandler", "filename": str(out)}},
+        "root": {"level": "INFO", "handlers": ["f"]},
+        "loggers": {},
+    }
+    log = Logger(LogSettings(logconfig_dict=cfg))
+    logging.getLogger("some.app").warning("before")
+    os.rename(out, tmp_path / "app.log.1")
+    log.reopen_files()
+    logging.getLogger("some.app").warning("after")
+    for h in logging.getLogger().handlers:
+        h.flush()
+    assert lines(tmp_path / "app.log.1") == ["before"] and lines(out) == ["after"]
