@@ -543,3 +543,30 @@ def test_statsd_metrics_for_a_real_request(appdir: Path, start: Callable[..., Se
             assert time.monotonic() < deadline, got
             got.add(udp.recv(512).decode())
     assert "web.gunicorn.requests:1|c" in got
+
+
+# --- where the app and its output live ------------------------------------------------------
+
+
+def test_chdir_pythonpath_and_captured_output(tmp_path: Path, start: Callable[..., Server]) -> None:
+    """Started from elsewhere: --chdir finds the app module, --pythonpath a helper
+    package; with --capture-output the app's print() lands in the error log."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "cli_helper_mod.py").write_text("GREETING = 'from pythonpath'\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "chdirapp.py").write_text(
+        "import os, sys\nimport cli_helper_mod\n"
+        "def application(environ, start_response):\n"
+        "    print('printed by the app', flush=True)\n"
+        "    start_response('200 OK', [])\n"
+        "    return [(cli_helper_mod.GREETING + ' in ' + os.path.basename(os.getcwd())).encode()]\n"
+    )
+    errlog = tmp_path / "error.log"
+    server = start("--chdir", str(project), "--pythonpath", str(site), "--error-logfile", str(errlog),
+                   "--capture-output", "chdirapp")
+    assert server.wait_ready() == (200, b"from pythonpath in project")
+    wait_for("the app's print() in the error log", lambda: "printed by the app" in errlog.read_text())
+    assert "[INFO] Booting worker" in errlog.read_text()
+    assert "printed by the app" not in server.stdout + server.stderr
