@@ -134,3 +134,55 @@ def test_script_name_from_environment(tmp_path: Path) -> None:
         # A path outside the prefix, or one that only starts with the same letters.
         status, env = get(srv, "/shopping")
         assert status == 200 and (env["script_name"], env["path"]) == ("", "/shopping")
+
+
+# --- PROXY protocol: a client must not be able to pick its own REMOTE_ADDR -------------
+
+PROXY_V1 = "PROXY TCP4 203.0.113.7 198.51.100.1 40000 443\r\n"
+
+
+def test_proxy_line_is_a_bad_request_when_proxy_protocol_is_off(trusted: Server) -> None:
+    token = new_token()
+    got = exchange(
+        trusted,
+        f"{PROXY_V1}GET /t/{token}/p HTTP/1.1\r\nHost: example.test\r\n\r\n".encode(),
+        deadline=IO_DEADLINE,
+    )
+    resps, _ = parse_responses(got.data)
+    assert got.closed and [r.status for r in resps] == [400]
+    assert trusted.recorded_paths(token) == []
+
+
+def test_proxy_line_from_a_peer_not_in_proxy_allow_from_is_forbidden(tmp_path: Path) -> None:
+    token = new_token()
+    with run_server(
+        tmp_path, "sync", "--proxy-protocol", "v1", "--proxy-allow-from", "10.0.0.1"
+    ) as srv:
+        got = exchange(
+            srv,
+            f"{PROXY_V1}GET /t/{token}/p HTTP/1.1\r\nHost: example.test\r\n\r\n".encode(),
+            deadline=IO_DEADLINE,
+        )
+        resps, _ = parse_responses(got.data)
+        assert got.closed and [r.status for r in resps] == [403]
+        assert srv.recorded_paths(token) == []
+
+
+def test_proxy_line_from_an_allowed_peer_sets_remote_addr(tmp_path: Path) -> None:
+    with run_server(tmp_path, "sync", "--proxy-protocol", "v1") as srv:
+        got = exchange(
+            srv,
+            f"{PROXY_V1}GET /p HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n".encode(),
+            deadline=IO_DEADLINE,
+        )
+        resps, _ = parse_responses(got.data)
+        assert got.closed and [r.status for r in resps] == [200]
+        assert json.loads(resps[0].body)["remote_addr"] == "203.0.113.7"
+        # A second PROXY line is not a header the client can add later.
+        got = exchange(
+            srv,
+            f"{PROXY_V1}{PROXY_V1}GET /p HTTP/1.1\r\nHost: example.test\r\n\r\n".encode(),
+            deadline=IO_DEADLINE,
+        )
+        resps, _ = parse_responses(got.data)
+        assert got.closed and [r.status for r in resps] == [400]
