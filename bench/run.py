@@ -87,6 +87,13 @@ PATHS = {
 }
 
 DEFAULT_SERVERS = list(servers.SERVERS)
+# The figures the product promise is judged by: server CPU per request,
+# fastwsgi over Gunicorn, target <= 1/4.
+HEADLINES = [
+    ("hello", "nginx", "fastwsgi-sync", "sync behind nginx (new upstream connection per request)"),
+    ("hello", "direct", "fastwsgi-gthread", "gthread keep-alive direct"),
+]
+CPU_TARGET = 0.25
 QUICK_CASES = [
     ("hello", "nginx", "fastwsgi-sync"),
     ("hello", "direct", "fastwsgi-gthread"),
@@ -415,6 +422,9 @@ def summarize(cases: list[Case]) -> None:
             "p50_ms": _median([r["load"]["p50_ms"] for r in good]),
             "p99_ms": _median([r["load"]["p99_ms"] for r in good]),
             "cpu_us_per_req": _median([r["cpu_us_per_req"] for r in good]),
+            "cpu_us_per_req_min": min(cpus) if (cpus := [
+                r["cpu_us_per_req"] for r in good if r["cpu_us_per_req"] is not None]) else None,
+            "cpu_us_per_req_max": max(cpus) if cpus else None,
             "nginx_cpu_us_per_req": _median([r["nginx_cpu_us_per_req"] for r in good]),
         }
     index = {(c.scenario, c.path, c.server): c for c in cases}
@@ -429,6 +439,44 @@ def summarize(cases: list[Case]) -> None:
 
 
 # --------------------------------------------------------------------------- output
+
+
+def headlines(cases: list[Case]) -> list[dict[str, Any]]:
+    index = {(c.scenario, c.path, c.server): c for c in cases}
+    out = []
+    for scen, path, server, label in HEADLINES:
+        c = index.get((scen, path, server))
+        base = index.get((scen, path, c.baseline)) if c is not None else None
+        if c is None or base is None:  # not part of this run
+            continue
+        ratio = c.ratio.get("cpu") if c.ratio else None
+        out.append({
+            "label": f"{label}, {scen}",
+            "server": server,
+            "baseline": c.baseline,
+            "cpu_us_per_req": c.median.get("cpu_us_per_req") if c.median else None,
+            "baseline_cpu_us_per_req": base.median.get("cpu_us_per_req") if base.median else None,
+            "cpu_ratio": ratio,
+            "target": CPU_TARGET,
+            "met": None if ratio is None else ratio <= CPU_TARGET,
+        })
+    return out
+
+
+def headline_text(items: list[dict[str, Any]]) -> str:
+    lines = []
+    for h in items:
+        if h["cpu_ratio"] is None:
+            lines.append(f"- {h['label']}: no comparison ({h['server']} or {h['baseline']} "
+                         "did not run clean)")
+            continue
+        lines.append(
+            f"- {h['label']}: {h['server']} {_fmt(h['cpu_us_per_req'], 0)} µs/req vs "
+            f"{h['baseline']} {_fmt(h['baseline_cpu_us_per_req'], 0)} µs/req = "
+            f"{h['cpu_ratio']:.2f}× (target ≤ {h['target']:.2f}×: "
+            f"{'met' if h['met'] else 'NOT met'})"
+        )
+    return "\n".join(lines)
 
 
 def _fmt(v: float | None, nd: int = 1) -> str:
@@ -574,8 +622,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     table = markdown(cases)
     print(table, end="")
+    heads = headlines(cases)
+    if heads:
+        print("\nServer CPU per request, fastwsgi vs Gunicorn:\n" + headline_text(heads))
     result = {
         "meta": metadata(ns) | {"elapsed_s": round(time.monotonic() - t0, 1)},
+        "headline": heads,
         "skipped": skipped,
         "results": [c.to_json() for c in cases],
     }

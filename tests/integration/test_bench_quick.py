@@ -54,7 +54,10 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert "[" in proc.stderr and "3/3" in proc.stderr  # the progress line
 
     data = json.loads(out.read_text())
-    assert set(data) == {"meta", "skipped", "results"}
+    assert set(data) == {"meta", "headline", "skipped", "results"}
+    (head,) = data["headline"]  # --quick has the sync-behind-nginx pair only
+    assert head["server"] == "fastwsgi-sync" and head["baseline"] == "gunicorn-sync"
+    assert head["cpu_ratio"] is not None and "µs/req" in proc.stdout
     assert data["meta"]["options"]["quick"] is True
     got = [(r["scenario"], r["path"], r["server"]) for r in data["results"]]
     assert got == [
