@@ -11,8 +11,9 @@ Signals (Gunicorn's set and meanings). The handlers only append to
 signal at a time and calls ``handle_<name>``:
 
 * HUP   -- reload: ask ``reloader()`` for fresh settings, start a new set of
-  workers (which load the app afresh), then retire the old ones gracefully.
-  Old and new share the listening sockets, so no request fails.
+  workers (which load the app afresh) and, once all of them have booted,
+  retire the old ones gracefully. Old and new share the listening sockets, so
+  no request fails and none waits for the new app's import.
 * TTIN / TTOU -- one worker more / fewer (never below one).
 * TERM  -- graceful stop: close listeners, TERM workers, wait up to
   ``graceful_timeout`` for in-flight requests, KILL stragglers, exit 0.
@@ -185,6 +186,9 @@ class Arbiter:
         self.preloaded_app: WSGIApp | None = None
         # pid -> deadline for workers we TERMed on purpose (HUP, TTOU, WINCH).
         self.retiring: dict[int, float] = {}
+        # HUP: old workers to retire once every worker of the new generation booted.
+        self.pending_retire: set[int] = set()
+        self.generation: set[int] = set()
         # pid -> when SIGABRT was sent for a heartbeat timeout.
         self.aborted_at: dict[int, float] = {}
         self.killed: set[int] = set()
@@ -261,7 +265,8 @@ class Arbiter:
                 self.reap_workers()
                 sig = self.SIG_QUEUE.pop(0) if self.SIG_QUEUE else None
                 if sig is None:
-                    self.sleep()
+                    # Look again soon while a HUP waits for new workers to boot.
+                    self.sleep(0.1 if self.pending_retire else LOOP_TICK)
                     self.reap_workers()
                     self.murder_workers()
                     self.manage_workers()
@@ -496,13 +501,26 @@ class Arbiter:
         self.proc_name = self._default_proc_name()
         set_proctitle(f"fastwsgi: master [{self.proc_name}]")
         self.num_workers = self.cfg.workers
-        # New workers first, then retire every old one: the listening sockets
-        # are shared, so connections keep being accepted throughout.
-        old = [pid for pid in self.WORKERS if pid not in self.retiring]
-        for _ in range(self.num_workers):
-            self.spawn_worker()
-        for pid in old:
+        # New workers first; the old ones keep serving until every new one has
+        # loaded the app (its heartbeat slot says booted), then retire
+        # gracefully. The listening sockets are shared, so connections keep
+        # being accepted throughout, even when the app takes long to import.
+        for pid in sorted(self.pending_retire):
             self.retire_worker(pid, "reload")
+        self.pending_retire = {pid for pid, _ in self.active_workers()}
+        self.generation = {self.spawn_worker() for _ in range(self.num_workers)}
+        self.retire_replaced_generation()
+
+    def retire_replaced_generation(self) -> None:
+        """After HUP: once the new workers have all booted, retire the old ones."""
+        if not self.pending_retire:
+            return
+        self.generation &= set(self.WORKERS)
+        if all(self.WORKERS[pid].heartbeat.booted() for pid in self.generation):
+            for pid in sorted(self.pending_retire):
+                self.retire_worker(pid, "reload")
+            self.pending_retire.clear()
+            self.generation.clear()
 
     def reexec(self) -> None:
         """USR2: fork and exec a new master that inherits our listening sockets."""
@@ -555,10 +573,15 @@ class Arbiter:
 
     def active_workers(self) -> list[tuple[int, Worker]]:
         """Workers not on their way out, oldest first."""
-        items = [(pid, w) for pid, w in self.WORKERS.items() if pid not in self.retiring]
+        items = [
+            (pid, w)
+            for pid, w in self.WORKERS.items()
+            if pid not in self.retiring and pid not in self.pending_retire
+        ]
         return sorted(items, key=lambda item: item[1].age)
 
     def manage_workers(self) -> None:
+        self.retire_replaced_generation()
         active = self.active_workers()
         for _ in range(self.num_workers - len(active)):
             self.spawn_worker()
@@ -708,6 +731,7 @@ class Arbiter:
             if worker is None:
                 continue
             self.retiring.pop(pid, None)
+            self.pending_retire.discard(pid)
             self.aborted_at.pop(pid, None)
             self.killed.discard(pid)
             self.heartbeats.release(worker.heartbeat)

@@ -10,11 +10,13 @@ the clock in memory: the master maps anonymous shared pages
 (``mmap(-1, ...)`` is ``MAP_SHARED | MAP_ANONYMOUS`` on Linux) *before*
 forking, so parent and child see the same bytes and no file is involved.
 
-Each slot is one 8-byte float holding ``time.monotonic()`` (CLOCK_MONOTONIC is
-system-wide, so the master can compare it with its own clock). An aligned
-8-byte store is a single machine write on every platform we support, so a
-reader never sees a torn value in practice; a stale value only makes the
-master wait one more tick.
+Each slot is 16 bytes: an 8-byte float holding ``time.monotonic()``
+(CLOCK_MONOTONIC is system-wide, so the master can compare it with its own
+clock) and an 8-byte "booted" flag the worker raises once its app is loaded
+(the master retires the old workers on HUP only when the new ones have
+booted). An aligned 8-byte store is a single machine write on every platform
+we support, so a reader never sees a torn value in practice; a stale value
+only makes the master wait one more tick.
 
 Slots live in pages of ``SLOTS_PER_PAGE``; the pool adds a page when the
 arbiter grows past what it has (TTIN), so the number of workers is not fixed
@@ -29,8 +31,10 @@ import mmap
 import struct
 import time
 
-_SLOT = struct.Struct("d")
-SLOTS_PER_PAGE = mmap.PAGESIZE // _SLOT.size
+_STAMP = struct.Struct("d")
+_FLAG = struct.Struct("q")
+SLOT_SIZE = _STAMP.size + _FLAG.size
+SLOTS_PER_PAGE = mmap.PAGESIZE // SLOT_SIZE
 
 
 class HeartbeatSlot:
@@ -44,14 +48,14 @@ class HeartbeatSlot:
         self.index = index
 
     def beat(self) -> None:
-        _SLOT.pack_into(self._mm, self._offset, time.monotonic())
+        _STAMP.pack_into(self._mm, self._offset, time.monotonic())
 
     # Gunicorn's WorkerTmp spells it notify(); keep the name for user code.
     notify = beat
 
     def last_beat(self) -> float:
         """The ``time.monotonic()`` value of the last beat."""
-        value: float = _SLOT.unpack_from(self._mm, self._offset)[0]
+        value: float = _STAMP.unpack_from(self._mm, self._offset)[0]
         return value
 
     # Gunicorn's WorkerTmp name.
@@ -62,6 +66,14 @@ class HeartbeatSlot:
         if now is None:
             now = time.monotonic()
         return now - self.last_beat()
+
+    def mark_booted(self, booted: bool = True) -> None:
+        """Worker side: the app is loaded and the loop is about to serve."""
+        _FLAG.pack_into(self._mm, self._offset + _STAMP.size, 1 if booted else 0)
+
+    def booted(self) -> bool:
+        flag: int = _FLAG.unpack_from(self._mm, self._offset + _STAMP.size)[0]
+        return flag != 0
 
     def __repr__(self) -> str:
         return f"<HeartbeatSlot {self.index} age={self.age():.3f}s>"
@@ -90,8 +102,9 @@ class HeartbeatPool:
             self._grow(len(self._pages) * SLOTS_PER_PAGE + 1)
         index = self._free.pop()
         page, pos = divmod(index, SLOTS_PER_PAGE)
-        slot = HeartbeatSlot(self._pages[page], pos * _SLOT.size, index)
+        slot = HeartbeatSlot(self._pages[page], pos * SLOT_SIZE, index)
         slot.beat()
+        slot.mark_booted(False)
         return slot
 
     def release(self, slot: HeartbeatSlot) -> None:

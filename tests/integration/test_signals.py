@@ -34,6 +34,26 @@ def test_hup_replaces_every_worker_and_keeps_serving(server: Start) -> None:
     assert status == 200 and int(body) in new
 
 
+def test_hup_keeps_old_workers_serving_until_the_new_ones_booted(
+    server: Start, tmp_path: Path
+) -> None:
+    flag = tmp_path / "slow-import"
+    srv = server(*WORKER, "-w", "1", "slowimportapp:app", env={"SLOW_IMPORT_FLAG": str(flag)})
+    (old,) = srv.wait_workers(1)
+    flag.write_text("")
+    mark = srv.mark()
+    srv.signal(signal.SIGHUP)
+    m = srv.wait_for_log(r"slow import started (\d+)", after=mark)
+    new = int(m.group(1))
+    # The new worker is still importing: the old one answers.
+    for _ in range(3):
+        assert srv.get("/pid") == (200, str(old).encode())
+    assert pid_alive(old)
+    flag.unlink()  # let the import finish
+    wait_until_gone(old)
+    assert srv.get("/pid") == (200, str(new).encode())
+
+
 def test_ttin_adds_and_ttou_removes_a_worker(server: Start) -> None:
     srv = server(*WORKER, "-w", "2", "testapp:app")
     first = srv.wait_workers(2)

@@ -272,7 +272,9 @@ def test_retired_worker_is_killed_after_graceful_timeout(
     assert f"Worker (pid:{oldest}) still busy" in log.text()
 
 
-def test_hup_starts_new_workers_then_retires_the_old(ops: FakeProcOps, log: RecordingLog) -> None:
+def test_hup_retires_the_old_workers_once_the_new_have_booted(
+    ops: FakeProcOps, log: RecordingLog
+) -> None:
     reloaded: list[Any] = []
     new_groups = make_groups(workers=3, hooks=Hooks(on_reload=reloaded.append))
     arb = make_arbiter(ops, log, workers=2, reloader=lambda: new_groups)
@@ -281,11 +283,40 @@ def test_hup_starts_new_workers_then_retires_the_old(ops: FakeProcOps, log: Reco
     arb.handle_hup()
     new = ops.forked[2:]
     assert len(new) == 3 and all(pid in arb.WORKERS for pid in new)
-    assert sorted(ops.kills) == sorted((pid, signal.SIGTERM) for pid in old)
     assert reloaded == [arb] and arb.num_workers == 3 and log.reopened == 1
-    # The retiring workers are not counted: nothing more is spawned or killed.
+    # The old generation serves on while the new one loads the app.
     arb.manage_workers()
-    assert len(ops.forked) == 5 and len(ops.kills) == 2
+    assert ops.kills == [] and len(ops.forked) == 5
+    arb.WORKERS[new[0]].heartbeat.mark_booted()
+    arb.WORKERS[new[1]].heartbeat.mark_booted()
+    arb.manage_workers()
+    assert ops.kills == []
+    # A new worker that dies before booting does not hold the reload up.
+    ops.exits.append((new[2], killed(signal.SIGKILL)))
+    arb.reap_workers()
+    arb.manage_workers()
+    assert sorted(ops.kills) == sorted((pid, signal.SIGTERM) for pid in old)
+    # Its replacement was spawned; the retiring workers are not counted.
+    assert len(ops.forked) == 6
+    arb.manage_workers()
+    assert len(ops.forked) == 6 and len(ops.kills) == 2
+
+
+def test_second_hup_retires_the_previous_old_generation_at_once(
+    ops: FakeProcOps, log: RecordingLog
+) -> None:
+    arb = make_arbiter(ops, log, workers=1, reloader=lambda: make_groups(workers=1))
+    arb.manage_workers()
+    (first,) = ops.forked
+    arb.handle_hup()
+    assert ops.kills == []
+    arb.handle_hup()
+    # The first generation goes now; the second waits for the third to boot.
+    assert ops.kills == [(first, signal.SIGTERM)]
+    third = ops.forked[-1]
+    arb.WORKERS[third].heartbeat.mark_booted()
+    arb.manage_workers()
+    assert ops.kills == [(first, signal.SIGTERM), (ops.forked[1], signal.SIGTERM)]
 
 
 def test_hup_with_a_broken_config_keeps_the_workers(ops: FakeProcOps, log: RecordingLog) -> None:

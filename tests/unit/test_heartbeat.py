@@ -56,3 +56,22 @@ def test_pool_grows_past_a_page_and_reuses_released_slots() -> None:
     assert slots[0].last_beat() == t
     pool.release(slots[3])
     assert pool.acquire().index == 3
+
+
+def test_booted_flag_is_shared_and_reset_on_reuse() -> None:
+    pool = HeartbeatPool(2)
+    slot = pool.acquire()
+    assert not slot.booted()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            slot.mark_booted()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert slot.booted()
+    stamp = slot.last_beat()
+    assert slot.last_beat() == stamp  # the flag does not overwrite the stamp
+    pool.release(slot)
+    again = pool.acquire()
+    assert again.index == slot.index and not again.booted()

@@ -190,6 +190,7 @@ class Worker:
                 return self._exit(status)
             self.call_hook("post_worker_init", self)
             self.booted = True
+            self.heartbeat.mark_booted()
             self.notify()
             self.run()
         except SystemExit as exc:
