@@ -228,3 +228,22 @@ def test_control_a_poll_worker_does_show_the_herd(server: Start) -> None:
     srv = server("-k", "pyworker.PyWorker", "-w", "8", "-t", "60", "testapp:app")
     per_conn = _wakeups_per_connection(srv, 8, 200)
     assert per_conn > 5, f"{per_conn:.2f} wake-ups per connection"
+
+
+def _ids(pid: int) -> tuple[int, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    uid = int(re.search(r"^Uid:\s+\d+\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+    gid = int(re.search(r"^Gid:\s+\d+\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+    return uid, gid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_workers_drop_to_user_and_group_the_master_keeps_root(server: Start) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    srv = server(*WORKER, "-u", "nobody", "-g", str(nobody.pw_gid), "testapp:app")
+    (worker,) = srv.wait_workers(1)
+    assert _ids(worker) == (nobody.pw_uid, nobody.pw_gid)
+    assert _ids(srv.pid) == (0, 0)
+    assert srv.get("/pid") == (200, str(worker).encode())
