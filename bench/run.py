@@ -610,6 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for c in cases:
         groups.setdefault((c.scenario, c.path), []).append(c)
     progress = Progress(len(cases) * ns.rounds)
+    meta = metadata(ns)  # date and load average as the run starts
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fastwsgi-bench-") as workdir:
         bench = Bench(ns, workdir)
@@ -626,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if heads:
         print("\nServer CPU per request, fastwsgi vs Gunicorn:\n" + headline_text(heads))
     result = {
-        "meta": metadata(ns) | {"elapsed_s": round(time.monotonic() - t0, 1)},
+        "meta": meta | {"elapsed_s": round(time.monotonic() - t0, 1)},
         "headline": heads,
         "skipped": skipped,
         "results": [c.to_json() for c in cases],
