@@ -11,11 +11,11 @@ the application. Every hostile payload carries a unique token in its paths
 (``/t/<token>/...``); an assertion on "nothing smuggled" is an assertion that
 no recorded path contains the token of a request the server had to reject.
 
-Readiness is a real request (``GET /__ready`` answered 200) polled with a
-deadline, never a sleep. Teardown sends TERM to the master and, if it is still
-there after a grace period, KILL to the process group it leads (the test
-started it with ``start_new_session``, so the group is exactly the server and
-its workers).
+The process itself is handled by ``server.Server`` (the integration suite's
+runner): readiness is a real request (``GET /__ready``) polled with a deadline,
+never a sleep, and teardown sends TERM to the master and, after a grace
+period, KILL to the process group it leads (started with
+``start_new_session``, so the group is exactly the server and its workers).
 
 Client I/O is raw sockets with a deadline on every read: ``exchange()`` sends
 bytes and reads until the server closes, ``read_response()`` reads one
@@ -26,23 +26,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import fastwsgi
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# The directory holding the fastwsgi package (src/ in a checkout, site-packages
-# for an installed wheel), so the server subprocess imports the same code.
-PKG_PARENT = str(Path(fastwsgi.__file__).resolve().parent.parent)
+from server import Server as ProcServer  # noqa: E402  (tests/integration/server.py)
 
 READY_DEADLINE = 60.0  # generous: the machine is shared and has 2 cores
 CLOSE_DEADLINE = 5.0  # "promptly": a rejected connection must close within this
@@ -137,14 +132,15 @@ APP_SOURCE = textwrap.dedent(
 
 @dataclass
 class Server:
-    """A running fastwsgi with the recording app."""
+    """A running fastwsgi with the recording app (process handling: ``server.Server``)."""
 
-    proc: subprocess.Popen[bytes]
-    port: int
+    proc: ProcServer
     record: Path
-    log: Path
     kind: str
-    argv: list[str] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.proc.port
 
     def recorded(self) -> list[dict[str, str]]:
         try:
@@ -157,106 +153,42 @@ class Server:
         return [r["path"] for r in self.recorded() if token in r["path"]]
 
     def log_text(self) -> str:
-        return self.log.read_text("utf-8", "replace")
+        return self.proc.log()
 
     def connect(self, timeout: float = IO_DEADLINE) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
     def assert_alive(self) -> None:
-        assert self.proc.poll() is None, f"server exited {self.proc.returncode}:\n{self.log_text()}"
+        code = self.proc.proc.poll() if self.proc.proc is not None else None
+        assert code is None, f"server exited {code}:\n{self.log_text()}"
 
 
 def new_token() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _probe_ready(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as s:
-            s.sendall(b"GET /__ready HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n")
-            data = recv_until_close(s, deadline=time.monotonic() + 5.0).data
-    except OSError:
-        return False
-    return data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200")
-
-
 @contextlib.contextmanager
 def run_server(
     tmp: Path, kind: str, *extra: str, workers: int = 1, env_extra: dict[str, str] | None = None
 ) -> Iterator[Server]:
-    """Start fastwsgi serving the recording app; stop it (by pid) afterwards."""
+    """Start fastwsgi serving the recording app; stop it (by pid) afterwards.
+
+    The app file sits in ``tmp``, the server's working directory, which
+    ``python -m`` puts on ``sys.path``.
+    """
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "hostile_app.py").write_text(APP_SOURCE)
     record = tmp / "record.jsonl"
-    log = tmp / "server.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, str(tmp)])
-    env["HOSTILE_RECORD"] = str(record)
-    for var in ("WEB_CONCURRENCY", "SCRIPT_NAME", "FORWARDED_ALLOW_IPS", "PORT", "SENDFILE"):
-        env.pop(var, None)
+    # Pin the settings that read the environment, whatever the caller's shell has.
+    env = {"HOSTILE_RECORD": str(record), "SCRIPT_NAME": "", "FORWARDED_ALLOW_IPS": "127.0.0.1,::1"}
     env.update(env_extra or {})
-    last_error = ""
-    for _attempt in range(3):  # a free port can be taken between probe and bind
-        port = free_port()
-        argv = [
-            sys.executable, "-m", "fastwsgi",
-            "-b", f"127.0.0.1:{port}",
-            "-k", kind,
-            "-w", str(workers),
-            *extra,
-            "hostile_app:app",
-        ]  # fmt: skip
-        with open(log, "wb") as logf:
-            proc = subprocess.Popen(
-                argv,
-                cwd=tmp,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = Server(proc=proc, port=port, record=record, log=log, kind=kind, argv=argv)
-        try:
-            deadline = time.monotonic() + READY_DEADLINE
-            ready = False
-            while time.monotonic() < deadline and proc.poll() is None:
-                if _probe_ready(port):
-                    ready = True
-                    break
-                time.sleep(0.1)
-            if not ready:
-                last_error = f"exit={proc.poll()} argv={argv}\n{server.log_text()}"
-                if "in use" in last_error.lower():
-                    continue
-                raise AssertionError(f"fastwsgi did not become ready:\n{last_error}")
-            yield server
-            return
-        finally:
-            stop_server(proc)
-    raise AssertionError(f"fastwsgi did not start after 3 ports:\n{last_error}")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    # The master leads its own session; KILL whatever of that group is left
-    # (workers orphaned by a crashed master included). Only our own group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
+    proc = ProcServer(["-k", kind, "-w", str(workers), *extra, "hostile_app:app"], tmp, env=env)
+    try:
+        proc.start()
+        proc.wait_ready(READY_DEADLINE, path="/__ready")
+        yield Server(proc=proc, record=record, kind=kind)
+    finally:
+        proc.close()
 
 
 # --- client side -------------------------------------------------------------
