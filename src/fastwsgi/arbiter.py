@@ -257,6 +257,10 @@ class Arbiter:
         except BindError as exc:
             self.log.error("%s", exc)
             return self._finish(exc.exit_status)
+        except Exception:
+            self.log.exception("Cannot start the master")
+            self.stop(False)
+            return self._finish(1)
         set_proctitle(f"fastwsgi: master [{self.proc_name}]")
         try:
             self.manage_workers()
@@ -769,6 +773,11 @@ class Arbiter:
         limit = self.procops.monotonic() + self.graceful_timeout
         while self.WORKERS and self.procops.monotonic() < limit:
             self.reap_workers(halt_on_boot_error=False)
+            if graceful and any(s in (signal.SIGINT, signal.SIGQUIT) for s in self.SIG_QUEUE):
+                # A second, impatient signal (Ctrl-C during a graceful stop).
+                self.log.info("Fast shutdown requested during graceful stop")
+                graceful = False
+                self.kill_workers(signal.SIGQUIT)
             if self.WORKERS:
                 self.sleep(0.1)
         if self.WORKERS:

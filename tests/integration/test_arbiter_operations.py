@@ -93,6 +93,41 @@ def test_systemd_socket_activation_and_ready_notification(server: Start, tmp_pat
         assert srv.get("/pid") == (200, str(worker).encode())
 
 
+def test_usr2_under_systemd_hands_the_sockets_on_as_listen_fds(
+    server: Start, tmp_path: Path
+) -> None:
+    lsock, port = _listening_socket()
+    with lsock:
+        fd = lsock.fileno()
+        srv = server(
+            *WORKER,
+            "testapp:app",
+            bind=False,
+            port=port,
+            pass_fds=(fd,),
+            command=[sys.executable, "-c", _SD_LAUNCHER, str(fd)],
+        )
+        lsock.close()  # only the servers hold the socket now
+        (old_worker,) = srv.wait_workers(1)
+        mark = srv.mark()
+        srv.signal(signal.SIGUSR2)
+        m = srv.wait_for_log(r"Listening at: .* \((\d+)\)$", after=mark)
+        new_master = int(m.group(1))
+        try:
+            assert m.group(0).startswith(f"Listening at: http://127.0.0.1:{port}")
+            env = Path(f"/proc/{new_master}/environ").read_bytes().split(b"\0")
+            assert b"LISTEN_FDS=1" in env and f"LISTEN_PID={new_master}".encode() in env
+            (new_worker,) = srv.wait_workers(1, master=new_master)
+            srv.signal(signal.SIGTERM)
+            assert srv.wait_exit(20) == 0
+            assert srv.get("/pid") == (200, str(new_worker).encode())
+            assert not pid_alive(old_worker)
+        finally:
+            if pid_alive(new_master):
+                os.kill(new_master, signal.SIGTERM)
+                wait_until_gone(new_master)
+
+
 def test_daemon_mode_detaches_and_winch_stops_the_workers(tmp_path: Path) -> None:
     pidfile = tmp_path / "d.pid"
     logfile = tmp_path / "d.log"

@@ -144,6 +144,33 @@ def test_quit_and_int_stop_fast(server: Start, sig: int) -> None:
         assert not pid_alive(pid)
 
 
+def test_int_during_a_graceful_stop_makes_it_fast(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "--graceful-timeout", "30", "testapp:app")
+    (worker,) = srv.wait_workers(1)
+    t = threading.Thread(target=lambda: _swallow(lambda: srv.get("/slow?s=20", timeout=25)))
+    t.start()
+    try:
+        srv.wait_for_log(r"slow request started")
+        srv.signal(signal.SIGTERM)
+        srv.wait_for_log(r"Handling signal: term")
+        srv.signal(signal.SIGINT)
+        assert srv.wait_exit(10) == 0
+    finally:
+        t.join(30)
+    assert "Fast shutdown requested during graceful stop" in srv.log()
+    assert not pid_alive(worker)
+
+
+def test_workers_leave_when_the_master_is_killed(server: Start) -> None:
+    srv = server(*WORKER, "-w", "2", "-t", "2", "testapp:app")
+    workers = srv.wait_workers(2)
+    srv.signal(signal.SIGKILL)
+    srv.wait_exit(10)
+    # Each notices its parent changed within a heartbeat tick (timeout / 2).
+    for pid in workers:
+        wait_until_gone(pid)
+
+
 def _swallow(fn: Callable[[], object]) -> None:
     try:
         fn()
