@@ -107,6 +107,11 @@ APP_SOURCE = textwrap.dedent(
         if path.endswith("/not-modified"):
             start_response("304 Not Modified", [])
             return [b"SHOULD-NOT-APPEAR"]
+        if path.endswith("/big"):
+            # 64 MiB, far more than the socket buffers hold: a client that
+            # stops reading leaves the server blocked in send().
+            start_response("200 OK", [("Content-Length", str(64 << 20))])
+            return (b"x" * (1 << 20) for _ in range(64))
         if path.endswith("/too-long"):
             start_response("200 OK", [("Content-Length", "5")])
             return [b"01234", b"SMUGGLED-TAIL"]

@@ -260,3 +260,22 @@ def test_gthread_worker_connections_cap_holds_and_releases(tmp_path: Path) -> No
             for s in idle:
                 s.close()
         server.assert_alive()
+
+
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
+def test_client_that_stops_reading_cannot_pin_the_worker(tmp_path: Path, kind: str) -> None:
+    """A client asks for a big response and never reads it. The write makes no
+    progress, so after --timeout the worker gives up on it (or is replaced);
+    either way the next client is served."""
+    token = new_token()
+    extra = ["--threads", "1"] if kind == "gthread" else []
+    with run_server(tmp_path, kind, "--timeout", SHORT, *extra, workers=1) as server:
+        reader = server.connect()
+        try:
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.sendall(f"GET /t/{token}/big HTTP/1.1\r\n{H}\r\n".encode())
+            status, took = timed_request(server, f"/t/{token}/next", float(SHORT) * 2 + MARGIN)
+            assert status == 200, f"next client not served ({took:.1f}s)"
+        finally:
+            reader.close()
+        assert server.recorded_paths(token) == [f"/t/{token}/big", f"/t/{token}/next"]
