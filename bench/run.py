@@ -83,6 +83,8 @@ SCENARIOS: dict[str, Scenario] = {
 PATHS = {
     "nginx": "nginx buffering proxy, HTTP/1.0 upstream: new connection per request",
     "nginx-ka": "nginx buffering proxy, HTTP/1.1 upstream keep-alive pool",
+    "nginx-unix": "nginx buffering proxy, HTTP/1.0 upstream over a unix socket "
+                  "(fastwsgi and Gunicorn only)",
     "direct": "load generator straight to the server, keep-alive",
 }
 
@@ -176,7 +178,10 @@ def plan(ns: argparse.Namespace) -> list[tuple[str, str, str]]:
     for s in scen:
         for path in paths:
             for name in names:
-                if SCENARIOS[s].threaded_only and not servers.SERVERS[name].threaded:
+                spec = servers.SERVERS[name]
+                if SCENARIOS[s].threaded_only and not spec.threaded:
+                    continue
+                if path == "nginx-unix" and not spec.unix_ok:
                     continue
                 cases.append((s, path, name))
     return cases
@@ -317,9 +322,12 @@ class Bench:
         try:
             for case in cases:
                 progress.show(f"{scen.name} {path} {case.server}: starting")
+                unix = (os.path.join(self.workdir, f"{case.server}-{scen.name}.sock")
+                        if path == "nginx-unix" else None)
                 srv = servers.Server(
                     servers.SERVERS[case.server], scen.app, workers=self.ns.workers,
                     threads=self.ns.threads, prefix=self.server_prefix, env=self.env,
+                    unix_path=unix,
                 )
                 proxy: nginx.Nginx | None = None
                 try:
@@ -327,7 +335,7 @@ class Bench:
                     body = b"x" * scen.body_size if scen.body_size else None
                     srv.check(method=scen.method, body=body, expect_len=scen.expect_len)
                     if path.startswith("nginx"):
-                        proxy = nginx.Nginx(("127.0.0.1", srv.port), keepalive=path == "nginx-ka",
+                        proxy = nginx.Nginx(srv.address, keepalive=path == "nginx-ka",
                                             prefix_cmd=self.client_prefix)
                         proxy.start()
                 except (servers.StartError, RuntimeError, OSError) as e:

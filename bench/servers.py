@@ -1,6 +1,8 @@
 """The servers under test: how to start each, check it is ready, stop it.
 
-A ``ServerSpec`` turns (bind port, app spec, workers, threads) into an argv.
+A ``ServerSpec`` turns (bind address, app spec, workers, threads) into an argv;
+the bind is ``127.0.0.1:PORT`` or, for the Gunicorn-style servers,
+``unix:/path`` (the ``nginx-unix`` path).
 fastwsgi and Gunicorn are always attempted (fastwsgi is the product; a build
 that does not serve yet shows up as "failed to start", not as a crash of the
 harness); bjoern, waitress, granian and uWSGI run only when installed.
@@ -19,6 +21,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,11 +42,12 @@ class ServerSpec:
     family: str
     threaded: bool  # overlaps blocking requests in one worker (sleep scenario)
     baseline: str  # the Gunicorn entry its ratios are taken against
-    build: Callable[[int, str, int, int], list[str]]  # (port, app, workers, threads)
+    build: Callable[[str, str, int, int], list[str]]  # (bind, app, workers, threads)
     missing: Callable[[], str | None] = lambda: None  # why it cannot run, or None
+    unix_ok: bool = False  # can bind a unix socket
 
-    def argv(self, port: int, app: str, workers: int, threads: int) -> list[str]:
-        return self.build(port, app, workers, threads)
+    def argv(self, bind: str, app: str, workers: int, threads: int) -> list[str]:
+        return self.build(bind, app, workers, threads)
 
 
 @cache
@@ -73,9 +77,16 @@ def _has_uwsgi() -> str | None:
     return None
 
 
-def _gunicorn_like(module: str, worker: str) -> Callable[[int, str, int, int], list[str]]:
-    def build(port: int, app: str, workers: int, threads: int) -> list[str]:
-        argv = [PY, "-m", module, "-b", f"127.0.0.1:{port}", "-k", worker, "-w", str(workers)]
+def _port(bind: str) -> int:
+    host, _, port = bind.rpartition(":")
+    if host != "127.0.0.1":
+        raise ValueError(f"this server binds TCP loopback only, not {bind!r}")
+    return int(port)
+
+
+def _gunicorn_like(module: str, worker: str) -> Callable[[str, str, int, int], list[str]]:
+    def build(bind: str, app: str, workers: int, threads: int) -> list[str]:
+        argv = [PY, "-m", module, "-b", bind, "-k", worker, "-w", str(workers)]
         if worker == "gthread":
             argv += ["--threads", str(threads)]
         if module == "gunicorn":
@@ -85,7 +96,8 @@ def _gunicorn_like(module: str, worker: str) -> Callable[[int, str, int, int], l
     return build
 
 
-def _bjoern(port: int, app: str, workers: int, threads: int) -> list[str]:
+def _bjoern(bind: str, app: str, workers: int, threads: int) -> list[str]:
+    port = _port(bind)
     mod, _, attr = app.partition(":")
     code = (
         "import bjoern, importlib; "
@@ -94,22 +106,24 @@ def _bjoern(port: int, app: str, workers: int, threads: int) -> list[str]:
     return [PY, "-c", code]
 
 
-def _waitress(port: int, app: str, workers: int, threads: int) -> list[str]:
-    return [PY, "-m", "waitress", f"--listen=127.0.0.1:{port}", f"--threads={threads}", app]
+def _waitress(bind: str, app: str, workers: int, threads: int) -> list[str]:
+    return [PY, "-m", "waitress", f"--listen=127.0.0.1:{_port(bind)}", f"--threads={threads}",
+            app]
 
 
-def _granian(port: int, app: str, workers: int, threads: int) -> list[str]:
+def _granian(bind: str, app: str, workers: int, threads: int) -> list[str]:
     return [
-        PY, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+        PY, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port",
+        str(_port(bind)),
         "--workers", str(workers), "--blocking-threads", str(threads), "--no-ws",
         "--log-level", "warning", app,
     ]
 
 
-def _uwsgi(port: int, app: str, workers: int, threads: int) -> list[str]:
+def _uwsgi(bind: str, app: str, workers: int, threads: int) -> list[str]:
     uwsgi = shutil.which("uwsgi") or "uwsgi"
     return [
-        uwsgi, "--http11-socket", f"127.0.0.1:{port}", "--module", app,
+        uwsgi, "--http11-socket", f"127.0.0.1:{_port(bind)}", "--module", app,
         "--master", "--processes", str(workers), "--threads", str(threads),
         "--die-on-term", "--disable-logging", "--need-app", "--pythonpath", str(REPO),
     ]
@@ -119,13 +133,13 @@ SERVERS: dict[str, ServerSpec] = {
     s.name: s
     for s in (
         ServerSpec("fastwsgi-sync", "fastwsgi", False, "gunicorn-sync",
-                   _gunicorn_like("fastwsgi", "sync")),
+                   _gunicorn_like("fastwsgi", "sync"), unix_ok=True),
         ServerSpec("fastwsgi-gthread", "fastwsgi", True, "gunicorn-gthread",
-                   _gunicorn_like("fastwsgi", "gthread")),
+                   _gunicorn_like("fastwsgi", "gthread"), unix_ok=True),
         ServerSpec("gunicorn-sync", "gunicorn", False, "gunicorn-sync",
-                   _gunicorn_like("gunicorn", "sync"), _has_module("gunicorn")),
+                   _gunicorn_like("gunicorn", "sync"), _has_module("gunicorn"), unix_ok=True),
         ServerSpec("gunicorn-gthread", "gunicorn", True, "gunicorn-gthread",
-                   _gunicorn_like("gunicorn", "gthread"), _has_module("gunicorn")),
+                   _gunicorn_like("gunicorn", "gthread"), _has_module("gunicorn"), unix_ok=True),
         ServerSpec("bjoern", "bjoern", False, "gunicorn-sync", _bjoern, _has_module("bjoern")),
         ServerSpec("waitress", "waitress", True, "gunicorn-gthread", _waitress,
                    _has_module("waitress")),
@@ -158,8 +172,24 @@ class StartError(RuntimeError):
     pass
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.unix_path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
 class Server:
-    """One running server process tree on a free loopback port."""
+    """One running server process tree on a free loopback port or a unix socket."""
 
     def __init__(
         self,
@@ -170,11 +200,20 @@ class Server:
         threads: int = 8,
         prefix: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        unix_path: str | None = None,
     ) -> None:
         self.spec = spec
         self.app = app
-        self.port = free_port()
-        self.argv = list(prefix) + spec.argv(self.port, app, workers, threads)
+        self.unix_path = unix_path
+        if unix_path is not None:
+            self.port = 0
+            self.address: tuple[str, int] | str = unix_path
+            bind = f"unix:{unix_path}"
+        else:
+            self.port = free_port()
+            self.address = ("127.0.0.1", self.port)
+            bind = f"127.0.0.1:{self.port}"
+        self.argv = list(prefix) + spec.argv(bind, app, workers, threads)
         self.env = env if env is not None else server_env()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = ""
@@ -199,14 +238,17 @@ class Server:
             os.close(fd)
             raise StartError(f"cannot exec {self.argv[0]}: {e}") from e
         os.close(fd)
-        if not wait_connect(("127.0.0.1", self.port), deadline_s, self.proc):
+        if not wait_connect(self.address, deadline_s, self.proc):
             reason = "exited" if self.proc.poll() is not None else "not listening"
             raise StartError(f"{reason} after start: {self.log_tail()}")
 
     def check(self, path: str = "/", method: str = "GET", body: bytes | None = None,
               expect_len: int | None = None, timeout_s: float = 60.0) -> None:
         """One real request: the app must answer 200 with the expected length."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        conn = (
+            _UnixHTTPConnection(self.unix_path, timeout_s) if self.unix_path
+            else http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        )
         try:
             headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
             conn.request(method, path, body=body, headers=headers)

@@ -95,14 +95,21 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.needs_tools
 @pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)} "
                     "(apt-get install hey wrk nginx-light)")
-@pytest.mark.parametrize("keepalive", [False, True], ids=["http10-upstream", "keepalive-upstream"])
-def test_nginx_proxy_serves_and_a_dead_upstream_fails_the_run(keepalive: bool) -> None:
+@pytest.mark.parametrize(
+    ("keepalive", "unix"),
+    [(False, False), (True, False), (False, True)],
+    ids=["http10-upstream", "keepalive-upstream", "unix-socket-upstream"],
+)
+def test_nginx_proxy_serves_and_a_dead_upstream_fails_the_run(
+    keepalive: bool, unix: bool, tmp_path: Path
+) -> None:
     spec = servers.SERVERS["gunicorn-gthread"]
     if spec.missing():
         pytest.skip(spec.missing() or "")
     env = bench_env()
-    srv = servers.Server(spec, "bench.apps:hello", threads=4, env=env)
-    proxy = nginx.Nginx(("127.0.0.1", srv.port), keepalive=keepalive)
+    sock = str(tmp_path / "app.sock") if unix else None
+    srv = servers.Server(spec, "bench.apps:hello", threads=4, env=env, unix_path=sock)
+    proxy = nginx.Nginx(srv.address, keepalive=keepalive)
     try:
         srv.start(60)
         srv.check(expect_len=13)
