@@ -146,6 +146,27 @@ def escape(value: str) -> str:
     return _UNSAFE.sub(_escape_char, value) if _UNSAFE.search(value) else value
 
 
+def _escape_char_json(m: re.Match[str]) -> str:
+    c = m.group()
+    if c == '"' or c == "\\":
+        return "\\" + c
+    return "".join(f"\\u{u:04x}" for u in _utf16_units(ord(c)))
+
+
+def _utf16_units(n: int) -> tuple[int, ...]:
+    if n < 0x10000:
+        return (n,)
+    n -= 0x10000
+    return (0xD800 + (n >> 10), 0xDC00 + (n & 0x3FF))
+
+
+def escape_json(value: str) -> str:
+    """Like escape(), but with JSON's escapes (``\\u00HH``): for hand-written JSON
+    formats (``access_log_format = json.dumps({...})``, Gunicorn #2457), whose
+    output must stay valid JSON whatever the client sends."""
+    return _UNSAFE.sub(_escape_char_json, value) if _UNSAFE.search(value) else value
+
+
 def _basic_user(environ: Mapping[str, Any]) -> str | None:
     auth = environ.get("HTTP_AUTHORIZATION")
     if not auth or not auth[:6].lower() == "basic ":
@@ -291,7 +312,8 @@ def compile_access_format(fmt: str, now: Callable[[], str]) -> AccessFormatter:
         "_evar": _environ_var,
         "_getpid": os.getpid,
         "_unsafe": _UNSAFE.search,
-        "_esc": escape,
+        # A format that looks like a JSON object gets JSON-valid escapes.
+        "_esc": escape_json if fmt.strip().startswith("{") else escape,
         "_FMT": fmt,
     }
     exec(compile("\n".join(body), f"<access_log_format {fmt!r}>", "exec"), namespace)

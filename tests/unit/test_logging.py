@@ -396,3 +396,25 @@ def test_reopen_files_covers_file_handlers_from_a_log_config(tmp_path: Path) -> 
     for h in logging.getLogger().handlers:
         h.flush()
     assert lines(tmp_path / "app.log.1") == ["before"] and lines(out) == ["after"]
+
+
+def test_hand_written_json_format_stays_valid_json(tmp_path: Path) -> None:
+    """Gunicorn #2457's recipe: access_log_format = json.dumps({...}) with atoms."""
+    fmt = json.dumps({"remote_address": "%(h)s", "user_agent": "%(a)s", "url_path": "%(U)s",
+                      "status": "%(s)s", "request_time_seconds": "%(L)s"})
+    log = make(tmp_path, accesslog=str(tmp_path / "a.log"), access_log_format=fmt)
+    hostile = 'x"}, "forged": "1\n\\\x00\xe9\U0001f600'
+    log.access(environ(HTTP_USER_AGENT=hostile, PATH_INFO="/caf\xe9"), 200, [], 1, 0.5)
+    log.close()
+    (line,) = lines(tmp_path / "a.log")
+    record = json.loads(line)
+    assert record == {"remote_address": "127.0.0.1", "user_agent": hostile, "url_path": "/caf\xe9",
+                      "status": "200", "request_time_seconds": "0.500000"}
+
+
+def test_escape_json() -> None:
+    from fastwsgi.glogging import escape_json
+
+    assert escape_json("plain") == "plain"
+    assert escape_json('a"\\\n\xe9') == 'a\\"\\\\\\u000a\\u00e9'
+    assert json.loads(f'"{escape_json(chr(0x1F600))}"') == chr(0x1F600)
