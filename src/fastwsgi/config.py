@@ -1049,7 +1049,10 @@ SETTINGS: tuple[Setting, ...] = (
         "Logging",
         v_access_format,
         _ACCESS_FORMAT,
-        "Access log line format, with Gunicorn's atoms (see below).",
+        "Access log line format, with Gunicorn's atoms (see below). Request values are "
+        "escaped (quote and backslash with a backslash, control and non-ASCII characters as "
+        "\\xHH, like nginx); a format that starts with '{' gets JSON escapes (\\u00HH) instead, "
+        "so a hand-written JSON format stays valid JSON.",
         cli=("--access-logformat",),
         metavar="STRING",
     ),
