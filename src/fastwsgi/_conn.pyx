@@ -78,7 +78,7 @@ import sys
 from fastwsgi import SERVER_SOFTWARE
 from fastwsgi._response import error_response
 from fastwsgi.errors import NoMoreData, ParseError, RequestTimeout, ResponseError
-from fastwsgi.wsgi import ClientDisconnected, FileWrapper, RequestInfo
+from fastwsgi.wsgi import ClientDisconnected, FileWrapper, RequestInfo, WSGIErrors
 
 # Unread request body discarded to keep a connection alive (ours; see above).
 DRAIN_LIMIT = 65536
@@ -138,10 +138,12 @@ cdef class WorkerContext:
         if log is not None and (getattr(log, "access_enabled", False)
                                 or getattr(log, "statsd", None) is not None):
             self.access = log.access
+        error_logger = getattr(log, "error_log", None)
+        errors = WSGIErrors(error_logger) if error_logger is not None else sys.stderr
         self.base_env = {
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
+            "wsgi.errors": errors,
             "wsgi.multithread": multithread,
             "wsgi.multiprocess": multiprocess,
             "wsgi.run_once": False,

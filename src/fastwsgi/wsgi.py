@@ -11,6 +11,10 @@ is here is what an application or a hook sees as a Python object:
 * :class:`ClientDisconnected` -- raised into the app by ``write()`` or
   ``wsgi.input`` when the peer has gone or stalled past the timeout. It is an
   ``OSError`` so frameworks that catch I/O errors treat it as one.
+* :class:`WSGIErrors` -- ``environ["wsgi.errors"]``: what the app writes goes
+  to the error log's streams (stderr, or the ``--error-logfile`` file), like
+  Gunicorn's ``WSGIErrorsWrapper``. The streams are looked up at each write,
+  so a log reopened on USR1 is followed. Writes are flushed at once.
 * :class:`RequestInfo` -- the ``req`` argument of the ``pre_request`` and
   ``post_request`` hooks (Gunicorn passes its ``Request``; hooks read
   ``method``, ``path``, ``query``, ``uri``, ``version`` and ``headers``). Built
@@ -19,8 +23,10 @@ is here is what an application or a hook sees as a Python object:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
 
 
 class ClientDisconnected(OSError):
@@ -44,6 +50,34 @@ class FileWrapper:
         if data:
             return data
         raise StopIteration
+
+
+class WSGIErrors:
+    """``wsgi.errors`` bound to the error logger's stream handlers."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def _streams(self) -> list[TextIO]:
+        out: list[TextIO] = []
+        for h in self._logger.handlers:
+            stream = getattr(h, "stream", None)
+            if stream is not None and stream not in out:
+                out.append(stream)
+        return out or [sys.stderr]
+
+    def write(self, s: str) -> None:
+        for stream in self._streams():
+            stream.write(s)
+            stream.flush()
+
+    def writelines(self, seq: Iterable[str]) -> None:
+        for s in seq:
+            self.write(s)
+
+    def flush(self) -> None:
+        for stream in self._streams():
+            stream.flush()
 
 
 class RequestInfo:

@@ -68,6 +68,14 @@ def test_forwarded_proto_from_trusted_and_untrusted_peers(server) -> None:
     assert _get_json(everyone.port, "/env", hdrs)["wsgi.url_scheme"] == "https"
 
 
+def test_wsgi_errors_goes_to_the_error_log(server, tmp_path: Path) -> None:
+    errlog = tmp_path / "error.log"
+    srv = server("--error-logfile", str(errlog), "apps.behave:app")
+    status, body = srv.get("/errors?word=xyzzy")
+    assert status == 200 and body == b"logged"
+    srv.wait_for_log(r"^app says xyzzy$", path=errlog)
+
+
 def test_script_name_from_environment(server) -> None:
     srv = server("apps.behave:app", env={"SCRIPT_NAME": "/mnt"})
     env = _get_json(srv.port, "/mnt/env")

@@ -48,6 +48,10 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         body = json.dumps({k: environ.get(k) for k in keys}).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
+    if path == "/errors":
+        environ["wsgi.errors"].write(f"app says {q.get('word', 'hi')}\n")
+        start_response("200 OK", [])
+        return [b"logged"]
     if path == "/echo":
         data = environ["wsgi.input"].read()
         body = json.dumps({"len": len(data), "sha256": hashlib.sha256(data).hexdigest()}).encode()
