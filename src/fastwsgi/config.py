@@ -1580,8 +1580,11 @@ class Settings:
             # Anything else (imports, helper variables) is ignored, as by Gunicorn.
 
     def warnings(self) -> list[str]:
-        """One line per unsupported Gunicorn setting that was given."""
+        """One line per unsupported Gunicorn setting that was given (and a
+        GUNICORN_CMD_ARGS left behind by a Gunicorn deployment)."""
         out = []
+        if self.environ.get("GUNICORN_CMD_ARGS", "").strip() and CMD_ARGS_ENV not in self.environ:
+            out.append(f"GUNICORN_CMD_ARGS is set but not read; fastwsgi reads {CMD_ARGS_ENV}")
         for name, where in self._unsupported.items():
             u = UNSUPPORTED_BY_NAME[name]
             flag = f" ({u.cli[-1]})" if u.cli else ""

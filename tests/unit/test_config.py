@@ -461,3 +461,10 @@ def test_settings_doc_is_up_to_date() -> None:
 def test_bad_access_log_format_is_a_config_error(fmt: str, empty_cwd: Path) -> None:
     with pytest.raises(ConfigError, match="not a valid access log format"):
         load(["--access-logformat", fmt, "app"], {})
+
+
+def test_gunicorn_cmd_args_is_not_silently_ignored(empty_cwd: Path) -> None:
+    s = load(["app"], {"GUNICORN_CMD_ARGS": "-w 4"})
+    assert s["workers"] == 1
+    assert s.warnings() == ["GUNICORN_CMD_ARGS is set but not read; fastwsgi reads FASTWSGI_CMD_ARGS"]
+    assert load(["app"], {"GUNICORN_CMD_ARGS": "-w 4", "FASTWSGI_CMD_ARGS": "-w 2"}).warnings() == []
