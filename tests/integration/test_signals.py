@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from server import Server, default_worker, pid_alive, wait_for_text, wait_until_gone
+from server import HERE, Server, default_worker, pid_alive, wait_for_text, wait_until_gone
 
 WORKER = ["-k", default_worker()]
 Start = Callable[..., Server]
@@ -228,6 +228,31 @@ def test_usr2_starts_a_new_master_and_the_old_one_drains_on_term(
         if pid_alive(new_master):
             os.kill(new_master, signal.SIGTERM)
             wait_until_gone(new_master)
+
+
+def test_usr2_to_broken_code_keeps_the_old_master(server: Start, tmp_path: Path) -> None:
+    (tmp_path / "usr2app.py").write_text((HERE / "testapp.py").read_text())
+    pidfile = tmp_path / "app.pid"
+    srv = server(*WORKER, "-w", "1", "--pid", str(pidfile), "usr2app:app")
+    (worker,) = srv.wait_workers(1)
+    (tmp_path / "usr2app.py").unlink()  # the upgrade lost the app
+    mark = srv.mark()
+    srv.signal(signal.SIGUSR2)
+    srv.wait_for_log(r"New master \(pid:\d+\) exited \(code 1\); keeping the old one", after=mark)
+    wait_for_text(pidfile, rf"^{srv.pid}$")
+    assert not (tmp_path / "app.pid.oldbin").exists()
+    assert srv.get("/pid") == (200, str(worker).encode())
+    # And a later USR2 is allowed again.
+    (tmp_path / "usr2app.py").write_text((HERE / "testapp.py").read_text())
+    mark = srv.mark()
+    srv.signal(signal.SIGUSR2)
+    m = srv.wait_for_log(r"Listening at: .* \((\d+)\)$", after=mark)
+    new_master = int(m.group(1))
+    try:
+        srv.wait_workers(1, master=new_master)
+    finally:
+        os.kill(new_master, signal.SIGTERM)
+        wait_until_gone(new_master)
 
 
 def test_sigkill_of_a_worker_is_reported_and_the_worker_replaced(server: Start) -> None:
