@@ -64,9 +64,14 @@ def test_unix_socket_serves_and_is_removed_on_exit(server: Start, tmp_path: Path
     assert not path.exists()
 
 
+# Plays systemd: puts the socket on fd 3 and names this process in LISTEN_PID.
+# A USR2 re-exec runs the same command line again; then (FASTWSGI_PID set) it
+# must not touch anything, so what the new master sees comes from the arbiter.
 _SD_LAUNCHER = (
-    "import os, sys; os.dup2(int(sys.argv[1]), 3); "
-    "os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; "
+    "import os, sys\n"
+    "if 'FASTWSGI_PID' not in os.environ:\n"
+    "    os.dup2(int(sys.argv[1]), 3)\n"
+    "    os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'\n"
     "os.execv(sys.executable, [sys.executable, '-m', 'fastwsgi', *sys.argv[2:]])"
 )
 
