@@ -28,6 +28,11 @@ handlers' wake-up goes to ``self.PIPE`` through ``signal.set_wakeup_fd``, and a
 loop that waits on sockets adds ``self.wakeup_fd`` to its wait set and calls
 :meth:`drain_wakeup` when it fires.
 
+The ABRT dump runs as a Python signal handler, so it needs the main thread
+to reach a bytecode boundary: an app blocked in a C call that retries on
+EINTR or holds the GIL never runs it, and the master's SIGKILL follows
+``ABORT_GRACE`` later without a dump.
+
 Liveness: a loop calls :meth:`notify` at least every ``timeout / 2`` seconds
 (even when idle), which stamps this worker's shared-memory heartbeat slot.
 Recycling: the loop calls :meth:`request_done` after every response; it flips
