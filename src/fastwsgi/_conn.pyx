@@ -565,8 +565,11 @@ cdef class Connection:
             env["wsgi.url_scheme"] = p.url_scheme
         info = p.proxy_info
         if info is not None:
+            # The client as the proxy saw it (Gunicorn's proxy_environ).
             env["REMOTE_ADDR"] = info[0]
             env["REMOTE_PORT"] = str(info[1])
+            env["PROXY_ADDR"] = info[2]
+            env["PROXY_PORT"] = str(info[3])
         if self.is_unix:
             host = head.get("HTTP_HOST")
             if host:

@@ -680,6 +680,23 @@ def test_script_name_header_only_from_trusted_peer() -> None:
     assert seen == [("/mnt", "/x"), ("", "/mnt/x")]
 
 
+def test_proxy_protocol_sets_remote_addr_from_allowed_proxy_only() -> None:
+    seen: list[tuple[str, str, str | None]] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.append((environ["REMOTE_ADDR"], environ["REMOTE_PORT"], environ.get("PROXY_ADDR")))
+        start_response("200 OK", [])
+        return []
+
+    raw = b"PROXY TCP4 192.0.2.7 198.51.100.1 51000 443\r\n" + GET
+    ws = settings(parser={"proxy_protocol": "v1"})
+    serve(raw, app, ws, client=TRUSTED)
+    assert seen == [("192.0.2.7", "51000", "198.51.100.1")]
+    s = serve(raw, app, ws, client=PEER)  # not in proxy_allow_ips
+    assert len(seen) == 1
+    assert s.responses[0].status in (400, 403)
+
+
 # --- files -----------------------------------------------------------------------------------
 
 
