@@ -51,6 +51,19 @@ def test_pipelined_requests_answered_in_order(server) -> None:
         assert read_response(f) is None
 
 
+def test_long_pipeline_is_answered_whole(server) -> None:
+    # More requests than a pool thread serves in a row (INLINE_REQUESTS) all
+    # already buffered: the connection must be rescheduled, not left waiting
+    # for bytes that will never come.
+    srv = server("-k", "gthread", "--threads", "1", "apps.behave:app")
+    n = 50
+    with connect(srv.port) as sock, sock.makefile("rb") as f:
+        sock.sendall(b"".join(_req(f"/env?i={i}") for i in range(n)))
+        for _ in range(n):
+            r = read_response(f)
+            assert r is not None and r.status == 200
+
+
 def test_partial_head_does_not_hold_the_only_thread(server) -> None:
     srv = server("-k", "gthread", "--threads", "1", "apps.behave:app")
     with connect(srv.port) as slow, slow.makefile("rb") as slow_f:

@@ -78,7 +78,7 @@ class ThreadWorker(Worker):
         )
         self._done_lock = threading.Lock()
         self.jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
-        self.returned: deque[tuple[Connection, bool]] = deque()
+        self.returned: deque[tuple[Connection, bool, bool]] = deque()
         self.busy: set[Connection] = set()
         self.stuck_logged: set[Connection] = set()
         # fd -> Connection registered (one-shot) in epoll, and its deadline.
@@ -211,8 +211,9 @@ class ThreadWorker(Worker):
             # look before paying for an epoll registration.
             self._dispatch(conn, self.settings.header_timeout)
 
-    def _dispatch(self, conn: Connection, wait: float) -> None:
-        r = conn.poll_head()
+    def _dispatch(self, conn: Connection, wait: float, check: bool = True) -> None:
+        # check=False: the pool thread has just looked (and found nothing yet).
+        r = conn.poll_head() if check else 0
         if r == 1:
             self._submit(conn)
         elif r < 0:
@@ -279,9 +280,9 @@ class ThreadWorker(Worker):
 
     def _take_returned(self) -> None:
         while self.returned:
-            conn, keep = self.returned.popleft()
+            conn, keep, ready = self.returned.popleft()
             if keep and self.alive:
-                self._dispatch(conn, max(self.settings.keepalive, 0.0))
+                self._dispatch(conn, max(self.settings.keepalive, 0.0), check=ready)
             else:
                 self._close(conn)
 
@@ -339,6 +340,9 @@ class ThreadWorker(Worker):
             if conn is None:
                 return
             keep = False
+            # True when the last look found a head waiting (the inline budget
+            # ran out): the selector must submit it again, not wait for bytes.
+            ready = False
             try:
                 for _ in range(INLINE_REQUESTS):
                     before = conn.requests
@@ -349,6 +353,7 @@ class ThreadWorker(Worker):
                     if not keep or not self.alive:
                         break
                     r = conn.poll_head()
+                    ready = r == 1
                     if r != 1:
                         keep = r == 0
                         break
@@ -360,7 +365,7 @@ class ThreadWorker(Worker):
                     pass
             finally:
                 self.busy.discard(conn)
-                self.returned.append((conn, keep))
+                self.returned.append((conn, keep, ready))
                 try:
                     os.write(self.wake_w, b"x")
                 except (BlockingIOError, OSError):
