@@ -61,7 +61,14 @@ from fastwsgi.config import ArbiterSettings, Groups
 from fastwsgi.errors import BindError, FastWSGIError
 from fastwsgi.heartbeat import HeartbeatPool
 from fastwsgi.procops import ProcOps, describe_status
-from fastwsgi.sock import FD_ENV, Listener, close_listeners, create_listeners, inherited_fds
+from fastwsgi.sock import (
+    FD_ENV,
+    Listener,
+    close_listeners,
+    create_listeners,
+    inherited_fds,
+    parse_address,
+)
 from fastwsgi.workers import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker, load_worker_class
 from fastwsgi.workers.base import set_proctitle
 
@@ -207,13 +214,14 @@ class Arbiter:
     # --- configuration ---------------------------------------------------------------
 
     def _apply(self, groups: Groups, app_loader: Any) -> None:
+        # The one step that can fail goes first, so a failure changes nothing.
+        self.worker_class = load_worker_class(groups.worker.worker_class, groups.worker.threads)
         self.groups = groups
         self.cfg: ArbiterSettings = groups.arbiter
         self.worker_settings = groups.worker
         self.hooks = groups.hooks
         load = getattr(app_loader, "load", None)
         self.app_loader: AppLoaderFn = load if callable(load) else app_loader
-        self.worker_class = load_worker_class(groups.worker.worker_class, groups.worker.threads)
         self.timeout = self.cfg.timeout
         self.graceful_timeout = self.cfg.graceful_timeout
 
@@ -462,46 +470,49 @@ class Arbiter:
     # --- reload and re-exec --------------------------------------------------------
 
     def reload(self) -> None:
-        old_bind = self.cfg.bind
+        """HUP. Everything that can fail (config, worker class, preload, new
+        listeners) is prepared first; if any of it fails nothing changes and
+        the running workers keep serving."""
         old_pidfile = self.cfg.pidfile
         old_log = self.groups.log
-        if self.reloader is not None:
-            try:
+        try:
+            groups, loader = self.groups, self.app_loader
+            if self.reloader is not None:
                 result = self.reloader()
-                if isinstance(result, tuple):
-                    groups, loader = result
-                else:
-                    groups, loader = result, self.app_loader
-                self._apply(groups, loader)
-            except Exception:
-                self.log.exception("Reload failed; the running workers keep serving")
-                return
-        if self.cfg.preload_app:
-            try:
-                self.preloaded_app = self.app_loader()
-            except Exception:
-                self.log.exception(
-                    "Reload failed to load the app; the running workers keep serving"
-                )
-                return
+                groups, loader = result if isinstance(result, tuple) else (result, loader)
+            load = getattr(loader, "load", None)
+            app_loader: AppLoaderFn = load if callable(load) else loader
+            load_worker_class(groups.worker.worker_class, groups.worker.threads)
+            preloaded = app_loader() if groups.arbiter.preload_app else None
+            listeners, retired = self._rebind(groups.arbiter)
+        except Exception:
+            self.log.exception("Reload failed; the running workers keep serving")
+            return
+        self._apply(groups, app_loader)
+        self.preloaded_app = preloaded
+        if preloaded is not None:
             gc.freeze()
+        if retired or listeners != self.LISTENERS:
+            close_listeners(retired, unlink=True)
+            self.LISTENERS = listeners
+            self.log.info("Listening at: %s", ",".join(str(lnr) for lnr in self.LISTENERS))
         setup = getattr(self.log, "setup", None)
         if callable(setup) and self.groups.log != old_log:
             setup(self.groups.log)
         else:
             self.log.reopen_files()
-        if tuple(old_bind) != tuple(self.cfg.bind) and not self.systemd:
-            close_listeners(self.LISTENERS, unlink=True)
-            self.LISTENERS = self.open_listeners()
-            self.log.info("Listening at: %s", ",".join(str(lnr) for lnr in self.LISTENERS))
         self.call_hook("on_reload", self)
         if self.cfg.pidfile != old_pidfile:
             if self.pidfile is not None:
                 self.pidfile.unlink()
                 self.pidfile = None
             if self.cfg.pidfile is not None:
-                self.pidfile = Pidfile(self.cfg.pidfile)
-                self.pidfile.create(self.pid)
+                pidfile = Pidfile(self.cfg.pidfile)
+                try:
+                    pidfile.create(self.pid)
+                    self.pidfile = pidfile
+                except (HaltServer, OSError) as exc:
+                    self.log.error("Cannot write the new pidfile: %s", exc)
         self.proc_name = self._default_proc_name()
         set_proctitle(f"fastwsgi: master [{self.proc_name}]")
         self.num_workers = self.cfg.workers
@@ -514,6 +525,33 @@ class Arbiter:
         self.pending_retire = {pid for pid, _ in self.active_workers()}
         self.generation = {self.spawn_worker() for _ in range(self.num_workers)}
         self.retire_replaced_generation()
+
+    def _rebind(self, cfg: ArbiterSettings) -> tuple[list[Listener], list[Listener]]:
+        """Listeners for ``cfg.bind``: unchanged addresses keep their socket (no
+        connection is dropped), new ones are bound. Returns (listeners, to close)."""
+        if self.systemd or tuple(cfg.bind) == tuple(self.cfg.bind):
+            return self.LISTENERS, []
+        keep: list[Listener] = []
+        fresh: list[str] = []
+        for addr in cfg.bind:
+            parsed = parse_address(addr)
+            match = next(
+                (lnr for lnr in self.LISTENERS if lnr.address == parsed and lnr not in keep), None
+            )
+            if match is not None:
+                keep.append(match)
+            else:
+                fresh.append(addr)
+        new = create_listeners(
+            fresh,
+            backlog=cfg.backlog,
+            reuse_port=cfg.reuse_port,
+            umask=cfg.umask,
+            uid=cfg.user,
+            gid=cfg.group,
+            log=self.log,
+        )
+        return keep + new, [lnr for lnr in self.LISTENERS if lnr not in keep]
 
     def retire_replaced_generation(self) -> None:
         """After HUP: once the new workers have all booted, retire the old ones."""

@@ -452,3 +452,70 @@ def test_app_loader_object_with_load_method(ops: FakeProcOps, log: RecordingLog)
 
     arb = Arbiter(make_groups(), Loader(), log, procops=ops)  # type: ignore[arg-type]
     assert arb.app_loader() == "the app"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_hup_with_new_binds_keeps_unchanged_sockets(
+    ops: FakeProcOps, log: RecordingLog, tmp_path: Path
+) -> None:
+    from fastwsgi.sock import create_listeners
+
+    p1, p2 = _free_port(), _free_port()
+    groups = make_groups(bind=(f"127.0.0.1:{p1}",))
+    later = make_groups(bind=(f"127.0.0.1:{p1}", f"unix:{tmp_path / 'b.sock'}"))
+    arb = Arbiter(groups, never_called, log, reloader=lambda: later, procops=ops)  # type: ignore[arg-type]
+    arb.LISTENERS = create_listeners(groups.arbiter.bind, retries=1)
+    kept = arb.LISTENERS[0]
+    arb.handle_hup()
+    try:
+        assert arb.LISTENERS[0] is kept and kept.sock.fileno() >= 0
+        assert str(arb.LISTENERS[1]) == f"unix:{tmp_path / 'b.sock'}"
+        # Dropping an address closes (and unlinks) only that one.
+        arb.reloader = lambda: make_groups(bind=(f"127.0.0.1:{p2}",))
+        unix = arb.LISTENERS[1]
+        arb.handle_hup()
+        assert kept.sock.fileno() == -1 and unix.sock.fileno() == -1
+        assert not (tmp_path / "b.sock").exists()
+        assert [str(lnr) for lnr in arb.LISTENERS] == [f"http://127.0.0.1:{p2}"]
+    finally:
+        for lnr in arb.LISTENERS:
+            lnr.close()
+
+
+@pytest.mark.parametrize("broken", ["worker_class", "bind", "preload"])
+def test_a_failing_reload_changes_nothing(
+    ops: FakeProcOps, log: RecordingLog, tmp_path: Path, broken: str
+) -> None:
+    from dataclasses import replace
+
+    from fastwsgi.sock import create_listeners
+
+    port = _free_port()
+    groups = make_groups(bind=(f"127.0.0.1:{port}",))
+    (tmp_path / "file").write_text("")
+    if broken == "worker_class":
+        later = replace(groups, worker=replace(groups.worker, worker_class="no.such.Worker"))
+    elif broken == "bind":
+        later = make_groups(workers=5, bind=(f"unix:{tmp_path / 'file'}",))
+    else:
+        later = make_groups(workers=5, preload_app=True)
+    arb = Arbiter(groups, never_called, log, reloader=lambda: later, procops=ops)  # type: ignore[arg-type]
+    arb.LISTENERS = create_listeners(groups.arbiter.bind, retries=1)
+    before = list(arb.LISTENERS)
+    try:
+        arb.manage_workers()
+        arb.handle_hup()
+        assert arb.groups is groups and arb.LISTENERS == before
+        assert before[0].sock.fileno() >= 0
+        assert len(ops.forked) == 2 and ops.kills == []
+        assert "Reload failed; the running workers keep serving" in log.text()
+    finally:
+        for lnr in before:
+            lnr.close()
