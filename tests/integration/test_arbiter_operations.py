@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from server import (
     HERE,
+    SRC_DIR,
     Server,
     children,
     cmdline,
@@ -227,6 +228,17 @@ def test_process_titles(server: Start) -> None:
     (worker,) = srv.wait_workers(1)
     assert cmdline(srv.pid).startswith("fastwsgi: master [titletest]")
     assert cmdline(worker).startswith("fastwsgi: worker [titletest]")
+
+
+def test_without_setproctitle_one_warning_and_carry_on(server: Start, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "setproctitle.py").write_text("raise ImportError('hidden by the test')\n")
+    path = os.pathsep.join([str(blocker), SRC_DIR, str(HERE)])
+    srv = server(*WORKER, "-w", "2", "testapp:app", env={"PYTHONPATH": path})
+    srv.wait_workers(2)
+    assert srv.log().count("setproctitle is not installed") == 1
+    assert "fastwsgi: master" not in cmdline(srv.pid)
 
 
 def _voluntary_switches(pid: int) -> int:
