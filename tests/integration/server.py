@@ -21,7 +21,17 @@ Use through the ``server`` fixture of ``conftest.py``::
         status, body = srv.get("/pid")
 
 The test directory is on the server's ``PYTHONPATH``, so ``testapp:app``
-(``testapp.py``) and ``-k pyworker.PyWorker`` resolve.
+(``testapp.py``) and ``-k pyworker.PyWorker`` resolve; the server runs in the
+test's ``tmp_path``. ``Server(..., bind=False)`` leaves ``-b`` to the test,
+``command=[...]`` replaces ``python -m fastwsgi`` (e.g. a launcher that plays
+systemd), ``pass_fds`` hands sockets down, ``env`` adds variables.
+
+Other helpers: ``free_port()``, ``wait_for_text(path, regex)``,
+``wait_until_gone(pid)`` (for processes that are not our children),
+``pid_alive``, ``children``, ``cmdline``, and ``default_worker()`` /
+``worker_classes()``, which pick the worker classes under test: the compiled
+``sync``/``gthread`` when they import, else the pure-Python ``PyWorker``; set
+``FASTWSGI_TEST_WORKER`` to force one.
 """
 
 from __future__ import annotations
