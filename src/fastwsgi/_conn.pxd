@@ -58,6 +58,7 @@ cdef class Connection:
     cdef bint linger
     cdef object write_cb
     cdef readonly double request_started
+    cdef readonly double last_progress    # last byte moved for this request
     cdef readonly str request_line
     cdef readonly long long requests
 

@@ -44,6 +44,7 @@ class Connection:
     fd: int
     closed: bool
     request_started: float
+    last_progress: float
     request_line: str
     requests: int
     def __init__(

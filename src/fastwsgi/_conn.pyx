@@ -383,6 +383,7 @@ cdef class Connection:
                 r = recv(self.fd, buf, <size_t>avail, 0)
             if r > 0:
                 self.parser.recv_commit(r)
+                self.last_progress = _now()
                 return r
             if r == 0:
                 return 0
@@ -408,6 +409,7 @@ cdef class Connection:
                 r = send(self.fd, buf + off, <size_t>(n - off), flags | MSG_NOSIGNAL)
             if r >= 0:
                 off += r
+                self.last_progress = _now()
                 continue
             err = errno
             if err == EAGAIN:
@@ -441,6 +443,8 @@ cdef class Connection:
             if errno != EAGAIN and errno != EINTR:
                 raise OSError(errno, strerror(errno).decode())
             r = 0
+        if r > 0:
+            self.last_progress = _now()
         # Partial write: finish each buffer from where writev stopped.
         done = r
         for i in range(cnt):
@@ -472,6 +476,7 @@ cdef class Connection:
                 r = sendfile(self.fd, in_fd, &off, chunk)
             if r > 0:
                 left -= r
+                self.last_progress = _now()
                 continue
             if r == 0:
                 break  # the file is shorter than it was when we looked
@@ -789,6 +794,7 @@ cdef class Connection:
         self.must_close = False
         started = _now()
         self.request_started = started
+        self.last_progress = started
         self.request_line = p.method + " " + env.get("RAW_URI", "")
         self.requests += 1
         req = None

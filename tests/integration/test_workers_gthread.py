@@ -163,6 +163,19 @@ def test_request_stuck_in_a_thread_retires_the_worker(server) -> None:
     t.join(5)
 
 
+def test_long_response_that_makes_progress_is_not_stuck(server) -> None:
+    srv = server("-k", "gthread", "--threads", "2", "--timeout", "2", "apps.behave:app")
+    [pid] = srv.wait_workers(1)
+    # ~3.5 s in total, well past --timeout, but a byte moves every 0.5 s.
+    with connect(srv.port, timeout=30) as s, s.makefile("rb") as f:
+        s.sendall(_req("/drip?n=7&s=0.5"))
+        r = read_response(f)
+    assert r is not None and r.complete
+    assert r.body == b"".join(b"drop %d\n" % i for i in range(7))
+    assert "stuck" not in srv.log()
+    assert srv.workers() == [pid]
+
+
 def test_many_concurrent_keepalive_clients(server) -> None:
     srv = server("-k", "gthread", "--threads", "4", "apps.behave:app")
     errors: list[BaseException] = []

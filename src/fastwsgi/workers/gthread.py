@@ -23,7 +23,8 @@ Timeouts, all enforced by the selector thread:
 * ``keepalive`` seconds for an idle connection between requests (Gunicorn);
 * ``header_timeout`` for a connection that has sent part of a head (answered
   408) or nothing yet after accept;
-* ``timeout`` for a request stuck in a pool thread (Gunicorn #2086: the
+* ``timeout`` for a request stuck in a pool thread, i.e. one that has not
+  moved a byte for that long (Gunicorn #2086: the
   selector thread keeps the heartbeat going, so the arbiter would never see a
   stuck thread). The worker logs which request is stuck, stops accepting,
   lets the other requests finish within ``graceful_timeout`` and exits, and
@@ -301,7 +302,13 @@ class ThreadWorker(Worker):
             return
         for conn in list(self.busy):
             started = conn.request_started
-            if started and now - started > self.timeout and conn not in self.stuck_logged:
+            # Stuck = the app has not moved a byte for `timeout` seconds; a
+            # long download to a client that keeps reading is not stuck.
+            if (
+                started
+                and now - conn.last_progress > self.timeout
+                and conn not in self.stuck_logged
+            ):
                 self.stuck_logged.add(conn)
                 self.log.critical(
                     "Request stuck in a worker thread for %.0fs: %s (pid:%s); "

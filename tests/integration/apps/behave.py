@@ -73,6 +73,16 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         f = open(q["name"], "rb")
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](f, 65536)
+    if path == "/drip":
+        n, pause = int(q.get("n", "5")), float(q.get("s", "0.5"))
+
+        def drip() -> Iterator[bytes]:
+            for i in range(n):
+                yield b"drop %d\n" % i
+                time.sleep(pause)
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return drip()
     if path == "/sleep":
         # The server log is the test's window into the worker.
         sys.stderr.write(f"sleep started {os.getpid()}\n")
