@@ -58,7 +58,8 @@ cdef class Connection:
     cdef bint linger
     cdef object write_cb
     cdef readonly double request_started
-    cdef readonly double last_progress    # last byte moved for this request
+    cdef readonly double last_progress    # last byte moved (or wait ended) for this request
+    cdef readonly bint io_wait            # in poll() under a client deadline
     cdef readonly str request_line
     cdef readonly long long requests
 

@@ -45,6 +45,7 @@ class Connection:
     closed: bool
     request_started: float
     last_progress: float
+    io_wait: bool
     request_line: str
     requests: int
     def __init__(

@@ -349,26 +349,35 @@ cdef class Connection:
     # --- syscalls (GIL released) ------------------------------------------
 
     cdef int _wait(self, short events, double deadline) except -1:
-        """1 when the fd is ready, 0 when the deadline passed."""
+        """1 when the fd is ready, 0 when the deadline passed.
+
+        While here the request is waiting on the client under our own
+        deadline, not stuck in the app: ``io_wait`` tells the worker so, and
+        the time spent counts as progress."""
         cdef pollfd pfd
         cdef int r, ms
         cdef double left
-        while True:
-            left = deadline - _now()
-            if left <= 0:
-                return 0
-            ms = <int>(left * 1000) + 1
-            pfd.fd = self.fd
-            pfd.events = events
-            pfd.revents = 0
-            with nogil:
-                r = poll(&pfd, 1, ms)
-            if r > 0:
-                return 1
-            if r < 0:
-                if errno != EINTR:
-                    raise OSError(errno, strerror(errno).decode())
-                PyErr_CheckSignals()
+        self.io_wait = True
+        try:
+            while True:
+                left = deadline - _now()
+                if left <= 0:
+                    return 0
+                ms = <int>(left * 1000) + 1
+                pfd.fd = self.fd
+                pfd.events = events
+                pfd.revents = 0
+                with nogil:
+                    r = poll(&pfd, 1, ms)
+                if r > 0:
+                    return 1
+                if r < 0:
+                    if errno != EINTR:
+                        raise OSError(errno, strerror(errno).decode())
+                    PyErr_CheckSignals()
+        finally:
+            self.last_progress = _now()
+            self.io_wait = False
 
     cdef Py_ssize_t _recv(self, double deadline) except -2:
         """Receive into the parser: bytes read, 0 at EOF, -1 would block

@@ -5,7 +5,9 @@ thread (Gunicorn #2086)."""
 from __future__ import annotations
 
 import signal
+import socket
 import threading
+import time
 
 from httpraw import at_eof, connect, read_response
 
@@ -174,6 +176,25 @@ def test_long_response_that_makes_progress_is_not_stuck(server) -> None:
     assert r.body == b"".join(b"drop %d\n" % i for i in range(7))
     assert "stuck" not in srv.log()
     assert srv.workers() == [pid]
+
+
+def test_client_that_stops_reading_is_dropped_not_mistaken_for_stuck(server, tmp_path) -> None:
+    srv = server("-k", "gthread", "--threads", "2", "--timeout", "2", "apps.behave:app")
+    [pid] = srv.wait_workers(1)
+    marker = tmp_path / "closed.marker"
+    with connect(srv.port, timeout=30) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(_req(f"/tracked?marker={marker}&blocks=2000"))
+        # Read nothing: the server's send stalls, times out after --timeout
+        # and closes; the app's close() leaves the marker.
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.05)
+    assert "stuck" not in srv.log()
+    assert srv.workers() == [pid]
+    status, body = srv.get("/")
+    assert status == 200 and body == b"pid %d" % pid
 
 
 def test_many_concurrent_keepalive_clients(server) -> None:

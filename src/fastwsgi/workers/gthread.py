@@ -302,10 +302,13 @@ class ThreadWorker(Worker):
             return
         for conn in list(self.busy):
             started = conn.request_started
-            # Stuck = the app has not moved a byte for `timeout` seconds; a
-            # long download to a client that keeps reading is not stuck.
+            # Stuck = the app has had the thread for `timeout` seconds without
+            # moving a byte. A long download to a client that keeps reading is
+            # not stuck, nor is a wait on a slow client (io_wait: bounded by
+            # the header/body/send timeouts of the connection itself).
             if (
                 started
+                and not conn.io_wait
                 and now - conn.last_progress > self.timeout
                 and conn not in self.stuck_logged
             ):
