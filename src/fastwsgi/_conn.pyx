@@ -106,6 +106,7 @@ cdef bint _ip_allowed(str ip, bint allow_all, frozenset ips):
     return allow_all or ip in ips
 
 
+@cython.auto_pickle(False)
 cdef class WorkerContext:
     """Per-worker constants every Connection shares (built once per worker)."""
 
@@ -155,6 +156,8 @@ cdef class WorkerContext:
 
 
 @cython.final
+@cython.freelist(16)
+@cython.auto_pickle(False)
 cdef class Input:
     """``wsgi.input``: streams this request's (de-chunked) body and ends at
     its end, never reading into the next request."""
@@ -285,6 +288,8 @@ cdef class Input:
         return line
 
 
+@cython.final
+@cython.auto_pickle(False)
 cdef class Connection:
     """One accepted socket (see module docstring). Not thread-safe: a worker
     hands it between threads, never shares it."""

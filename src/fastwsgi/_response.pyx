@@ -43,6 +43,7 @@ This module never touches a socket. It reads the wall clock only for the
 ``Date`` header, which is cached per second (as nginx does).
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdio cimport snprintf
 from libc.string cimport memcpy
@@ -156,6 +157,9 @@ def error_response(int status, str reason, bytes server=b"", bint keep_alive=Fal
     return b"".join(parts)
 
 
+@cython.final
+@cython.freelist(16)
+@cython.auto_pickle(False)
 cdef class Response:
     """Framing and head serialisation for one response (see module docstring)."""
 
