@@ -46,10 +46,12 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.object cimport PyObject
+from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
 from fastwsgi.includes.python cimport (
+    _PyDict_NewPresized,
     PyDict_SetDefault,
     PyUnicode_DATA,
     PyUnicode_DecodeASCII,
@@ -209,7 +211,8 @@ _KNOWN_NAMES = (
 )
 
 cdef int NKNOWN = len(_KNOWN_NAMES)
-cdef const char* KNOWN_LOWER[MAX_KNOWN]
+cdef const char* KNOWN_LOWER[MAX_KNOWN]   # zero-padded to a multiple of 8 (+8)
+cdef const char* KNOWN_MASK[MAX_KNOWN]    # 0x20 where the name has a letter
 cdef Py_ssize_t KNOWN_LEN[MAX_KNOWN]
 cdef PyObject* KNOWN_KEY[MAX_KNOWN]       # "HTTP_USER_AGENT" (CONTENT_TYPE / CONTENT_LENGTH unprefixed)
 cdef PyObject* KNOWN_UPPER[MAX_KNOWN]     # "USER-AGENT"
@@ -234,8 +237,11 @@ cdef void _init_known():
         else:
             key = "HTTP_" + upper.replace("-", "_")
         key = sys.intern(key)
-        _keep_alive_refs.extend((name, upper, key))
-        KNOWN_LOWER[i] = <const char*>name
+        padded = name + bytes(8 + (-n) % 8)
+        mask = bytes(0x20 if 97 <= c <= 122 else 0 for c in padded)
+        _keep_alive_refs.extend((name, upper, key, padded, mask))
+        KNOWN_LOWER[i] = <const char*>padded
+        KNOWN_MASK[i] = <const char*>mask
         KNOWN_LEN[i] = n
         KNOWN_KEY[i] = <PyObject*>key
         KNOWN_UPPER[i] = <PyObject*>upper
@@ -269,25 +275,50 @@ cdef str M_OPTIONS = _METHODS[5]
 cdef str M_CONNECT = _METHODS[7]
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
+cdef object _known_method(const char* p, Py_ssize_t n):
+    """The interned str of a common method spelled exactly p[:n], else None."""
+    cdef Py_ssize_t i
+    cdef str m
+    for i in range(len(_METHODS)):
+        m = <str>(<tuple>_METHODS)[i]
+        if METHOD_LEN[i] == n and memcmp(METHOD_PTR[i], p, n) == 0:
+            return m
+    return None
+
+
+cdef const char* METHOD_PTR[16]
+cdef Py_ssize_t METHOD_LEN[16]
+_METHOD_BYTES = tuple(m.encode("ascii") for m in _METHODS)
+for _i, _mb in enumerate(_METHOD_BYTES):
+    METHOD_PTR[_i] = <const char*>_mb
+    METHOD_LEN[_i] = len(_mb)
+
+
 cdef inline int _known_id(const char* p, Py_ssize_t n) noexcept:
-    """Index of the field name p[:n] (a validated token) in the static table, or -1."""
-    cdef int b, i, k
-    cdef Py_ssize_t j
-    cdef const char* low
+    """Index of the field name p[:n] in the static table, or -1.
+
+    Eight bytes at a time against the lower-case name, OR-ing 0x20 only where
+    the table has a letter, so a hit means every byte is that letter in either
+    case or exactly the table's '-': the name is then a valid token too."""
+    cdef int b, k
+    cdef Py_ssize_t i, r
+    cdef uint64_t a, lw, mw
     if n > MAX_NAME_BUCKET:
         return -1
     for b in range(BUCKET[n], BUCKET[n + 1]):
         k = BUCKET_IDS[b]
-        low = KNOWN_LOWER[k]
-        # tokens hold no byte that |0x20 maps onto a lower-case letter or '-'
-        # other than the letter itself in either case, so this is exact.
-        j = 0
-        while j < n and (<unsigned char>p[j] | 0x20) == <unsigned char>low[j]:
-            j += 1
-        if j == n:
-            return k
+        i = 0
+        while True:
+            r = n - i
+            if r <= 0:
+                return k
+            a = 0
+            memcpy(&a, p + i, 8 if r >= 8 else r)
+            memcpy(&lw, KNOWN_LOWER[k] + i, 8)
+            memcpy(&mw, KNOWN_MASK[k] + i, 8)
+            if (a | mw) != lw:
+                break
+            i += 8
     return -1
 
 
@@ -304,6 +335,42 @@ cdef inline bint _ieq(const char* p, Py_ssize_t n, const char* lower, Py_ssize_t
         if c != <unsigned char>lower[i]:
             return False
     return True
+
+
+cdef inline int _field_value_class(const char* p, Py_ssize_t n) noexcept:
+    """0: a CTL other than HTAB, or DEL (RFC 9110 5.5); 1: printable ASCII
+    (and HTAB); 2: valid with obs-text bytes 0x80-0xFF.
+
+    Eight bytes at a time: a word with no byte below 0x20 and no 0x7F is fine
+    as a whole (hasless / haszero from Sean Anderson's Bit Twiddling Hacks);
+    otherwise (usually a tab) its bytes are checked one by one."""
+    cdef Py_ssize_t i = 0, j
+    cdef uint64_t w, x
+    cdef uint64_t ones = 0x0101010101010101ULL
+    cdef uint64_t highs = 0x8080808080808080ULL
+    cdef uint64_t seen = 0
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        seen |= w
+        x = w ^ (ones * 0x7F)
+        if (((w - ones * 0x20) & ~w) | ((x - ones) & ~x)) & highs:
+            for j in range(i, i + 8):
+                if not FIELD_OK[<unsigned char>p[j]]:
+                    return 0
+        i += 8
+    while i < n:
+        if not FIELD_OK[<unsigned char>p[i]]:
+            return 0
+        seen |= <unsigned char>p[i]
+        i += 1
+    return 2 if seen & highs else 1
+
+
+cdef inline object _ascii_str(const char* p, Py_ssize_t n):
+    """A str from bytes already known to be ASCII: no decoder, no max-char scan."""
+    s = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(s), p, n)
+    return s
 
 
 cdef inline bint _is_ws(char c) noexcept:
@@ -390,6 +457,42 @@ cdef bint _valid_host(const char* p, Py_ssize_t n) noexcept:
     return True
 
 
+_SECURE_CACHE = {}
+
+
+cdef object _last_spec = None
+cdef list _last_list = None
+
+
+cdef list _secure_list(object spec):
+    """[(NAME bytes upper-cased, value bytes)], shared between parsers with the
+    same setting (a worker builds one parser per connection, always from the
+    same settings object, so the identity check nearly always hits)."""
+    global _last_spec, _last_list
+    if spec is _last_spec and _last_list is not None:
+        return _last_list
+    try:
+        _last_list = _SECURE_CACHE[spec]
+        _last_spec = spec
+        return _last_list
+    except (KeyError, TypeError):
+        pass
+    items = spec.items() if isinstance(spec, dict) else (spec or ())
+    out = []
+    for name, value in items:
+        if isinstance(name, str):
+            name = name.encode("latin-1")
+        if isinstance(value, str):
+            value = value.encode("latin-1")
+        out.append((bytes(name).upper(), bytes(value)))
+    try:
+        if len(_SECURE_CACHE) < 16:
+            _SECURE_CACHE[spec] = out
+    except TypeError:
+        pass
+    return out
+
+
 @cython.final
 cdef class RequestParser:
     """Incremental HTTP/1.x request parser. See the module docstring."""
@@ -462,16 +565,8 @@ cdef class RequestParser:
         self.casefold_http_method = casefold_http_method
         self.strip_header_spaces = strip_header_spaces
         self.permit_missing_host = permit_missing_host
-        if isinstance(secure_scheme_headers, dict):
-            secure_scheme_headers = secure_scheme_headers.items()
-        self._secure_headers = []
-        for name, value in secure_scheme_headers or ():
-            if isinstance(name, str):
-                name = name.encode("latin-1")
-            if isinstance(value, str):
-                value = value.encode("latin-1")
-            self._secure_headers.append((bytes(name).upper(), bytes(value)))
-        if proxy_protocol in (None, False, "off", "none"):
+        self._secure_headers = _secure_list(secure_scheme_headers)
+        if proxy_protocol is None or proxy_protocol is False or proxy_protocol == "off":
             self.proxy_protocol = PP_OFF
         elif proxy_protocol in (True, "auto"):
             self.proxy_protocol = PP_AUTO
@@ -736,11 +831,7 @@ cdef class RequestParser:
         if self.casefold_http_method:
             m = _upper_key(p, mlen, False)
         else:
-            m = None
-            for known in _METHODS:
-                if len(<str>known) == mlen and memcmp(<const char*>PyUnicode_DATA(known), p, mlen) == 0:
-                    m = known
-                    break
+            m = _known_method(p, mlen)
             if m is None:
                 m = PyUnicode_DecodeASCII(p, mlen, NULL)
         self.method = m
@@ -883,7 +974,7 @@ cdef class RequestParser:
             self.hcap = hlen
         memcpy(self.hbuf, base + self.sc_base, hlen)
 
-        env = {}
+        env = _PyDict_NewPresized(self.nlines + 6)
         env[K_METHOD] = self.method
         if self.tgt_authority or (tlen == 1 and t[0] == b'*'):
             env[K_PATH] = PyUnicode_DecodeASCII(t, tlen, NULL)
@@ -927,7 +1018,7 @@ cdef class RequestParser:
         cdef const char* cp
         cdef const char* ce
         cdef Py_ssize_t ll
-        cdef int kid, sidx
+        cdef int kid, sidx, vclass
         cdef FieldRef* nf
         cdef bint kept, secure
         cdef bint scheme_seen = False
@@ -948,10 +1039,13 @@ cdef class RequestParser:
                     nlen -= 1
                 if nlen == 0:
                     self._fail(InvalidHeaderName, "empty field name")
-            for j in range(nlen):
-                if not TOKEN[<unsigned char>lp[j]]:
-                    self._fail(InvalidHeaderName, "field name is not a token")
+            # A table hit is an exact (case-folded) match of a token, so only
+            # other names need the byte-by-byte token check.
             kid = _known_id(lp, nlen)
+            if kid < 0:
+                for j in range(nlen):
+                    if not TOKEN[<unsigned char>lp[j]]:
+                        self._fail(InvalidHeaderName, "field name is not a token")
             # RFC 9110 6.5.1: fields that frame, route or authenticate the
             # message must not arrive as trailers.
             if trailer and (kid == ID_HOST or kid == ID_CONTENT_LENGTH or kid == ID_TRANSFER_ENCODING
@@ -963,9 +1057,9 @@ cdef class RequestParser:
                 v += 1
             while ve > v and _is_ws(ve[-1]):
                 ve -= 1
-            for j in range(ve - v):
-                if not FIELD_OK[<unsigned char>v[j]]:
-                    self._fail(InvalidHeader, "control byte in field value")
+            vclass = _field_value_class(v, ve - v)
+            if vclass == 0:
+                self._fail(InvalidHeader, "control byte in field value")
             k += 1
             folded = None
             if k < self.nlines and _is_ws(base[self.lines[k].off]):
@@ -1079,7 +1173,7 @@ cdef class RequestParser:
             else:
                 key = _upper_key(lp, nlen, True)
             if value is None:
-                value = PyUnicode_DecodeLatin1(v, vlen, NULL)
+                value = _ascii_str(v, vlen) if vclass == 1 else PyUnicode_DecodeLatin1(v, vlen, NULL)
             curp = PyDict_SetDefault(env, key, value)
             if curp != <PyObject*>value:
                 # repeated field: joined with "," as Gunicorn does (RFC 9110 5.3)

@@ -9,6 +9,9 @@ cdef extern from "Python.h":
     # or ``default`` if the key was absent): one hash lookup for insert-or-get.
     PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
 
+    # A dict with room for minused items: no resize while the environ fills.
+    dict _PyDict_NewPresized(Py_ssize_t minused)
+
     # A fresh, uninitialised compact str; maxchar 127 gives a 1-byte ASCII
     # string we fill through PyUnicode_DATA.
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
