@@ -178,7 +178,7 @@ class _H1CEnv(_HttptoolsEnv):
         env = self.env
         split_target(env, self.url.decode("latin-1"))
         env["REQUEST_METHOD"] = self.parser.method.decode("ascii")
-        env["SERVER_PROTOCOL"] = "HTTP/%d.%d" % self.parser.http_version
+        env["SERVER_PROTOCOL"] = "HTTP/{}.{}".format(*self.parser.http_version)
 
 
 def gunicorn_h1c_parse(data: bytes) -> tuple[dict[str, Any], bytes]:
@@ -211,7 +211,7 @@ def gunicorn_python(data: bytes) -> tuple[dict[str, Any], bytes]:
     req = GunicornRequest(_GCFG, IterUnreader([data]), ("127.0.0.1", 5000))
     env: dict[str, Any] = {
         "REQUEST_METHOD": req.method,
-        "SERVER_PROTOCOL": "HTTP/%d.%d" % req.version,
+        "SERVER_PROTOCOL": "HTTP/{}.{}".format(*req.version),
         "QUERY_STRING": req.query,
         "RAW_URI": req.uri,
     }
