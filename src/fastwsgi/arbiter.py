@@ -53,7 +53,8 @@ import select
 import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastwsgi import SERVER_SOFTWARE, systemd
@@ -91,7 +92,9 @@ SIG_QUEUE_MAX = 5
 
 _HANDLED = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
 SIGNALS: tuple[int, ...] = tuple(getattr(signal, "SIG" + name) for name in _HANDLED)
-SIG_NAMES: dict[int, str] = {getattr(signal, "SIG" + n): n.lower() for n in _HANDLED}
+SIG_NAMES: Mapping[int, str] = MappingProxyType(
+    {getattr(signal, "SIG" + n): n.lower() for n in _HANDLED}
+)
 
 
 class HaltServer(FastWSGIError):

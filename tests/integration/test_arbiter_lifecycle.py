@@ -93,8 +93,9 @@ def test_worker_boot_error_stops_the_master_once(server: Start) -> None:
     assert log.count("Booting worker") <= 2
 
 
-def test_max_requests_recycles_the_worker(server: Start) -> None:
-    srv = server(*WORKER, "-w", "1", "--max-requests", "3", "testapp:app")
+@pytest.mark.parametrize("worker", worker_classes())
+def test_max_requests_recycles_the_worker(server: Start, worker: str) -> None:
+    srv = server("-k", worker, "-w", "1", "--max-requests", "3", "testapp:app")
     # wait_ready already spent one request.
     (first,) = srv.wait_workers(1)
     pids = [int(srv.get("/pid")[1]) for _ in range(2)]
@@ -117,8 +118,9 @@ def test_max_requests_jitter_spreads_the_limit(server: Start) -> None:
     assert 2 <= int(m.group(1)) <= 5
 
 
-def test_memory_limit_recycles_the_worker(server: Start) -> None:
-    srv = server(*WORKER, "-w", "1", "--max-worker-memory", "64", "testapp:app")
+@pytest.mark.parametrize("worker", worker_classes())
+def test_memory_limit_recycles_the_worker(server: Start, worker: str) -> None:
+    srv = server("-k", worker, "-w", "1", "--max-worker-memory", "64", "testapp:app")
     (fat,) = srv.wait_workers(1)
     status, body = srv.get("/grow?mb=80")
     # The request that crossed the limit is still answered...

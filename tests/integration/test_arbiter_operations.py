@@ -299,3 +299,13 @@ def test_workers_drop_to_user_and_group_the_master_keeps_root(server: Start) -> 
     assert _ids(worker) == (nobody.pw_uid, nobody.pw_gid)
     assert _ids(srv.pid) == (0, 0)
     assert srv.get("/pid") == (200, str(worker).encode())
+
+
+def test_reuse_port_lets_two_servers_share_a_port(server: Start) -> None:
+    first = server(*WORKER, "--reuse-port", "testapp:app")
+    second = server(*WORKER, "--reuse-port", "testapp:app", port=first.port)
+    (a,) = first.wait_workers(1)
+    (b,) = second.wait_workers(1)
+    # The kernel spreads new connections over both listeners; each answers.
+    seen = {int(first.get("/pid")[1]) for _ in range(60)}
+    assert seen == {a, b}
