@@ -693,7 +693,7 @@ cdef class Connection:
         cdef Response resp = self.resp
         cdef Py_ssize_t n, total
         t = type(result)
-        if t is FileWrapper:
+        if t is not list and t is not tuple and isinstance(result, FileWrapper):
             if not self._send_file(result, self.ctx.use_sendfile):
                 f = result.filelike
                 bs = max(result.blksize, FILE_BLOCK)
@@ -719,6 +719,9 @@ cdef class Connection:
                 if 0 <= total <= 16384 and not resp.headers_sent:
                     self._send_out(resp.frame(b"".join(result), True))
                 else:
+                    if total >= 0 and not resp.headers_sent:
+                        # The whole body is known: Content-Length, not chunks.
+                        resp.expect_length(total)
                     for item in result:
                         if len(item) == 0 and not resp.headers_sent:
                             continue

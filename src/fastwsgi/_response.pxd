@@ -45,6 +45,7 @@ cdef class Response:
 
     cpdef start(self, object status, object headers)
     cpdef object frame(self, object data, bint last=*)
+    cpdef expect_length(self, long long n)
     cpdef tuple frame_file(self, long long avail)
     cpdef file_sent(self, long long n)
     cpdef bytes finish(self)

@@ -425,6 +425,14 @@ cdef class Response:
             return (prefix + b"%x\r\n" % n, data, b"\r\n")
         return data
 
+    cpdef expect_length(self, long long n):
+        """The caller knows the whole body is ``n`` bytes (e.g. a list of
+        bytes): frame with Content-Length unless the app declared one."""
+        if self.status is None:
+            raise ResponseError("body written before start_response()")
+        if not self.headers_sent and self.content_length < 0:
+            self.content_length = n
+
     cpdef tuple frame_file(self, long long avail):
         """Before sending ``avail`` file bytes with sendfile(2): returns
         ``(prefix, n)``; send ``prefix`` (head and/or chunk-size line) then

@@ -559,6 +559,18 @@ def test_fewer_than_content_length_closes() -> None:
     assert s.keeps == [False]
 
 
+def test_list_body_of_known_size_gets_content_length() -> None:
+    parts = [os.urandom(20000), os.urandom(30000), b"end"]
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [])
+        return parts
+
+    [r] = serve(GET, app).responses
+    assert r.header("Content-Length") == str(sum(map(len, parts)))
+    assert r.body == b"".join(parts)
+
+
 def test_close_called_on_success() -> None:
     closed: list[int] = []
 

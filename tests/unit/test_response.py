@@ -409,3 +409,22 @@ def test_error_response_is_complete_and_closes() -> None:
     assert head.status_code == 408
     assert hdrs(head)[b"connection"] == b"close"
     assert body == b"408 Request Timeout\n" and complete
+
+
+def test_expect_length_frames_a_known_multi_part_body_with_content_length() -> None:
+    r = Response(keep_alive=True)
+    r.start("200 OK", [])
+    big = b"a" * (SMALL_BODY + 10)
+    r.expect_length(len(big) + 3)
+    first = r.frame(big)
+    second = r.frame(b"xyz")
+    data = b"".join(first) + second + r.finish()
+    assert b"Content-Length: %d\r\n" % (len(big) + 3) in data
+    assert b"Transfer-Encoding" not in data
+    _, body, complete = h11_read(data)
+    assert body == big + b"xyz" and complete and r.keep_alive
+    # The app's own Content-Length wins.
+    r = Response(keep_alive=True)
+    r.start("200 OK", [("Content-Length", "2")])
+    r.expect_length(100)
+    assert r.content_length == 2
