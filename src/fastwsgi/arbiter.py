@@ -178,6 +178,7 @@ class Arbiter:
         log: Logger,
         reloader: Reloader | None = None,
         procops: ProcOps | None = None,
+        start_cwd: str | None = None,
     ) -> None:
         self.log = log
         self.reloader = reloader
@@ -207,10 +208,12 @@ class Arbiter:
         self.heartbeats = HeartbeatPool(max(1, self._num_workers * 2))
         self.proc_name = self._default_proc_name()
         argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
-        # Re-exec the interpreter with its original options (``-m fastwsgi`` included).
+        # Re-exec the interpreter with its original options (``-m fastwsgi``
+        # included) from the directory it was started in (``start_cwd``, given
+        # by the CLI before ``--chdir``), so relative arguments mean the same.
         self.START_CTX: dict[Any, Any] = {
             "args": [sys.executable, *argv[1:]],
-            "cwd": os.getcwd(),
+            "cwd": start_cwd or os.getcwd(),
             0: sys.executable,
         }
 

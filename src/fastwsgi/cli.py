@@ -152,6 +152,7 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
     debug = _wants_debug(argv, environ)
+    start_cwd = os.getcwd()  # before --chdir: where a USR2 re-exec must start
     try:
         settings, groups, loader = prepare(argv, environ)
         debug = groups.log.loglevel == "debug"
@@ -175,7 +176,9 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
             return 0
         from fastwsgi.arbiter import Arbiter
 
-        return Arbiter(groups, loader, log, reloader=make_reloader(argv, groups.app_uri, log)).run()
+        return Arbiter(
+            groups, loader, log, reloader=make_reloader(argv, groups.app_uri, log), start_cwd=start_cwd
+        ).run()
     except FastWSGIError as exc:
         return _fail(str(exc), getattr(exc, "exit_status", 1), debug)
     except _RuntimeFailure as exc:

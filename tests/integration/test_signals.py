@@ -256,6 +256,25 @@ def test_usr2_to_broken_code_keeps_the_old_master(server: Start, tmp_path: Path)
         wait_until_gone(new_master)
 
 
+def test_usr2_with_a_relative_chdir(server: Start, tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "cdapp.py").write_text((HERE / "testapp.py").read_text())
+    srv = server(*WORKER, "-w", "1", "--chdir", "site", "cdapp:app")
+    mark = srv.mark()
+    srv.signal(signal.SIGUSR2)
+    m = srv.wait_for_log(r"Listening at: .* \((\d+)\)$", after=mark)
+    new_master = int(m.group(1))
+    try:
+        (new_worker,) = srv.wait_workers(1, master=new_master)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+        assert srv.get("/pid") == (200, str(new_worker).encode())
+    finally:
+        if pid_alive(new_master):
+            os.kill(new_master, signal.SIGTERM)
+            wait_until_gone(new_master)
+
+
 def test_sigkill_of_a_worker_is_reported_and_the_worker_replaced(server: Start) -> None:
     srv = server(*WORKER, "-w", "1", "testapp:app")
     (victim,) = srv.wait_workers(1)
