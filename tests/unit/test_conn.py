@@ -621,6 +621,36 @@ def test_client_gone_mid_response_calls_close() -> None:
     assert result == [False]
 
 
+def test_write_to_a_gone_client_raises_client_disconnected_in_the_app() -> None:
+    from fastwsgi.wsgi import ClientDisconnected
+
+    seen: list[BaseException] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        write = start_response("200 OK", [])
+        try:
+            for _ in range(100_000):
+                write(b"y" * 65536)
+        except OSError as exc:
+            seen.append(exc)
+            raise
+        return []
+
+    ctx = WorkerContext(settings(), RecLog(), None, None)
+    a, b = socket.socketpair()
+    conn = Connection(ctx, a, PEER, ("127.0.0.1", 80))
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(conn.handle_request(app)))
+    t.start()
+    b.sendall(GET)
+    b.recv(1000)
+    b.close()
+    t.join(15)
+    conn.close()
+    assert result == [False]
+    assert len(seen) == 1 and isinstance(seen[0], ClientDisconnected)
+
+
 # --- unread bodies ----------------------------------------------------------------------------
 
 
@@ -735,6 +765,28 @@ def test_file_wrapper_honours_position_and_length(tmp_path: Path, use_sendfile: 
     assert r.body == data[1000:]
     s = serve(GET + GET, _file_app(path, seek=10, length=5000), ws)
     assert [x.body for x in s.responses] == [data[10:5010]] * 2
+
+
+class _ReadCounting(io.FileIO):
+    reads = 0
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        type(self).reads += 1
+        return super().read(size)
+
+
+@pytest.mark.parametrize("use_sendfile", [True, False])
+def test_sendfile_path_never_reads_the_file_in_python(tmp_path: Path, use_sendfile: bool) -> None:
+    data = os.urandom(200_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    _ReadCounting.reads = 0
+    [r] = serve(GET, _file_app(path, wrap=_ReadCounting), settings(sendfile=use_sendfile)).responses
+    assert r.body == data
+    if use_sendfile:
+        assert _ReadCounting.reads == 0  # the kernel moved the bytes
+    else:
+        assert _ReadCounting.reads > 0
 
 
 def test_file_wrapper_without_fileno_is_read_and_sent() -> None:
