@@ -457,6 +457,49 @@ cdef bint _valid_host(const char* p, Py_ssize_t n) noexcept:
     return True
 
 
+# --- Buffer pool ----------------------------------------------------------------
+# A worker makes one parser per connection. Their four malloc'd blocks are
+# kept on a small stack when a parser dies and handed to the next one, so a
+# short connection costs no malloc/free. Only modest buffers are kept.
+
+cdef enum:
+    POOL_MAX = 32
+    POOL_KEEP_CAP = 65536
+
+cdef struct Pooled:
+    char* buf
+    Py_ssize_t cap
+    LineRef* lines
+    Py_ssize_t lines_cap
+    FieldRef* fields
+    Py_ssize_t fields_cap
+    char* hbuf
+    Py_ssize_t hcap
+
+cdef Pooled POOL[POOL_MAX]
+cdef int POOL_N = 0
+
+
+cdef inline void _pool_push(RequestParser p) noexcept:
+    global POOL_N
+    cdef Pooled* b = &POOL[POOL_N]
+    b.buf, b.cap = p.buf, p.cap
+    b.lines, b.lines_cap = p.lines, p.lines_cap
+    b.fields, b.fields_cap = p.fields, p.fields_cap
+    b.hbuf, b.hcap = p.hbuf, p.hcap
+    POOL_N += 1
+
+
+cdef inline void _pool_pop(RequestParser p) noexcept:
+    global POOL_N
+    POOL_N -= 1
+    cdef Pooled* b = &POOL[POOL_N]
+    p.buf, p.cap = b.buf, b.cap
+    p.lines, p.lines_cap = b.lines, b.lines_cap
+    p.fields, p.fields_cap = b.fields, b.fields_cap
+    p.hbuf, p.hcap = b.hbuf, b.hcap
+
+
 _SECURE_CACHE = {}
 
 
@@ -494,13 +537,16 @@ cdef list _secure_list(object spec):
 
 
 @cython.final
+@cython.freelist(16)
 cdef class RequestParser:
     """Incremental HTTP/1.x request parser. See the module docstring."""
 
     def __cinit__(self):
+        cdef Pooled* b
+        if POOL_N > 0:
+            _pool_pop(self)
+            return
         self.buf = <char*>malloc(INITIAL_CAP)
-        if self.buf == NULL:
-            raise MemoryError()
         self.cap = INITIAL_CAP
         self.lines_cap = 32
         self.lines = <LineRef*>malloc(self.lines_cap * sizeof(LineRef))
@@ -508,10 +554,14 @@ cdef class RequestParser:
         self.fields = <FieldRef*>malloc(self.fields_cap * sizeof(FieldRef))
         self.hcap = 1024
         self.hbuf = <char*>malloc(self.hcap)
-        if self.lines == NULL or self.fields == NULL or self.hbuf == NULL:
+        if self.buf == NULL or self.lines == NULL or self.fields == NULL or self.hbuf == NULL:
             raise MemoryError()
 
     def __dealloc__(self):
+        if (POOL_N < POOL_MAX and self.buf != NULL and self.lines != NULL
+                and self.fields != NULL and self.hbuf != NULL and self.cap <= POOL_KEEP_CAP):
+            _pool_push(self)
+            return
         free(self.buf)
         free(self.lines)
         free(self.fields)
