@@ -38,6 +38,17 @@ most ``DRAIN_LIMIT`` bytes are read and discarded so the next request can be
 parsed; a bigger remainder closes the connection instead (reading it would
 cost more than the client opening a new connection).
 
+Proxies. A peer in ``forwarded_allow_ips`` (``*`` = any; a unix-socket peer
+always, like Gunicorn) is trusted: the parser honours its secure-scheme
+headers (``wsgi.url_scheme``) and its ``Script-Name`` header sets
+SCRIPT_NAME (the underscore spelling ``SCRIPT_NAME:`` reaches us only with
+``header_map=dangerous``: underscores in field names are dropped by default,
+as nginx does). Otherwise SCRIPT_NAME comes from the ``SCRIPT_NAME``
+environment variable (``WorkerSettings.script_name``). Either way it is
+stripped from PATH_INFO only at a path-segment boundary; a path outside the
+mount point keeps SCRIPT_NAME empty. A PROXY protocol header from a peer in
+``proxy_allow_ips`` sets REMOTE_ADDR/REMOTE_PORT (and PROXY_ADDR/PROXY_PORT).
+
 When the connection closes with input possibly still in flight (an error, or
 a body the app did not read), the write side is shut down first and what has
 already arrived is discarded, so the kernel does not answer unread data with
