@@ -31,8 +31,10 @@ import importlib.util
 import os
 import signal
 import sys
+import sysconfig
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +91,39 @@ def parse_app_uri(uri: str) -> AppSpec:
         raise AppImportError(f"APP {uri!r}: {expr!r} is not an attribute name or a call of one")
     attrs.append(node.id)
     return AppSpec(module, tuple(reversed(attrs)), call, args, kwargs)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message (file:line)``: the location is the innermost frame of
+    code that is neither fastwsgi's, the import machinery's nor the standard
+    library's, which is where the app (or a library it uses) raised. (A
+    SyntaxError names its file and line in its message already.)"""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    where = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if not _is_loader_frame(frame.filename):
+            where = f"{_short_path(frame.filename)}:{frame.lineno}"
+    return f"{text} ({where})" if where else text
+
+
+_FASTWSGI_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
+_SITE_DIRS = tuple({sysconfig.get_paths()[k] + os.sep for k in ("purelib", "platlib")})
+
+
+def _is_loader_frame(filename: str) -> bool:
+    if filename.startswith(("<", _FASTWSGI_DIR)):
+        return True
+    return filename.startswith(_STDLIB_DIR) and not filename.startswith(_SITE_DIRS)
+
+
+def _short_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith(os.pardir) else rel
 
 
 class AppLoader:
@@ -150,39 +185,39 @@ class AppLoader:
             raise AppImportError(f"cannot import {self.uri!r}: no module named {name!r}")
 
     def load(self) -> WSGIApp:
+        """Import and resolve the app. Every failure is an ``AppImportError``
+        whose message is one line: ``Failed to load application 'mod:app': ...``
+        with the exception and, when the app's own code raised, the file and
+        line where it did (the traceback stays on ``__cause__`` for debug)."""
         spec = self.spec
+        fail = f"Failed to load application {self.uri!r}"
         try:
             obj: Any = importlib.import_module(spec.module)
         except ModuleNotFoundError as exc:
             if exc.name and spec.module.startswith(exc.name):
-                raise AppImportError(
-                    f"cannot import {self.uri!r}: no module named {exc.name!r}"
-                ) from exc
-            raise AppImportError(
-                f"cannot import {self.uri!r}: {type(exc).__name__}: {exc}"
-            ) from exc
+                raise AppImportError(f"{fail}: no module named {exc.name!r}") from exc
+            raise AppImportError(f"{fail}: {describe_exception(exc)}") from exc
         except Exception as exc:  # anything the app module raises at import
-            raise AppImportError(
-                f"cannot import {self.uri!r}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise AppImportError(f"{fail}: {describe_exception(exc)}") from exc
         for attr in spec.attrs:
             try:
                 obj = getattr(obj, attr)
             except AttributeError:
-                raise AppImportError(f"cannot find {attr!r} in {self.uri!r}") from None
+                raise AppImportError(f"{fail}: cannot find {attr!r} in module {spec.module!r}") from None
+        name = ".".join(spec.attrs)
         if spec.call:
             if not callable(obj):
-                raise AppImportError(f"{self.uri!r}: {'.'.join(spec.attrs)} is not callable")
+                raise AppImportError(f"{fail}: {name} is not callable")
             try:
                 obj = obj(*spec.args, **spec.kwargs)
             except Exception as exc:
                 raise AppImportError(
-                    f"{self.uri!r}: the factory raised {type(exc).__name__}: {exc}"
+                    f"{fail}: the factory {name}() raised {describe_exception(exc)}"
                 ) from exc
         if obj is None:
-            raise AppImportError(f"{self.uri!r}: the application is None")
+            raise AppImportError(f"{fail}: the application is None")
         if not callable(obj):
-            raise AppImportError(f"{self.uri!r}: application object must be callable")
+            raise AppImportError(f"{fail}: application object must be callable")
         if self.reload:
             CodeWatcher(on_change=self._code_changed).start()
         return obj

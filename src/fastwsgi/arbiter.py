@@ -58,8 +58,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastwsgi import SERVER_SOFTWARE, systemd
+from fastwsgi.app import describe_exception
 from fastwsgi.config import ArbiterSettings, Groups
-from fastwsgi.errors import BindError, FastWSGIError
+from fastwsgi.errors import AppImportError, BindError, FastWSGIError
 from fastwsgi.heartbeat import HeartbeatPool
 from fastwsgi.procops import ProcOps, describe_status
 from fastwsgi.sock import (
@@ -104,6 +105,11 @@ class HaltServer(FastWSGIError):
         super().__init__(reason)
         self.reason = reason
         self.exit_status = exit_status
+
+
+def _reason(what: str, note: str) -> str:
+    """The worker's own line (``Failed to load application 'm:app': ...``) when it left one."""
+    return note or what
 
 
 class Pidfile:
@@ -267,9 +273,11 @@ class Arbiter:
             self.start()
         except HaltServer as exc:
             self.log.error("%s", exc.reason)
+            self._tell_stderr(exc.reason)
             return self._finish(exc.exit_status)
         except BindError as exc:
             self.log.error("%s", exc)
+            self._tell_stderr(str(exc))
             return self._finish(exc.exit_status)
         except Exception:
             self.log.exception("Cannot start the master")
@@ -360,8 +368,12 @@ class Arbiter:
         try:
             self.preloaded_app = self.app_loader()
         except Exception as exc:
-            self.log.exception("Failed to preload the application")
-            raise HaltServer("App failed to load.", APP_LOAD_ERROR) from exc
+            # One line (AppImportError messages name the app and the error);
+            # the traceback only at debug level.
+            self.log.debug("Traceback of the failed application load:", exc_info=exc)
+            line = str(exc) if isinstance(exc, AppImportError) else (
+                f"Failed to load the application: {describe_exception(exc)}")
+            raise HaltServer(line, APP_LOAD_ERROR) from exc
         # Move everything allocated so far out of the collector's reach: the
         # collector would otherwise touch (and so copy) every shared page.
         gc.freeze()
@@ -782,6 +794,7 @@ class Arbiter:
             self.pending_retire.discard(pid)
             self.aborted_at.pop(pid, None)
             self.killed.discard(pid)
+            note = worker.heartbeat.note() if code in (WORKER_BOOT_ERROR, APP_LOAD_ERROR) else ""
             self.heartbeats.release(worker.heartbeat)
             reason = f" ({worker.exit_reason})" if worker.exit_reason else ""
             if sig is not None:
@@ -794,10 +807,12 @@ class Arbiter:
                 self.log.error("Worker (pid:%s) exited with code %s%s", pid, code, reason)
             self.call_hook("child_exit", self, worker)
             if halt is None and halt_on_boot_error:
+                # The worker's own one-line reason, when it left one, makes
+                # the master's last line say what is wrong.
                 if code == WORKER_BOOT_ERROR:
-                    halt = HaltServer("Worker failed to boot.", WORKER_BOOT_ERROR)
+                    halt = HaltServer(_reason("Worker failed to boot.", note), WORKER_BOOT_ERROR)
                 elif code == APP_LOAD_ERROR:
-                    halt = HaltServer("App failed to load.", APP_LOAD_ERROR)
+                    halt = HaltServer(_reason("App failed to load.", note), APP_LOAD_ERROR)
         if halt is not None:
             raise halt
 
@@ -841,7 +856,23 @@ class Arbiter:
         self.log.info("Shutting down: %s", self.master_name)
         if reason is not None:
             self.log.error("Reason: %s", reason)
+            if exit_status:
+                self._tell_stderr(reason)
         return self._finish(exit_status)
+
+    def _tell_stderr(self, reason: str) -> None:
+        """A fatal reason also goes to stderr as the CLI's one line
+        (``fastwsgi: error: ...``) when the error log is somewhere else, so
+        whoever started the server sees why it stopped."""
+        log = self.groups.log
+        to_stderr = log.errorlog == "-" and not log.logconfig and not log.logconfig_dict
+        if to_stderr or log.capture_output or self.cfg.daemon:
+            return
+        try:
+            sys.stderr.write(f"fastwsgi: error: {reason}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
     def _finish(self, exit_status: int) -> int:
         if self.pidfile is not None:

@@ -10,11 +10,14 @@ the clock in memory: the master maps anonymous shared pages
 (``mmap(-1, ...)`` is ``MAP_SHARED | MAP_ANONYMOUS`` on Linux) *before*
 forking, so parent and child see the same bytes and no file is involved.
 
-Each slot is 16 bytes: an 8-byte float holding ``time.monotonic()``
+Each slot is 256 bytes: an 8-byte float holding ``time.monotonic()``
 (CLOCK_MONOTONIC is system-wide, so the master can compare it with its own
-clock) and an 8-byte "booted" flag the worker raises once its app is loaded
+clock), an 8-byte "booted" flag the worker raises once its app is loaded
 (the master retires the old workers on HUP only when the new ones have
-booted). An aligned 8-byte store is a single machine write on every platform
+booted), and a short note: the one-line reason a worker could not boot, which
+the master repeats in its own last line when it stops on that failure (the
+worker writes it before exiting, the master reads it after reaping, so the two
+never touch it at once). An aligned 8-byte store is a single machine write on every platform
 we support, so a reader never sees a torn value in practice; a stale value
 only makes the master wait one more tick.
 
@@ -33,7 +36,10 @@ import time
 
 _STAMP = struct.Struct("d")
 _FLAG = struct.Struct("q")
-SLOT_SIZE = _STAMP.size + _FLAG.size
+_NOTE_LEN = struct.Struct("H")
+SLOT_SIZE = 256
+_NOTE_AT = _STAMP.size + _FLAG.size
+_NOTE_MAX = SLOT_SIZE - _NOTE_AT - _NOTE_LEN.size
 SLOTS_PER_PAGE = mmap.PAGESIZE // SLOT_SIZE
 
 
@@ -75,6 +81,20 @@ class HeartbeatSlot:
         flag: int = _FLAG.unpack_from(self._mm, self._offset + _STAMP.size)[0]
         return flag != 0
 
+    def set_note(self, text: str) -> None:
+        """Worker side: a one-line reason for the master (UTF-8, cut to fit)."""
+        data = text.encode("utf-8", "replace")[:_NOTE_MAX]
+        data = data.decode("utf-8", "ignore").encode()  # never end mid-character
+        start = self._offset + _NOTE_AT + _NOTE_LEN.size
+        self._mm[start:start + len(data)] = data
+        _NOTE_LEN.pack_into(self._mm, self._offset + _NOTE_AT, len(data))
+
+    def note(self) -> str:
+        """The note the worker left, or ``""``."""
+        (size,) = _NOTE_LEN.unpack_from(self._mm, self._offset + _NOTE_AT)
+        start = self._offset + _NOTE_AT + _NOTE_LEN.size
+        return self._mm[start:start + min(size, _NOTE_MAX)].decode("utf-8", "replace")
+
     def __repr__(self) -> str:
         return f"<HeartbeatSlot {self.index} age={self.age():.3f}s>"
 
@@ -105,6 +125,7 @@ class HeartbeatPool:
         slot = HeartbeatSlot(self._pages[page], pos * SLOT_SIZE, index)
         slot.beat()
         slot.mark_booted(False)
+        slot.set_note("")
         return slot
 
     def release(self, slot: HeartbeatSlot) -> None:

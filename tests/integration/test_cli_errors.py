@@ -30,6 +30,9 @@ def appdir(tmp_path: Path) -> Path:
     (tmp_path / "errapp.py").write_text(APP)
     (tmp_path / "errapp_raises.py").write_text("raise RuntimeError('cannot start: missing DATABASE_URL')\n")
     (tmp_path / "broken.conf.py").write_text("workers = 2\nbind = ['127.0.0.1:1'\n")
+    (tmp_path / "errapp_factory.py").write_text(
+        "import os\n\ndef create(env):\n    return os.environ['DATABASE_URL_' + env]\n"
+    )
     return tmp_path
 
 
@@ -70,6 +73,59 @@ def test_traceback_only_with_debug(appdir: Path) -> None:
     assert loud.stderr.splitlines()[-1] == quiet.stderr.strip()
 
 
+LOAD_FAILURES = [
+    ("errapp_raises", "RuntimeError: cannot start: missing DATABASE_URL (errapp_raises.py:1)"),
+    ("errapp:nothere", "cannot find 'nothere' in module 'errapp'"),
+    ("errapp_factory:create('PROD')", "the factory create() raised KeyError: 'DATABASE_URL_PROD' (errapp_factory.py:4)"),
+]
+
+
+@pytest.mark.parametrize(("app", "detail"), LOAD_FAILURES)
+def test_app_load_failure_is_one_line_per_process(appdir: Path, app: str, detail: str) -> None:
+    line = f"Failed to load application {app!r}: {detail}"
+    proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "-w", "2", app)
+    assert proc.returncode == 4, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    # Each worker that got to load the app says why in one line; the master's
+    # last line repeats it.
+    assert 1 <= sum(entry.endswith(f"[ERROR] {line}") for entry in lines) <= 2, proc.stderr
+    assert lines[-1].endswith(f"[ERROR] Reason: {line}"), proc.stderr
+
+
+def test_app_load_failure_traceback_only_with_debug(appdir: Path) -> None:
+    app, detail = LOAD_FAILURES[0]
+    proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "-w", "1", "--log-level", "debug", app)
+    assert proc.returncode == 4
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert 'errapp_raises.py", line 1' in proc.stderr
+    assert proc.stderr.splitlines()[-1].endswith(f"Reason: Failed to load application {app!r}: {detail}")
+
+
+def test_app_load_failure_with_preload_is_one_line(appdir: Path) -> None:
+    app, detail = LOAD_FAILURES[0]
+    proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "--preload", app)
+    assert proc.returncode == 4
+    assert "Traceback" not in proc.stderr and "Booting worker" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].endswith(f"[ERROR] Failed to load application {app!r}: {detail}")
+
+
+def test_fatal_line_reaches_stderr_when_the_error_log_is_a_file(appdir: Path) -> None:
+    app, detail = LOAD_FAILURES[0]
+    proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "--error-logfile", "err.log", app)
+    assert proc.returncode == 4
+    line = f"Failed to load application {app!r}: {detail}"
+    assert proc.stderr == f"fastwsgi: error: {line}\n"
+    assert (appdir / "err.log").read_text().splitlines()[-1].endswith(f"Reason: {line}")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = fastwsgi_cmd(appdir, "-b", f"127.0.0.1:{port}", "--error-logfile", "err.log", "errapp")
+    assert proc.returncode == 1
+    assert proc.stderr == f"fastwsgi: error: cannot bind 127.0.0.1:{port}: Address already in use\n"
+
+
 def test_address_in_use(appdir: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -90,7 +146,10 @@ def test_check_config(appdir: Path) -> None:
     assert good.returncode == 0 and good.stdout == "" and "error" not in good.stderr.lower()
     bad = fastwsgi_cmd(appdir, "--check-config", "errapp_raises")
     assert bad.returncode == 1
-    assert bad.stderr.endswith("RuntimeError: cannot start: missing DATABASE_URL\n")
+    assert bad.stderr == (
+        "fastwsgi: error: Failed to load application 'errapp_raises': "
+        "RuntimeError: cannot start: missing DATABASE_URL (errapp_raises.py:1)\n"
+    )
     assert "Traceback" not in bad.stderr
     broken = fastwsgi_cmd(appdir, "--check-config", "-c", "broken.conf.py", "errapp")
     assert broken.returncode == 2

@@ -121,22 +121,43 @@ def test_check_runs_no_application_code(appdir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("uri", "message"),
+    ("uri", "detail"),
     [
-        ("appmod_t1:missing", "cannot find 'missing'"),
-        ("appmod_t1:obj.missing", "cannot find 'missing'"),
-        ("appmod_t1:not_callable", "must be callable"),
-        ("appmod_t1:not_callable()", "is not callable"),
-        ("appmod_t1:nothing", "application is None"),
-        ("appmod_t1:bad_factory()", "the factory raised RuntimeError: nope"),
-        ("appmod_imports", "ModuleNotFoundError"),
+        ("appmod_t1:missing", "cannot find 'missing' in module 'appmod_t1'"),
+        ("appmod_t1:obj.missing", "cannot find 'missing' in module 'appmod_t1'"),
+        ("appmod_t1:not_callable", "application object must be callable"),
+        ("appmod_t1:not_callable()", "not_callable is not callable"),
+        ("appmod_t1:nothing", "the application is None"),
+        # The factory's own line is named, not the loader's.
+        ("appmod_t1:bad_factory()", "the factory bad_factory() raised RuntimeError: nope (appmod_t1.py:12)"),
+        ("appmod_imports", "ModuleNotFoundError: No module named 'appmod_missing_dep' (appmod_imports.py:1)"),
+        ("appmod_raises", "ValueError: import-time failure (appmod_raises.py:1)"),
+        ("appmod_deep", "ZeroDivisionError: division by zero (appmod_deep.py:3)"),
+        ("appmod_stdlib", "JSONDecodeError: Expecting value: line 1 column 1 (char 0) (appmod_stdlib.py:2)"),
+        ("appmod_syntax", "SyntaxError: invalid syntax (appmod_syntax.py, line 1)"),
     ],
 )
-def test_load_errors(uri: str, message: str, appdir: Path) -> None:
+def test_load_errors_are_one_line_naming_app_and_cause(uri: str, detail: str, appdir: Path) -> None:
+    (appdir / "appmod_deep.py").write_text("def f():\n    x = 0\n    return 1 / x\nf()\n")
+    (appdir / "appmod_stdlib.py").write_text("import json\njson.loads('')\n")
+    (appdir / "appmod_syntax.py").write_text("def app(:\n")
     loader = AppLoader(uri)
     loader.prepare()
-    with pytest.raises(AppImportError, match=message):
+    with pytest.raises(AppImportError) as info:
         loader.load()
+    assert str(info.value) == f"Failed to load application {uri!r}: {detail}"
+    assert "\n" not in str(info.value)
+
+
+def test_describe_exception_names_the_innermost_frame_outside_the_loader(tmp_path: Path) -> None:
+    from fastwsgi.app import describe_exception
+
+    try:
+        {}["k"]
+    except KeyError as exc:
+        line = sys._getframe().f_lineno - 2
+        assert describe_exception(exc) == f"KeyError: 'k' ({os.path.relpath(__file__)}:{line})"
+    assert describe_exception(RuntimeError()) == "RuntimeError"  # never raised: no frames
 
 
 def test_chdir_and_pythonpath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

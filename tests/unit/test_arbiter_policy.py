@@ -178,6 +178,17 @@ def test_boot_errors_halt_instead_of_respawning(
     assert ops.forked[0] not in arb.WORKERS
 
 
+def test_the_halt_reason_is_the_workers_own_line(ops: FakeProcOps, log: RecordingLog) -> None:
+    arb = make_arbiter(ops, log)
+    arb.manage_workers()
+    line = "Failed to load application 'm:app': RuntimeError: no DB (m.py:3)"
+    arb.WORKERS[ops.forked[0]].heartbeat.set_note(line)
+    ops.exits.append((ops.forked[0], exited(4)))
+    with pytest.raises(HaltServer) as info:
+        arb.reap_workers()
+    assert info.value.exit_status == 4 and info.value.reason == line
+
+
 def test_ttin_and_ttou_change_the_count(ops: FakeProcOps, log: RecordingLog) -> None:
     changes: list[tuple[int, int]] = []
     arb = make_arbiter(

@@ -75,3 +75,25 @@ def test_booted_flag_is_shared_and_reset_on_reuse() -> None:
     pool.release(slot)
     again = pool.acquire()
     assert again.index == slot.index and not again.booted()
+
+
+def test_a_note_left_by_the_child_is_read_by_the_parent_and_cleared_on_reuse() -> None:
+    pool = HeartbeatPool(2)
+    slot, neighbour = pool.acquire(), pool.acquire()
+    assert slot.note() == ""
+    long_line = "Failed to load application 'm:app': é" + "x" * 400
+    pid = os.fork()
+    if pid == 0:
+        try:
+            slot.set_note(long_line)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    note = slot.note()
+    # Cut to fit the slot, never in the middle of a character, never spilling over.
+    assert long_line.startswith(note) and 200 < len(note.encode()) < 256
+    assert neighbour.note() == "" and not neighbour.booted()
+    stamp = slot.last_beat()
+    assert slot.last_beat() == stamp and not slot.booted()
+    pool.release(slot)
+    assert pool.acquire().note() == ""

@@ -13,7 +13,9 @@ How a worker ends, and what the arbiter learns from its exit status:
 * 0 -- normal: TERM (graceful), QUIT/INT (fast), ``max_requests``,
   ``max_worker_memory`` or a changed parent.
 * 3 (``WORKER_BOOT_ERROR``) -- anything failed before the worker booted.
-* 4 (``APP_LOAD_ERROR``) -- the application could not be loaded.
+* 4 (``APP_LOAD_ERROR``) -- the application could not be loaded: one error
+  line naming the app and the exception (and the app's file:line), the
+  traceback only with ``--log-level debug``.
 
 The arbiter stops the whole server on 3 or 4 instead of respawning in a loop
 (Gunicorn's codes and behaviour).
@@ -52,7 +54,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from fastwsgi.app import describe_exception
 from fastwsgi.config import Hooks, WorkerSettings
+from fastwsgi.errors import AppImportError
 from fastwsgi.heartbeat import HeartbeatSlot
 
 if TYPE_CHECKING:
@@ -187,12 +191,11 @@ class Worker:
             self.notify()
             try:
                 self.wsgi = self.load_wsgi()
+            except SystemExit:
+                raise
             except BaseException as exc:
-                if isinstance(exc, SystemExit):
-                    raise
-                self.log.exception("Exception in worker process: cannot load the application")
-                status = APP_LOAD_ERROR
-                return self._exit(status)
+                self.app_load_failed(exc)
+                return self._exit(APP_LOAD_ERROR)
             self.call_hook("post_worker_init", self)
             self.booted = True
             self.heartbeat.mark_booted()
@@ -220,6 +223,21 @@ class Worker:
             # os._exit: never run the master's atexit handlers or unwind into
             # the arbiter's frames in the child.
             os._exit(status)
+
+    def app_load_failed(self, exc: BaseException) -> None:
+        """One line naming the app and the error (``AppImportError`` messages
+        are that line already), left in the heartbeat slot for the master's
+        last line too; the traceback only at debug level."""
+        if isinstance(exc, AppImportError):
+            line = str(exc)
+        else:  # a load_wsgi() override raised
+            line = f"Failed to load the application: {describe_exception(exc)}"
+        self.log.error("%s", line)
+        self.log.debug("Traceback of the failed application load:", exc_info=exc)
+        try:
+            self.heartbeat.set_note(line)
+        except (AttributeError, ValueError):  # a stand-in slot, or a closed map
+            pass
 
     def load_wsgi(self) -> WSGIApp:
         return self.app_loader()
