@@ -279,13 +279,13 @@ cdef object _known_method(const char* p, Py_ssize_t n):
     """The interned str of a common method spelled exactly p[:n], else None."""
     cdef Py_ssize_t i
     cdef str m
-    for i in range(len(_METHODS)):
-        m = <str>(<tuple>_METHODS)[i]
+    for i in range(N_METHODS):
         if METHOD_LEN[i] == n and memcmp(METHOD_PTR[i], p, n) == 0:
-            return m
+            return <str>(<tuple>_METHODS)[i]
     return None
 
 
+cdef int N_METHODS = len(_METHODS)
 cdef const char* METHOD_PTR[16]
 cdef Py_ssize_t METHOD_LEN[16]
 _METHOD_BYTES = tuple(m.encode("ascii") for m in _METHODS)
@@ -1589,6 +1589,9 @@ cdef class RequestParser:
         i = lf - base
         if base[i - 1] != b'\r':
             self._fail(InvalidProxyLine, "PROXY line must end with CRLF")
+        for ln in range(i - 1):
+            if not (0x20 <= <unsigned char>base[ln] <= 0x7E):
+                self._fail(InvalidProxyLine, "control or non-ASCII byte in PROXY line")
         line = PyBytes_FromStringAndSize(base, i - 1)
         bits = line.split(b" ")
         if len(bits) != 6:

@@ -539,6 +539,7 @@ def test_proxy_optional_and_off() -> None:
         b"PROXY TCP4 ::1 5.6.7.8 1 2\r\n",
         b"PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
         b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+        b"PROXY TCP4 1.2.3.4\x00x 5.6.7.8 1 2\r\n",
         b"PROXY " + b"x" * 200,
         b"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x0c" + bytes(12),  # version 3
         b"\r\n\r\n\x00\r\nQUIT\n\x21\x12\x00\x0c" + bytes(12),  # UDP
@@ -659,3 +660,18 @@ def test_misuse_is_not_a_parse_error() -> None:
 def test_leading_empty_line() -> None:
     parse(b"\r\n" + GET)
     fails(b"\r\n\r\n" + GET, errors.InvalidRequestLine)
+
+
+def test_pooled_buffers_start_clean() -> None:
+    # a dead parser's buffers are reused by the next one: nothing may leak over
+    for _ in range(40):
+        p = RequestParser()
+        p.feed(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nleftover")
+        assert p.next_head() is not None
+        del p
+        q = RequestParser()
+        assert q.buffered == 0
+        q.feed(GET)
+        env = q.next_head()
+        assert env is not None and env["HTTP_HOST"] == "example.com"
+        assert q.read_body() == b""
