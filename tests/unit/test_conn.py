@@ -363,6 +363,15 @@ def test_http10_request_gets_close_and_no_chunking() -> None:
     assert s.keeps == [False]
 
 
+def test_http10_keepalive_request_is_kept_alive_with_length() -> None:
+    req = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    s = serve(req + req, hello)
+    rs = s.responses
+    assert [r.body for r in rs] == [b"hello", b"hello"]
+    assert all(r.header("Connection") == "keep-alive" for r in rs)
+    assert s.keeps[:2] == [True, True]
+
+
 # --- Expect: 100-continue -----------------------------------------------------------------
 
 
