@@ -76,6 +76,18 @@ def test_wsgi_errors_goes_to_the_error_log(server, tmp_path: Path) -> None:
     srv.wait_for_log(r"^app says xyzzy$", path=errlog)
 
 
+@pytest.mark.parametrize("worker", WORKERS)
+def test_access_log_line_per_request(server, tmp_path: Path, worker: str) -> None:
+    access = tmp_path / "access.log"
+    srv = server(*_worker_args(worker), "--access-logfile", str(access), "apps.behave:app")
+    status, _ = srv.get("/env?x=1")
+    assert status == 200
+    srv.wait_for_log(r'"GET /env\?x=1 HTTP/1\.1" 200 \d+ ', path=access)
+    status, _ = srv.get("/crlf")
+    assert status == 500
+    srv.wait_for_log(r'"GET /crlf HTTP/1\.1" 500 ', path=access)
+
+
 def test_script_name_from_environment(server) -> None:
     srv = server("apps.behave:app", env={"SCRIPT_NAME": "/mnt"})
     env = _get_json(srv.port, "/mnt/env")
