@@ -54,7 +54,6 @@ from fastwsgi.includes.python cimport (
     _PyDict_NewPresized,
     PyDict_SetDefault,
     PyUnicode_DATA,
-    PyUnicode_DecodeASCII,
     PyUnicode_DecodeLatin1,
     PyUnicode_New,
 )
@@ -400,7 +399,7 @@ cdef object _unquote_latin1(const char* p, Py_ssize_t n):
     """Percent-decode p[:n] (invalid escapes kept as is, like urllib's
     unquote_to_bytes) and decode the bytes as latin-1 (PEP 3333)."""
     if memchr(p, b'%', n) == NULL:
-        return PyUnicode_DecodeLatin1(p, n, NULL)
+        return _ascii_str(p, n)                     # the target is printable ASCII
     cdef char* out = <char*>malloc(n if n > 0 else 1)
     if out == NULL:
         raise MemoryError()
@@ -883,7 +882,7 @@ cdef class RequestParser:
         else:
             m = _known_method(p, mlen)
             if m is None:
-                m = PyUnicode_DecodeASCII(p, mlen, NULL)
+                m = _ascii_str(p, mlen)
         self.method = m
 
         # Target: printable ASCII only (RFC 9112 3.2, RFC 3986 2), never empty.
@@ -1027,7 +1026,7 @@ cdef class RequestParser:
         env = _PyDict_NewPresized(self.nlines + 6)
         env[K_METHOD] = self.method
         if self.tgt_authority or (tlen == 1 and t[0] == b'*'):
-            env[K_PATH] = PyUnicode_DecodeASCII(t, tlen, NULL)
+            env[K_PATH] = _ascii_str(t, tlen)
             env[K_QUERY] = S_EMPTY
         else:
             s = self.path_start
@@ -1037,11 +1036,11 @@ cdef class RequestParser:
             if qm != NULL:
                 q = qm - t
                 env[K_PATH] = _unquote_latin1(t + s, q - s)
-                env[K_QUERY] = PyUnicode_DecodeASCII(qm + 1, e - q - 1, NULL)
+                env[K_QUERY] = _ascii_str(qm + 1, e - q - 1)
             else:
                 env[K_PATH] = _unquote_latin1(t + s, e - s)
                 env[K_QUERY] = S_EMPTY
-        env[K_RAW] = PyUnicode_DecodeASCII(t, tlen, NULL)
+        env[K_RAW] = _ascii_str(t, tlen)
         env[K_PROTO] = S_HTTP11 if self.version is V11 else S_HTTP10
 
         self._parse_fields(base, env, False)
