@@ -100,9 +100,14 @@ def _apply_env(raw_env: Sequence[str]) -> None:
         os.environ[key] = value
 
 
-def prepare(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Settings, Groups, AppLoader]:
-    """Parse, validate and check everything the master can check before forking."""
-    settings = config.load(argv, environ)
+def prepare(
+    argv: Sequence[str], environ: Mapping[str, str], cwd: str | None = None
+) -> tuple[Settings, Groups, AppLoader]:
+    """Parse, validate and check everything the master can check before forking.
+
+    ``cwd``: the directory relative paths in the arguments are relative to
+    (default: the current one); see ``config.load``."""
+    settings = config.load(argv, environ, cwd)
     if not settings.app_uri:
         raise ConfigError("no APP given: pass module:callable (or set wsgi_app in the config file)")
     groups = settings.groups()
@@ -119,18 +124,21 @@ def prepare(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Settings, 
 
 
 def make_reloader(
-    argv: Sequence[str], app_uri: str, log: Any = None
+    argv: Sequence[str], app_uri: str, log: Any = None, cwd: str | None = None
 ) -> Callable[[], Groups | tuple[Groups, AppLoader]]:
     """For the arbiter's SIGHUP: re-read the config file and arguments.
 
     Returns the new Groups, or (Groups, AppLoader) when the APP itself
     changed (a config file's ``wsgi_app``). Raises ConfigError or
     AppImportError when the new configuration is broken; the arbiter logs it
-    and keeps running with the old one.
+    and keeps running with the old one. ``cwd`` is the directory the command
+    started in: the master has moved to ``--chdir`` since, and a relative
+    ``-c`` or ``--pythonpath`` must mean what it meant at start-up.
     """
+    start_cwd = os.getcwd() if cwd is None else cwd
 
     def reloader() -> Groups | tuple[Groups, AppLoader]:
-        settings = config.load(argv, os.environ)
+        settings = config.load(argv, os.environ, start_cwd)
         if not settings.app_uri:
             raise ConfigError("no APP given")
         groups = settings.groups()
@@ -154,7 +162,7 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
     debug = _wants_debug(argv, environ)
     start_cwd = os.getcwd()  # before --chdir: where a USR2 re-exec must start
     try:
-        settings, groups, loader = prepare(argv, environ)
+        settings, groups, loader = prepare(argv, environ, start_cwd)
         debug = groups.log.loglevel == "debug"
         from fastwsgi.glogging import Logger
 
@@ -177,7 +185,8 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
         from fastwsgi.arbiter import Arbiter
 
         return Arbiter(
-            groups, loader, log, reloader=make_reloader(argv, groups.app_uri, log), start_cwd=start_cwd
+            groups, loader, log, reloader=make_reloader(argv, groups.app_uri, log, start_cwd),
+            start_cwd=start_cwd,
         ).run()
     except FastWSGIError as exc:
         return _fail(str(exc), getattr(exc, "exit_status", 1), debug)

@@ -1720,9 +1720,29 @@ class Settings:
         return "\n".join(lines)
 
 
-def load(argv: Iterable[str], environ: Mapping[str, str] | None = None) -> Settings:
+def _resolve(path: str, base: str) -> str:
+    """``path`` against ``base``; as typed when that already means the same
+    file (so messages at start-up show what the user wrote)."""
+    if os.path.isabs(path) or os.path.abspath(base) == os.getcwd():
+        return path
+    return os.path.join(base, path)
+
+
+def load(
+    argv: Iterable[str], environ: Mapping[str, str] | None = None, cwd: str | None = None
+) -> Settings:
     """All sources in Gunicorn's order: defaults (and their environment
-    variables) < config file < FASTWSGI_CMD_ARGS < command line."""
+    variables) < config file < FASTWSGI_CMD_ARGS < command line.
+
+    ``cwd`` is the directory the command was started in (default: the
+    current one). Relative paths mean what they meant there, however often
+    this runs: the config file (and the default one's lookup) and ``chdir``
+    resolve against it, and ``pythonpath`` entries against the ``chdir``
+    directory (Gunicorn applies ``--chdir`` before making them absolute). The
+    result holds absolute ``chdir`` and ``pythonpath``, so a SIGHUP reload,
+    which runs after the master changed directory, reads the same files.
+    """
+    base = os.path.abspath(cwd) if cwd is not None else os.getcwd()
     env = dict(os.environ if environ is None else environ)
     cli_given, cli_unsupported = parse_args(argv)
     env_given: dict[str, Any] = {}
@@ -1736,12 +1756,20 @@ def load(argv: Iterable[str], environ: Mapping[str, str] | None = None) -> Setti
     settings = Settings(env)
     config = cli_given.get("config") or env_given.get("config")
     if config is None:
-        config = default_config_file()
+        config = default_config_file(base)
     if config:
-        settings.apply_config_file(config)
+        settings.apply_config_file(config if config.startswith("python:") else _resolve(config, base))
     settings.apply_args(env_given, env_unsupported, CMD_ARGS_ENV)
     settings.apply_args(cli_given, cli_unsupported, "command line")
     settings.check_environment()
+    chdir = settings.values.get("chdir")
+    if chdir:
+        settings.values["chdir"] = chdir = os.path.normpath(os.path.join(base, chdir))
+    if settings.values.get("pythonpath"):
+        root = chdir or base
+        settings.values["pythonpath"] = tuple(
+            os.path.normpath(os.path.join(root, entry)) for entry in settings.values["pythonpath"]
+        )
     if not settings.app_uri and settings["wsgi_app"]:
         settings.app_uri = settings["wsgi_app"]
     return settings

@@ -510,6 +510,34 @@ def test_hup_rereads_the_config_file(appdir: Path, start: Callable[..., Server])
     assert server.proc.poll() is None
 
 
+def test_hup_after_a_relative_chdir_rereads_a_relative_config(appdir: Path, start: Callable[..., Server]) -> None:
+    """-c, --chdir and --pythonpath given relative: the master has moved into
+    --chdir since it started, and HUP must still find the same config file and
+    load a new APP from the same directory."""
+    project = appdir / "project"
+    (project / "lib").mkdir(parents=True)
+    (project / "lib" / "hup_helper.py").write_text("WHERE = 'lib'\n")
+    for name in ("one", "two"):
+        (project / f"hupapp_{name}.py").write_text(
+            "import os\nimport hup_helper\n"
+            "def application(e, s):\n    s('200 OK', [])\n"
+            f"    return [('{name} %s %s %s' % (os.environ['GREETING'], hup_helper.WHERE,"
+            " os.path.basename(os.getcwd()))).encode()]\n"
+        )
+    (appdir / "conf").mkdir()
+    conf = appdir / "conf" / "hup.conf.py"
+    conf.write_text("workers = 1\nwsgi_app = 'hupapp_one'\nraw_env = ['GREETING=first']\n")
+    server = start("--chdir", "project", "-c", "conf/hup.conf.py", "--pythonpath", "lib")
+    assert server.wait_ready() == (200, b"one first lib project")
+
+    conf.write_text("workers = 1\nwsgi_app = 'hupapp_two'\nraw_env = ['GREETING=second']\n")
+    os.kill(server.proc.pid, signal.SIGHUP)
+    wait_for("the new APP and environment after HUP",
+             lambda: server.get("/") == (200, b"two second lib project"))
+    assert "Reload failed" not in server.stderr
+    assert server.proc.poll() is None
+
+
 # --- --reload: a changed module restarts the worker -----------------------------------
 
 

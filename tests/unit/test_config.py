@@ -468,3 +468,27 @@ def test_gunicorn_cmd_args_is_not_silently_ignored(empty_cwd: Path) -> None:
     assert s["workers"] == 1
     assert s.warnings() == ["GUNICORN_CMD_ARGS is set but not read; fastwsgi reads FASTWSGI_CMD_ARGS"]
     assert load(["app"], {"GUNICORN_CMD_ARGS": "-w 4", "FASTWSGI_CMD_ARGS": "-w 2"}).warnings() == []
+
+
+def test_relative_paths_resolve_against_the_start_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a SIGHUP reload needs: the master has moved into --chdir since it
+    started, and the same arguments must name the same files."""
+    start = tmp_path / "start"
+    (start / "conf").mkdir(parents=True)
+    (start / "conf" / "c.py").write_text("workers = 3\n")
+    (start / "fastwsgi.conf.py").write_text("workers = 4\n")
+    (start / "proj").mkdir()
+    argv = ["-c", "conf/c.py", "--chdir", "proj", "--pythonpath", "lib,/abs", "app:app"]
+    monkeypatch.chdir(start)
+    first = load(argv, {}, cwd=str(start))
+    monkeypatch.chdir(start / "proj")  # where the master is by the time of a HUP
+    again = load(argv, {}, cwd=str(start))
+    for settings in (first, again):
+        assert settings["workers"] == 3
+        assert settings["chdir"] == str(start / "proj")
+        # --pythonpath is relative to --chdir, as in Gunicorn (it chdirs first).
+        assert settings["pythonpath"] == (str(start / "proj" / "lib"), "/abs")
+    # The default config file is looked up where the command started.
+    assert load(["app:app"], {}, cwd=str(start))["workers"] == 4
+    # Without --chdir, --pythonpath is relative to the start directory.
+    assert load(["--pythonpath", "lib", "app:app"], {}, cwd=str(start))["pythonpath"] == (str(start / "lib"),)
