@@ -236,3 +236,34 @@ def test_term_finishes_in_flight_request(server) -> None:
     t.join(30)
     assert result and result[0].startswith(b"slept")
     srv.wait_exit(30)
+
+
+def test_out_of_fds_backs_off_instead_of_spinning(server, tmp_path) -> None:
+    conf = tmp_path / "lowfds.py"
+    conf.write_text(
+        "import os, resource\n"
+        "def post_worker_init(worker):\n"
+        "    used = len(os.listdir('/proc/self/fd'))\n"
+        "    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "    resource.setrlimit(resource.RLIMIT_NOFILE, (used + 3, hard))\n"
+    )
+    srv = server("-c", str(conf), "-k", "gthread", "--threads", "2", "apps.behave:app", ready=False)
+    srv.wait_for_log("Booting worker")
+    clients = []
+    try:
+        for _ in range(8):
+            clients.append(connect(srv.port))
+        srv.wait_for_log(r"accept\(\) failed: .*Too many open files", timeout=20)
+        mark = srv.mark()
+        # Observe for a while: a spinning loop would log thousands of lines.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert srv.count_log(r"accept\(\) failed", after=mark) <= 10
+    finally:
+        for c in clients:
+            c.close()
+    # Once the idle clients are gone, the worker accepts and serves again.
+    srv.wait_ready(timeout=20)
+    status, body = srv.get("/")
+    assert status == 200 and body.startswith(b"pid")

@@ -56,6 +56,9 @@ from fastwsgi.workers.base import Worker
 INLINE_REQUESTS = 16
 # Connections accepted per wake-up before serving the others (ours).
 ACCEPT_BATCH = 64
+# Seconds without accepting after accept() ran out of fds or memory (ours;
+# Gunicorn retries at once and spins).
+ACCEPT_BACKOFF = 0.5
 
 _LISTENER = object()
 _WAKE = object()
@@ -88,6 +91,7 @@ class ThreadWorker(Worker):
         self._registered: set[int] = set()
         self.nconns = 0
         self.paused = False
+        self.resume_at = 0.0
         self.ep = select.epoll()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -167,7 +171,12 @@ class ThreadWorker(Worker):
                 next_sweep = now + min(tick, 0.5)
                 self._sweep(now)
                 self._check_stuck(now)
-            if self.paused and self.nconns < s.worker_connections and self.alive:
+            if (
+                self.paused
+                and self.nconns < s.worker_connections
+                and self.alive
+                and now >= self.resume_at
+            ):
                 self._listen(True)
 
     def _drain_pipe(self) -> None:
@@ -197,7 +206,13 @@ class ThreadWorker(Worker):
                     errno.ENOBUFS,
                     errno.ENOMEM,
                 ):
-                    self.log.warning("accept() failed: %s", exc)
+                    # Out of fds or memory: the listener stays readable, so
+                    # stop polling it for a moment instead of spinning.
+                    self.log.warning(
+                        "accept() failed: %s; pausing accepts for %ss", exc, ACCEPT_BACKOFF
+                    )
+                    self._listen(False)
+                    self.resume_at = time.monotonic() + ACCEPT_BACKOFF
                     return
                 raise
             self.nconns += 1

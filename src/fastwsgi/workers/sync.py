@@ -25,9 +25,13 @@ from __future__ import annotations
 import errno
 import select
 import socket
+import time
 
 from fastwsgi._conn import Connection, WorkerContext
 from fastwsgi.workers.base import Worker
+
+# Seconds to wait after accept() ran out of fds or memory (ours).
+ACCEPT_BACKOFF = 0.5
 
 
 class SyncWorker(Worker):
@@ -86,7 +90,11 @@ class SyncWorker(Worker):
                             errno.ENOBUFS,
                             errno.ENOMEM,
                         ):
-                            self.log.warning("accept() failed: %s", exc)
+                            # Out of fds or memory: the listener stays readable;
+                            # back off instead of spinning (the other workers,
+                            # and this one's open files, may free up).
+                            self.log.warning("accept() failed: %s; backing off", exc)
+                            time.sleep(ACCEPT_BACKOFF)
                             continue
                         raise
                     self.handle(ctx, app, csock, client, server)
