@@ -288,9 +288,18 @@ cdef int N_METHODS = len(_METHODS)
 cdef const char* METHOD_PTR[16]
 cdef Py_ssize_t METHOD_LEN[16]
 _METHOD_BYTES = tuple(m.encode("ascii") for m in _METHODS)
-for _i, _mb in enumerate(_METHOD_BYTES):
-    METHOD_PTR[_i] = <const char*>_mb
-    METHOD_LEN[_i] = len(_mb)
+
+
+cdef void _init_methods():
+    cdef int i
+    cdef bytes mb
+    for i in range(N_METHODS):
+        mb = _METHOD_BYTES[i]
+        METHOD_PTR[i] = <const char*>mb     # kept alive by _METHOD_BYTES
+        METHOD_LEN[i] = len(mb)
+
+
+_init_methods()
 
 
 cdef inline int _known_id(const char* p, Py_ssize_t n) noexcept:
