@@ -4,6 +4,13 @@ from fastwsgi._parser cimport RequestParser
 from fastwsgi._response cimport Response
 
 
+cdef class _AddrMatcher:
+    cdef bint allow_all
+    cdef tuple networks
+    cdef dict cache
+    cdef bint match(self, str ip) except -1
+
+
 cdef class WorkerContext:
     cdef readonly object settings
     cdef readonly object log
@@ -16,10 +23,8 @@ cdef class WorkerContext:
     cdef double header_timeout
     cdef double body_timeout
     cdef double send_timeout
-    cdef bint forwarded_all
-    cdef frozenset forwarded_ips
-    cdef bint proxy_all
-    cdef frozenset proxy_ips
+    cdef _AddrMatcher forwarded
+    cdef _AddrMatcher proxy_allowed
     cdef bint proxy_protocol
     cdef str script_name
     cdef bytes server

@@ -82,6 +82,7 @@ from fastwsgi.includes.net cimport (
     shutdown,
 )
 
+import ipaddress
 import os
 import stat
 import sys
@@ -100,6 +101,8 @@ cdef long long SENDFILE_MAX = 0x7ffff000
 # example block costs a syscall per 8 KiB; 256 KiB keeps the socket busy.
 cdef Py_ssize_t FILE_BLOCK = 262144
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Distinct peer addresses whose trust answer is remembered (ours).
+cdef Py_ssize_t ADDR_CACHE = 4096
 
 
 cdef inline double _now() noexcept nogil:
@@ -113,8 +116,47 @@ def monotonic():
     return _now()
 
 
-cdef bint _ip_allowed(str ip, bint allow_all, frozenset ips):
-    return allow_all or ip in ips
+@cython.final
+@cython.auto_pickle(False)
+cdef class _AddrMatcher:
+    """Is a peer address in ``forwarded_allow_ips`` / ``proxy_allow_ips``?
+
+    The settings hold addresses and CIDR networks (Gunicorn accepts both).
+    They are parsed once per worker; the answer for each distinct peer
+    address string is cached, so a connection costs one dict lookup, not an
+    ``ipaddress`` parse. The cache is bounded (``ADDR_CACHE``): past it, it
+    starts over rather than grow with every client address on the Internet.
+    """
+
+    def __init__(self, addrs):
+        self.allow_all = "*" in addrs
+        self.networks = tuple(ipaddress.ip_network(a, strict=False)
+                              for a in addrs if a != "*")
+        self.cache = {}
+
+    cdef bint match(self, str ip) except -1:
+        if self.allow_all:
+            return True
+        hit = self.cache.get(ip)
+        if hit is not None:
+            return hit is True
+        ok = False
+        try:
+            addr = ipaddress.ip_address(ip.partition("%")[0])
+        except ValueError:
+            addr = None
+        if addr is not None:
+            # An IPv4-mapped IPv6 peer (::ffff:a.b.c.d on a dual-stack
+            # listener) is matched as the IPv4 address it is.
+            mapped = getattr(addr, "ipv4_mapped", None)
+            for net in self.networks:
+                if addr in net or (mapped is not None and mapped in net):
+                    ok = True
+                    break
+        if len(self.cache) >= ADDR_CACHE:
+            self.cache.clear()
+        self.cache[ip] = ok
+        return ok
 
 
 @cython.auto_pickle(False)
@@ -133,12 +175,8 @@ cdef class WorkerContext:
         self.header_timeout = settings.header_timeout
         self.body_timeout = settings.body_timeout
         self.send_timeout = settings.timeout if settings.timeout > 0 else 30.0
-        fwd = tuple(settings.forwarded_allow_ips)
-        self.forwarded_all = "*" in fwd
-        self.forwarded_ips = frozenset(fwd)
-        prx = tuple(settings.proxy_allow_ips)
-        self.proxy_all = "*" in prx
-        self.proxy_ips = frozenset(prx)
+        self.forwarded = _AddrMatcher(tuple(settings.forwarded_allow_ips))
+        self.proxy_allowed = _AddrMatcher(tuple(settings.proxy_allow_ips))
         self.proxy_protocol = settings.parser.proxy_protocol != "off"
         self.script_name = settings.script_name.rstrip("/")
         software = settings.server_software or SERVER_SOFTWARE
@@ -317,9 +355,9 @@ cdef class Connection:
             ip = client[0]
             env["REMOTE_ADDR"] = ip
             env["REMOTE_PORT"] = str(client[1])
-            self.trusted = _ip_allowed(ip, ctx.forwarded_all, ctx.forwarded_ips)
+            self.trusted = ctx.forwarded.match(ip)
             if ctx.proxy_protocol:
-                self.parser.set_proxy_allowed(_ip_allowed(ip, ctx.proxy_all, ctx.proxy_ips))
+                self.parser.set_proxy_allowed(ctx.proxy_allowed.match(ip))
         else:
             # A unix socket peer has no address; like Gunicorn, REMOTE_ADDR is
             # "" and the peer is trusted: the socket file's permissions are

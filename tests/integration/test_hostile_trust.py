@@ -79,12 +79,6 @@ def test_conflicting_secure_scheme_headers_are_rejected(trusted: Server) -> None
     assert trusted.recorded_paths(token) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="forwarded_allow_ips accepts CIDR networks (config.v_addr_list) but _conn.pyx "
-    "_ip_allowed() compares the peer's address string for equality, so 127.0.0.0/8 never "
-    "matches 127.0.0.1 (reported to the lead)",
-)
 def test_forwarded_allow_ips_cidr_network(tmp_path: Path) -> None:
     with run_server(tmp_path, "sync", "--forwarded-allow-ips", "127.0.0.0/8") as srv:
         status, env = get(srv, "/s", "X-Forwarded-Proto: https")

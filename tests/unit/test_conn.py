@@ -704,6 +704,24 @@ def test_forwarded_proto_honoured_only_from_trusted_peer() -> None:
     assert seen == ["https", "http", "https"]
 
 
+def test_forwarded_allow_ips_matches_cidr_networks() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n\r\n"
+    seen: list[str] = []
+    nets = settings(forwarded_allow_ips=("192.0.2.1", "10.0.0.0/8", "2001:db8::/32"))
+    for client in (
+        ("10.1.2.3", 1),  # inside 10.0.0.0/8
+        ("11.1.2.3", 1),  # outside
+        ("::ffff:10.9.9.9", 1),  # IPv4-mapped, inside
+        ("2001:db8::7", 1),  # inside the IPv6 network
+        ("2001:db9::7", 1),  # outside
+        ("192.0.2.1", 1),  # a plain address still matches
+        ("10.1.2.3", 2),  # again (cached answer)
+        ("not-an-ip", 1),
+    ):
+        serve(raw, _scheme_app(seen), nets, client=client)
+    assert seen == ["https", "http", "https", "https", "http", "https", "https", "http"]
+
+
 def test_script_name_from_settings_strips_path_info() -> None:
     seen: list[tuple[str, str]] = []
 
