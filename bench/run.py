@@ -143,6 +143,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     p.add_argument("--start-timeout", type=float, default=60.0,
                    help="seconds a server may take to listen and answer")
+    p.add_argument("--report", metavar="FILE.json", default=None,
+                   help="run nothing: print compact Markdown tables from a saved results file")
     ns = p.parse_args(argv)
     if ns.quick:
         ns.scenarios, ns.rounds = "hello", 1
@@ -487,6 +489,57 @@ def headline_text(items: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def pivot(results: list[dict[str, Any]], key: str, nd: int = 0) -> str:
+    """One row per (scenario, path), one column per server: the README's view."""
+    names = list(dict.fromkeys(r["server"] for r in results))
+    rows = list(dict.fromkeys((r["scenario"], r["path"]) for r in results))
+    cell = {(r["scenario"], r["path"], r["server"]): r for r in results}
+    out = ["| scenario | path | " + " | ".join(names) + " |",
+           "|---|---|" + "---:|" * len(names)]
+    for s, p in rows:
+        vals = []
+        for n in names:
+            r = cell.get((s, p, n))
+            if r is None:
+                vals.append("")
+            elif r["status"] != "ok":
+                vals.append(r["status"])
+            else:
+                v = r["median"].get(key) if key in r["median"] else r.get(key)
+                vals.append(_fmt(v, nd))
+        out.append(f"| {s} | {p} | " + " | ".join(vals) + " |")
+    return "\n".join(out) + "\n"
+
+
+def report(path: str) -> str:
+    with open(path) as f:
+        data = json.load(f)
+    m = data["meta"]
+    o = m["options"]
+    lines = [
+        f"Run {m['date']}, commit `{m['commit']}`, {m['machine']['cpus']} × {m['machine']['cpu']}, "
+        f"load average at start {m['machine']['loadavg_at_start'][0]:.1f}; "
+        f"{o['rounds']} rounds × {o['duration']:g} s, -c {o['concurrency']}, "
+        f"{o['workers']} worker(s), {o['threads']} threads, pin={o['pin']}; "
+        f"took {m.get('elapsed_s', 0):.0f} s.",
+        "",
+        "Server CPU µs per request (median over rounds; lower is better):",
+        "",
+        pivot(data["results"], "cpu_us_per_req"),
+        "Requests/s (median; depends on the load generator and the neighbours):",
+        "",
+        pivot(data["results"], "rps"),
+    ]
+    if o.get("strace"):
+        lines += ["Syscalls per request (strace -c -f attached for one extra short run):", "",
+                  pivot(data["results"], "syscalls_per_req", 1)]
+    if data.get("headline"):
+        lines += ["Headline, server CPU per request:", "", headline_text(data["headline"]), ""]
+    if data.get("skipped"):
+        lines += ["Skipped: " + "; ".join(f"{k} ({v})" for k, v in data["skipped"].items()), ""]
+    return "\n".join(lines)
+
+
 def _fmt(v: float | None, nd: int = 1) -> str:
     return "–" if v is None else f"{v:,.{nd}f}"
 
@@ -592,6 +645,9 @@ def metadata(ns: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = parse_args(argv)
+    if ns.report:
+        print(report(ns.report), end="")
+        return 0
     cases_plan = plan(ns)
     missing = missing_tools(ns, cases_plan)
     if missing:

@@ -91,6 +91,12 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     )
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    rep = subprocess.run([sys.executable, str(RUN), "--report", str(out)], capture_output=True,
+                         text=True, timeout=60, env=bench_env())
+    assert rep.returncode == 0, rep.stderr
+    assert "| scenario | path | fastwsgi-sync | fastwsgi-gthread | gunicorn-sync |" in rep.stdout
+    assert data["meta"]["commit"] in rep.stdout
+
 
 @pytest.mark.needs_tools
 @pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)} "
@@ -114,10 +120,11 @@ def test_nginx_proxy_serves_and_a_dead_upstream_fails_the_run(
         srv.start(60)
         srv.check(expect_len=13)
         proxy.start()
-        assert len(proxy.pids()) >= 2  # master + worker
         ok = hey.run(proxy.url, requests=200, concurrency=4)
         assert not ok.failed, ok.failure_reason()
         assert ok.status_counts == {"200": 200}
+        # The master listens before it forks its worker; by now the worker served.
+        assert len(proxy.pids()) >= 2
         srv.stop()
         dead = hey.run(proxy.url, requests=20, concurrency=2)
         assert dead.failed
