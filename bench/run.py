@@ -257,7 +257,7 @@ class Case:
     server: str
     baseline: str
     tool: str
-    status: str = "pending"  # ok | failed | failed to start | skipped
+    status: str = "pending"  # ok | failed | failed to start
     reason: str = ""
     rounds: list[dict[str, Any]] = field(default_factory=list)
     peak_rss_kib: int | None = None
