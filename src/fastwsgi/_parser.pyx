@@ -51,7 +51,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
 from fastwsgi.includes.python cimport (
-    _PyDict_NewPresized,
+    dict_presized,
     PyDict_SetDefault,
     PyUnicode_DATA,
     PyUnicode_DecodeLatin1,
@@ -1032,7 +1032,7 @@ cdef class RequestParser:
             self.hcap = hlen
         memcpy(self.hbuf, base + self.sc_base, hlen)
 
-        env = _PyDict_NewPresized(self.nlines + 6)
+        env = dict_presized(self.nlines + 6)
         env[K_METHOD] = self.method
         if self.tgt_authority or (tlen == 1 and t[0] == b'*'):
             env[K_PATH] = _ascii_str(t, tlen)
