@@ -80,4 +80,6 @@ cdef class Connection:
     cdef int _send_result(self, object result) except -1
     cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1
     cdef bint _drain_body(self) except -1
+    cdef int _revise_keep(self) except -1
+    cdef object _frame(self, object data, bint last=*)
     cdef void _answer(self, object exc) noexcept

@@ -662,6 +662,32 @@ cdef class Connection:
         env["wsgi.input"] = inp
         return env
 
+    cdef int _revise_keep(self) except -1:
+        """Before the head goes out: will this connection really carry another
+        request? It was decided from the request head; since then the body
+        may have failed to parse (the app caught the error) or be one we
+        cannot drain (unread behind an unanswered ``Expect: 100-continue``,
+        or bigger than DRAIN_LIMIT). Then the head must say
+        ``Connection: close``, not promise a keep-alive we will not keep."""
+        cdef Response resp = self.resp
+        cdef RequestParser p = self.parser
+        if resp.headers_sent or not resp.want_keep_alive:
+            return 0
+        if p.dead or self.eof:
+            resp.want_keep_alive = False
+        elif self.inp is not None and self.inp.done:
+            pass
+        elif p.expect_continue and not self.continue_sent and (p.chunked or p.body_left > 0):
+            resp.want_keep_alive = False
+        elif not p.chunked and p.body_left > C_DRAIN_LIMIT:
+            resp.want_keep_alive = False
+        return 0
+
+    cdef object _frame(self, object data, bint last=False):
+        if not self.resp.headers_sent:
+            self._revise_keep()
+        return self.resp.frame(data, last)
+
     def start_response(self, status, headers, exc_info=None):
         """PEP 3333 start_response: validates now, sends with the first body bytes."""
         cdef Response resp = self.resp
@@ -685,7 +711,7 @@ cdef class Connection:
             raise ResponseError("write() called outside a request")
         if len(data) == 0 and not resp.headers_sent:
             return
-        self._send_out(resp.frame(data))
+        self._send_out(self._frame(data))
 
     cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1:
         """A file_wrapper over a regular file: its size is known, so the
@@ -715,6 +741,7 @@ cdef class Connection:
         if resp.status is None:
             raise ResponseError("the application never called start_response()")
         avail = max(st.st_size - pos, 0)
+        self._revise_keep()
         prefix, n = resp.frame_file(avail)
         if prefix:
             self._send_buf(PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
@@ -750,13 +777,13 @@ cdef class Connection:
                     d = f.read(bs)
                     if not d:
                         break
-                    self._send_out(resp.frame(d))
+                    self._send_out(self._frame(d))
                     if resp.overflow:
                         break
         elif t is list or t is tuple:
             n = len(result)
             if n == 1:
-                self._send_out(resp.frame(result[0], True))
+                self._send_out(self._frame(result[0], True))
             elif n > 1:
                 total = 0
                 if not resp.headers_sent:
@@ -766,7 +793,7 @@ cdef class Connection:
                             break
                         total += PyBytes_GET_SIZE(item)
                 if 0 <= total <= 16384 and not resp.headers_sent:
-                    self._send_out(resp.frame(b"".join(result), True))
+                    self._send_out(self._frame(b"".join(result), True))
                 else:
                     if total >= 0 and not resp.headers_sent:
                         # The whole body is known: Content-Length, not chunks.
@@ -774,16 +801,17 @@ cdef class Connection:
                     for item in result:
                         if len(item) == 0 and not resp.headers_sent:
                             continue
-                        self._send_out(resp.frame(item))
+                        self._send_out(self._frame(item))
                         if resp.overflow:
                             break
         else:
             for item in result:
                 if len(item) == 0 and not resp.headers_sent:
                     continue
-                self._send_out(resp.frame(item))
+                self._send_out(self._frame(item))
                 if resp.overflow:
                     break
+        self._revise_keep()
         tail = resp.finish()
         if tail:
             self._send_buf(PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail), 0)
@@ -797,7 +825,7 @@ cdef class Connection:
             return True
         if p.dead or self.eof:
             return False
-        if p.expect_continue and not self.continue_sent:
+        if p.expect_continue and not self.continue_sent and (p.chunked or p.body_left > 0):
             return False  # the client is waiting for 100 before sending a body
         if not p.chunked and p.body_left > C_DRAIN_LIMIT:
             return False

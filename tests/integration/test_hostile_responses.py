@@ -232,20 +232,8 @@ def test_app_swallowing_a_body_error_does_not_reopen_the_connection(server: Serv
     assert records == [(f"/t/{token}/swallow", "ERROR InvalidChunkSize")]
 
 
-def test_response_after_a_body_error_announces_close(
-    server: Server, request: pytest.FixtureRequest
-) -> None:
+def test_response_after_a_body_error_announces_close(server: Server) -> None:
     """The connection will close (the parser is dead), so the response should say so."""
-    if server.kind == "gthread":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="_conn.pyx decides keep-alive before the app runs (handle_request: "
-                "keep = ctx.keepalive and p.keep_alive) and does not revise it when "
-                "wsgi.input raises a ParseError, so the head says keep-alive and the "
-                "connection then closes (reported to the lead)",
-            )
-        )
     token = new_token()
     payload = (
         f"POST /t/{token}/swallow HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\nzz\r\n"

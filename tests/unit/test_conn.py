@@ -25,6 +25,7 @@ import pytest
 
 from fastwsgi._conn import Connection, WorkerContext
 from fastwsgi.config import Hooks, ParserSettings, WorkerSettings
+from fastwsgi.errors import ParseError
 from fastwsgi.wsgi import FileWrapper
 
 App = Callable[..., Iterable[bytes]]
@@ -402,6 +403,42 @@ def test_100_continue_not_sent_when_the_app_does_not_read() -> None:
     [r] = s.responses
     assert r.body == b"hello"
     assert s.keeps == [False]  # the body may still come: do not reuse
+    assert r.header("Connection") == "close"  # and the head says so
+
+
+def test_expect_continue_without_a_body_keeps_the_connection() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n" + GET
+    s = serve(raw, hello)
+    rs = s.responses
+    assert len(rs) == 2 and all(r.header("Connection") == "keep-alive" for r in rs)
+    assert s.keeps == [True, True, False]
+
+
+def test_body_error_caught_by_the_app_announces_close() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except ParseError:
+            pass
+        start_response("200 OK", [])
+        return [b"swallowed"]
+
+    s = serve(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", app)
+    [r] = s.responses
+    assert r.body == b"swallowed" and r.header("Connection") == "close"
+    assert s.keeps == [False]
+
+
+def test_body_too_big_to_drain_announces_close() -> None:
+    big = 200_000  # above DRAIN_LIMIT: the server will not read it to reuse the connection
+
+    def client(sock: socket.socket) -> None:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % big)
+
+    s = serve(client, hello)
+    [r] = s.responses
+    assert r.body == b"hello" and r.header("Connection") == "close"
+    assert s.keeps == [False]
 
 
 # --- errors ----------------------------------------------------------------------------------
