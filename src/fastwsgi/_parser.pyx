@@ -30,14 +30,18 @@ When the head is complete its field lines are copied into a private block
 moved on to the body. The environ is built directly from the raw bytes:
 common field names hit a static table of interned keys (matched
 case-insensitively without building a string), so a typical request creates
-only the value strings and the dict.
+only the value strings and the dict. A worker makes one parser per
+connection; the buffers of dead parsers are pooled and the objects come from
+a freelist, so a new connection's parser costs no malloc.
 
 Body framing follows RFC 9112 section 6: Transfer-Encoding (only codings
 ending in one ``chunked``), else Content-Length (digits only), else no body.
 The rules of RFC 9112 and Gunicorn 27's ``gunicorn/http/message.py`` apply:
 CL with TE, duplicate CL/Host/Content-Type, TE in HTTP/1.0, bare LF or CR,
 obs-fold, whitespace before the colon, control bytes, non-token names and
-methods are 400; an unknown transfer coding is 501; an Expect other than
+methods are 400; ``gzip``/``deflate``/``compress`` before the final
+``chunked`` pass through undecoded (as in Gunicorn) but close the
+connection; an unknown transfer coding is 501; an Expect other than
 100-continue is 417; HTTP/1.1 without Host is 400 (RFC 9112 section 3.2)
 unless ``permit_missing_host``.
 """
