@@ -83,7 +83,6 @@ from fastwsgi.errors import (
     MissingHost,
     NoMoreData,
     ObsoleteFolding,
-    ParseError,
     RequestBodyTooLarge,
     UnsupportedTransferCoding,
 )
