@@ -147,6 +147,7 @@ class AppLoader:
         self.spec = parse_app_uri(uri)
         self.reload = reload
         self.log = log
+        self.watcher: CodeWatcher | None = None
 
     def prepare(self) -> None:
         """chdir and sys.path as Gunicorn: the working directory first on the
@@ -219,7 +220,13 @@ class AppLoader:
         if not callable(obj):
             raise AppImportError(f"{fail}: application object must be callable")
         if self.reload:
-            CodeWatcher(on_change=self._code_changed).start()
+            self.watcher = watcher = CodeWatcher(on_change=self._code_changed)
+            # The baseline is taken here, before the worker serves anything:
+            # taken in the thread instead, a starved thread on a busy machine
+            # could record a file already edited after the worker was ready,
+            # and that edit would never be seen.
+            watcher.changed()
+            watcher.start()
         return obj
 
     def _code_changed(self, path: str) -> None:
@@ -231,13 +238,17 @@ class AppLoader:
 
 
 class CodeWatcher(threading.Thread):
-    """Poll the files of loaded modules; call ``on_change(path)`` once on the first change."""
+    """Poll the files of loaded modules; call ``on_change(path)`` once on the first change.
+
+    A file counts as changed when its mtime (in nanoseconds), size or inode
+    moved: the inode catches an editor's save-by-rename, the size a rewrite
+    within one tick of a coarse filesystem clock."""
 
     def __init__(self, on_change: Callable[[str], None], interval: float = 1.0) -> None:
         super().__init__(name="fastwsgi-reload", daemon=True)
         self.on_change = on_change
         self.interval = interval
-        self.mtimes: dict[str, float] = {}
+        self.stamps: dict[str, tuple[int, int, int]] = {}
 
     @staticmethod
     def files() -> list[str]:
@@ -249,19 +260,23 @@ class CodeWatcher(threading.Thread):
         return out
 
     def changed(self) -> str | None:
-        """The first file whose mtime moved since the last scan (new files are recorded)."""
+        """The first file that moved since the last scan, each change reported
+        once (new files are recorded). The first call records the baseline."""
         for path in self.files():
             try:
-                mtime = os.stat(path).st_mtime
+                st = os.stat(path)
             except OSError:
                 continue
-            old = self.mtimes.setdefault(path, mtime)
-            if mtime != old:
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            old = self.stamps.setdefault(path, stamp)
+            if stamp != old:
+                self.stamps[path] = stamp
                 return path
         return None
 
     def run(self) -> None:
-        self.changed()  # the baseline
+        if not self.stamps:
+            self.changed()  # the baseline, when the creator did not take it
         while True:
             time.sleep(self.interval)
             path = self.changed()

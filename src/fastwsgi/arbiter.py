@@ -72,7 +72,7 @@ from fastwsgi.sock import (
     parse_address,
 )
 from fastwsgi.workers import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker, load_worker_class
-from fastwsgi.workers.base import set_proctitle
+from fastwsgi.workers.base import HELD_UNTIL_HANDLERS, set_proctitle
 
 if TYPE_CHECKING:
     from fastwsgi.glogging import Logger
@@ -672,8 +672,16 @@ class Arbiter:
         )
         worker.server = self
         self.call_hook("pre_fork", self, worker)
-        pid = self.procops.fork()
+        # The child inherits the mask; Worker.init_process unblocks once its
+        # own handlers are in place (see HELD_UNTIL_HANDLERS).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_UNTIL_HANDLERS)
+        try:
+            pid = self.procops.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             worker.pid = pid
             self.WORKERS[pid] = worker
             return pid

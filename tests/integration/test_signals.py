@@ -291,3 +291,38 @@ def test_worker_exit_status_is_reported(server: Start) -> None:
     os.kill(victim, signal.SIGSEGV)
     srv.wait_for_log(rf"Worker \(pid:{victim}\) was sent SIGSEGV!")
     srv.wait_workers(1, exclude=[victim])
+
+
+def test_a_signal_sent_before_the_worker_installed_its_handlers_is_not_lost(
+    server: Start, tmp_path: Path
+) -> None:
+    """The master may TERM or QUIT a worker it has only just forked (a stop or
+    HUP right after a spawn). Before the worker's own handlers are in place
+    the signal must wait for them, not run the master's handler copy in the
+    child and vanish. A post_fork hook that waits for a go-ahead file holds
+    the new worker in that window."""
+    gate = tmp_path / "go"
+    conf = tmp_path / "slow_post_fork.py"
+    conf.write_text(
+        "import os, time\n"
+        "def post_fork(server, worker):\n"
+        "    print('post_fork holding', worker.pid, flush=True)\n"
+        "    deadline = time.monotonic() + 30\n"
+        f"    while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.02)\n"
+    )
+    gate.write_text("")
+    srv = server(*WORKER, "-w", "1", "-c", str(conf), "testapp:app")
+    (first,) = srv.wait_workers(1)
+    gate.unlink()
+    mark = srv.mark()
+    srv.signal(signal.SIGTTIN)
+    young = int(srv.wait_for_log(r"post_fork holding (\d+)", after=mark).group(1))
+    os.kill(young, signal.SIGTERM)  # what the master sends on HUP/TTOU/stop
+    gate.write_text("")
+    # The held TERM reaches the worker's own handler once it has installed it:
+    # it leaves (gracefully, status 0) instead of serving on.
+    wait_until_gone(young, timeout=30)
+    assert f"Worker (pid:{young}) exited" not in srv.log() and f"Worker (pid:{young}) was sent" not in srv.log()
+    srv.wait_workers(2, exclude=[young])
+    assert pid_alive(first)

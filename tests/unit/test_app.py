@@ -199,3 +199,44 @@ def test_code_watcher_sees_a_changed_module_file(appdir: Path) -> None:
     st = path.stat()
     os.utime(path, (st.st_atime, st.st_mtime + 5))
     assert watcher.changed() == str(path)
+    assert watcher.changed() is None  # the change is recorded: reported once
+
+
+def test_code_watcher_sees_a_rewrite_within_one_clock_tick(appdir: Path) -> None:
+    from fastwsgi.app import CodeWatcher
+
+    loader = AppLoader("appmod_t1")
+    loader.prepare()
+    loader.load()
+    watcher = CodeWatcher(on_change=lambda path: None)
+    watcher.changed()
+    path = appdir / "appmod_t1.py"
+    st = path.stat()
+    path.write_text(path.read_text() + "# edited\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: a coarse clock
+    assert watcher.changed() == str(path)
+    # Saved by rename (a new inode), even with the old size and mtime.
+    watcher.changed()
+    st = path.stat()
+    tmp = appdir / "appmod_t1.py.new"
+    tmp.write_text(path.read_text())
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, path)
+    assert watcher.changed() == str(path)
+
+
+def test_reload_baseline_is_taken_before_load_returns(appdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit made once the worker serves must be seen even if the watcher
+    thread has not run yet (a starved thread on a busy machine)."""
+    from fastwsgi.app import CodeWatcher
+
+    monkeypatch.setattr(CodeWatcher, "start", lambda self: None)  # the thread never gets to run
+    loader = AppLoader("appmod_t1", reload=True)
+    loader.prepare()
+    loader.load()
+    watcher = loader.watcher
+    assert watcher is not None
+    path = appdir / "appmod_t1.py"
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert watcher.changed() == str(path)

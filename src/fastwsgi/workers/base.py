@@ -84,6 +84,14 @@ MASTER_SIGNALS = (
     signal.SIGCHLD,
 )
 
+# Held (blocked) by the master from just before fork until the child has
+# installed its own handlers (init_process unblocks them): a TERM or QUIT sent
+# to a worker that has just been forked would otherwise run the master's
+# handler copy in the child and be lost, and the master would wait
+# graceful_timeout for a worker that never heard it. A held signal stays
+# pending and reaches the worker's own handler.
+HELD_UNTIL_HANDLERS = (*MASTER_SIGNALS, signal.SIGABRT)
+
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -184,6 +192,7 @@ class Worker:
             # Reseed: every child would otherwise share the master's random state.
             random.seed()
             self.init_signals()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_UNTIL_HANDLERS)
             for sock in self.listeners:
                 os.set_inheritable(sock.fileno(), False)
             if self.max_rss > 0:
