@@ -238,6 +238,42 @@ def test_term_finishes_in_flight_request(server) -> None:
     srv.wait_exit(30)
 
 
+def test_term_serves_accepted_connections_closes_idle_keepalive(server) -> None:
+    """Graceful shutdown: a connection accepted before TERM whose request has
+    not arrived yet is still served (closing it is a failed request); an idle
+    keep-alive connection is closed; answers during shutdown say close."""
+    srv = server("-k", "gthread", "--threads", "2", "--keep-alive", "30", "apps.behave:app")
+    result: list[bytes] = []
+
+    def in_flight() -> None:
+        with connect(srv.port, timeout=30) as s, s.makefile("rb") as f:
+            s.sendall(_req("/sleep?s=3"))
+            r = read_response(f)
+            result.append(r.body if r else b"")
+
+    with connect(srv.port, timeout=30) as fresh, fresh.makefile("rb") as fresh_f:
+        with connect(srv.port, timeout=30) as idle, idle.makefile("rb") as idle_f:
+            idle.sendall(_req())
+            r = read_response(idle_f)
+            assert r is not None and r.header("Connection") == "keep-alive"
+            t = threading.Thread(target=in_flight)
+            t.start()
+            try:
+                srv.wait_for_log("sleep started")
+                srv.signal(signal.SIGTERM)
+                # The idle keep-alive connection closing is the sign that the
+                # worker has begun its shutdown.
+                assert at_eof(idle, timeout=20)
+            finally:
+                t.join(30)
+        fresh.sendall(_req("/env"))
+        r = read_response(fresh_f)
+        assert r is not None and r.status == 200
+        assert r.header("Connection") == "close"
+    assert result and result[0].startswith(b"slept")
+    srv.wait_exit(30)
+
+
 def test_out_of_fds_backs_off_instead_of_spinning(server, tmp_path) -> None:
     conf = tmp_path / "lowfds.py"
     conf.write_text(

@@ -35,6 +35,13 @@ taken out of the epoll set, so new connections wait in the kernel backlog
 (where another worker can take them) instead of being accepted and starved.
 Listeners are registered with ``EPOLLEXCLUSIVE`` so a new connection wakes
 one worker, not all of them.
+
+Graceful shutdown (TERM, or retired by HUP/TTOU/USR2): stop accepting, close
+the keep-alive connections idle between requests with nothing buffered, and
+keep serving the rest -- requests in progress, and connections accepted whose
+first request has not arrived or not been dispatched yet (their client is
+waiting on an answer) -- until done or ``graceful_timeout``. Answers given
+while leaving say ``Connection: close``.
 """
 
 from __future__ import annotations
@@ -299,6 +306,10 @@ class ThreadWorker(Worker):
             conn, keep, ready = self.returned.popleft()
             if keep and self.alive:
                 self._dispatch(conn, max(self.settings.keepalive, 0.0), check=ready)
+            elif keep and (ready or conn.buffered > 0):
+                # Leaving, but the client has already sent (part of) its next
+                # request: serve it (answered Connection: close), do not drop it.
+                self._dispatch(conn, self.settings.header_timeout)
             else:
                 self._close(conn)
 
@@ -338,23 +349,46 @@ class ThreadWorker(Worker):
                 self.alive = False
 
     def _shutdown(self) -> None:
-        """Stop accepting, close idle connections, let in-flight requests finish."""
+        """Graceful exit: stop accepting, close only idle keep-alive
+        connections, serve everything else that is owed an answer.
+
+        A connection accepted but not yet through its first request is a
+        request in flight from the client's side (it connected to be served;
+        closing it shows up as ``RemoteDisconnected``), so it is served,
+        bounded by its header deadline and ``graceful_timeout``. A
+        keep-alive connection between requests with nothing buffered is
+        closed at once: that race is inherent to keep-alive, and HTTP
+        clients retry an idempotent request on it (RFC 9112 section 9.3.1).
+        Requests served from here on answer ``Connection: close``
+        (``handle_request`` sees ``alive`` False)."""
         if not self.paused:
             self._listen(False)
         for conn in list(self.waiting.values()):
-            self._close(conn)
+            if conn.requests > 0 and conn.buffered == 0:
+                self._close(conn)
         deadline = time.monotonic() + self.settings.graceful_timeout
-        while self.nconns > 0 and time.monotonic() < deadline:
+        while self.nconns > 0:
+            now = time.monotonic()
+            if now >= deadline:
+                break
             self.notify()
             live = [c for c in self.busy if c not in self.stuck_logged]
-            if not live and not self.returned:
+            if not live and not self.returned and not self.waiting:
                 break
             try:
-                self.ep.poll(0.2)
+                events = self.ep.poll(min(0.2, deadline - now))
             except InterruptedError:
-                pass
-            self._drain_pipe()
+                events = []
+            for fd, _ev in events:
+                kind = self.fdmap.get(fd)
+                if kind is _WAKE:
+                    self._drain_pipe()
+                elif kind is _SIGNAL:
+                    self.drain_wakeup()
+                elif isinstance(kind, Connection):
+                    self._readable(kind)
             self._take_returned()
+            self._sweep(time.monotonic())
 
     # --- pool threads ------------------------------------------------------------------
 
