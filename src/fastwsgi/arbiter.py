@@ -703,9 +703,12 @@ class Arbiter:
         except SystemExit as exc:
             code = exc.code
             status = code if isinstance(code, int) else (0 if code is None else 1)
-        except BaseException:
+        except BaseException as exc:
             try:
-                self.log.exception("Exception in worker process")
+                if worker.booted:
+                    self.log.exception("Exception in worker process")
+                else:  # e.g. --user/--group the master may not switch to
+                    worker.boot_failed(exc)
             except BaseException:
                 traceback.print_exc()
             status = 1 if worker.booted else WORKER_BOOT_ERROR

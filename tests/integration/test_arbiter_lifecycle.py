@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import signal
 import threading
 import time
@@ -90,7 +91,10 @@ def test_worker_boot_error_stops_the_master_once(server: Start) -> None:
     srv = server("-k", "pyworker.BootFailWorker", "-w", "2", "testapp:app", ready=False)
     assert srv.wait_exit(30) == 3
     log = srv.log()
-    assert "Reason: Worker failed to boot." in log
+    line = "Reason: Worker failed to boot: RuntimeError: BootFailWorker cannot set up its signals ("
+    last = log.splitlines()[-1]
+    assert line in last and re.search(r"/pyworker\.py:\d+\)$", last), last
+    assert "Traceback" not in log
     assert log.count("Booting worker") <= 2
 
 

@@ -213,9 +213,13 @@ class Worker:
         except SystemExit as exc:
             code = exc.code
             status = code if isinstance(code, int) else (0 if code is None else 1)
-        except BaseException:
-            self.log.exception("Exception in worker process")
-            status = 1 if self.booted else WORKER_BOOT_ERROR
+        except BaseException as exc:
+            if self.booted:  # a crash while serving: the traceback is the report
+                self.log.exception("Exception in worker process")
+                status = 1
+            else:
+                self.boot_failed(exc)
+                status = WORKER_BOOT_ERROR
         return self._exit(status)
 
     def _exit(self, status: int) -> NoReturn:
@@ -246,6 +250,17 @@ class Worker:
         try:
             self.heartbeat.set_note(line)
         except (AttributeError, ValueError):  # a stand-in slot, or a closed map
+            pass
+
+    def boot_failed(self, exc: BaseException) -> None:
+        """Before the app loaded (signals, a custom worker's set-up): one line,
+        also for the master's last line; the traceback only at debug level."""
+        line = f"Worker failed to boot: {describe_exception(exc)}"
+        self.log.error("%s", line)
+        self.log.debug("Traceback of the failed worker boot:", exc_info=exc)
+        try:
+            self.heartbeat.set_note(line)
+        except (AttributeError, ValueError):
             pass
 
     def load_wsgi(self) -> WSGIApp:
