@@ -31,6 +31,8 @@ cdef class WorkerContext:
     cdef object pre_request
     cdef object post_request
     cdef object access
+    cdef char last_ip[48]                 # INET6_ADDRSTRLEN + 1
+    cdef str last_ip_str
 
 
 cdef class Input:
@@ -68,6 +70,7 @@ cdef class Connection:
     cdef readonly str request_line
     cdef readonly long long requests
 
+    cdef int _setup(self, WorkerContext ctx, int fd, object client, object server) except -1
     cdef Py_ssize_t _recv(self, double deadline) except -2
     cdef int _wait(self, short events, double deadline) except -1
     cdef int _send_buf(self, const char* buf, Py_ssize_t n, int flags) except -1

@@ -29,3 +29,41 @@ cdef extern from "<poll.h>" nogil:
 
 cdef extern from "<sys/sendfile.h>" nogil:
     ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count)
+
+
+# accept4(2) on the listener's raw fd (no Python socket object per connection)
+# and the address structures it fills in.
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    struct sockaddr:
+        sa_family_t sa_family
+    struct sockaddr_storage:
+        sa_family_t ss_family
+    int accept4(int fd, sockaddr* addr, socklen_t* addrlen, int flags)
+    enum: SOCK_NONBLOCK
+    enum: SOCK_CLOEXEC
+    enum: AF_INET
+    enum: AF_INET6
+    enum: AF_UNIX
+
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in_addr:
+        pass
+    struct in6_addr:
+        pass
+    struct sockaddr_in:
+        sa_family_t sin_family
+        unsigned short sin_port
+        in_addr sin_addr
+    struct sockaddr_in6:
+        sa_family_t sin6_family
+        unsigned short sin6_port
+        in6_addr sin6_addr
+    unsigned short ntohs(unsigned short)
+
+
+cdef extern from "<arpa/inet.h>" nogil:
+    const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
+    enum: INET6_ADDRSTRLEN

@@ -55,7 +55,7 @@ import threading
 import time
 from collections import deque
 
-from fastwsgi._conn import Connection, WorkerContext
+from fastwsgi._conn import Connection, WorkerContext, accept
 from fastwsgi.workers.base import Worker
 
 # Requests served back to back on one connection before it goes to the back
@@ -194,25 +194,16 @@ class ThreadWorker(Worker):
             pass
 
     def _accept(self, lfd: int) -> None:
-        lsock, server = self.lsocks[lfd]
+        server = self.lsocks[lfd][1]
         cap = self.settings.worker_connections
         for _ in range(ACCEPT_BATCH):
             if self.nconns >= cap:
                 self._listen(False)
                 return
             try:
-                csock, client = lsock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
+                conn = accept(self.ctx, lfd, server)
             except OSError as exc:
-                if exc.errno in (
-                    errno.ECONNABORTED,
-                    errno.EPROTO,
-                    errno.EMFILE,
-                    errno.ENFILE,
-                    errno.ENOBUFS,
-                    errno.ENOMEM,
-                ):
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of fds or memory: the listener stays readable, so
                     # stop polling it for a moment instead of spinning.
                     self.log.warning(
@@ -222,14 +213,9 @@ class ThreadWorker(Worker):
                     self.resume_at = time.monotonic() + ACCEPT_BACKOFF
                     return
                 raise
+            if conn is None:
+                return
             self.nconns += 1
-            try:
-                conn = Connection(self.ctx, csock, client, server)
-            except Exception:
-                self.nconns -= 1
-                csock.close()
-                self.log.exception("Cannot set up a connection")
-                continue
             # The request usually arrives with (or right after) the handshake:
             # look before paying for an epoll registration.
             self._dispatch(conn, self.settings.header_timeout)
