@@ -21,6 +21,14 @@ worker that polls the modification times of every loaded module's file once a
 second (Gunicorn's polling reloader); on a change the worker sends itself
 SIGTERM, finishes its request and exits, and the arbiter forks a fresh worker
 that imports the new code. Not with ``--preload``: the master would watch.
+A worker whose app cannot be loaded under ``--reload`` (the edit just saved
+is broken) stays up, answers 500 with the error and watches the files named
+in the traceback too, so saving the fix brings the app back.
+
+Load failures are ``AppImportError`` with one line of text naming the APP, the
+exception and the innermost file:line outside fastwsgi and the standard
+library (``describe_exception``): that line is what the worker logs and the
+master repeats; the traceback is kept on ``__cause__`` for debug logging.
 """
 
 from __future__ import annotations
@@ -189,7 +197,40 @@ class AppLoader:
         """Import and resolve the app. Every failure is an ``AppImportError``
         whose message is one line: ``Failed to load application 'mod:app': ...``
         with the exception and, when the app's own code raised, the file and
-        line where it did (the traceback stays on ``__cause__`` for debug)."""
+        line where it did (the traceback stays on ``__cause__`` for debug).
+
+        With ``--reload`` a failure whose source can be watched does not stop
+        the worker (Gunicorn does this for a SyntaxError): the error is logged
+        in one line and answered as a 500 page, and saving a fix restarts the
+        worker as any other change does."""
+        try:
+            obj = self._resolve()
+        except AppImportError as exc:
+            if not self.reload:
+                raise
+            extra = _source_files(exc)
+            if not extra and self.spec.module not in sys.modules:
+                raise  # nothing there yet whose fix could be seen
+            if self.log is not None:
+                self.log.error("%s", exc)
+                self.log.info("--reload: answering 500 with this error until a watched file changes")
+                self.log.debug("Traceback of the failed application load:", exc_info=exc)
+            self._watch(extra)
+            return error_app(str(exc), "".join(traceback.format_exception(exc.__cause__ or exc)))
+        if self.reload:
+            self._watch(())
+        return obj
+
+    def _watch(self, extra_files: Iterable[str]) -> None:
+        self.watcher = watcher = CodeWatcher(on_change=self._code_changed, extra_files=extra_files)
+        # The baseline is taken here, before the worker serves anything:
+        # taken in the thread instead, a starved thread on a busy machine
+        # could record a file already edited after the worker was ready, and
+        # that edit would never be seen.
+        watcher.changed()
+        watcher.start()
+
+    def _resolve(self) -> WSGIApp:
         spec = self.spec
         fail = f"Failed to load application {self.uri!r}"
         try:
@@ -219,14 +260,6 @@ class AppLoader:
             raise AppImportError(f"{fail}: the application is None")
         if not callable(obj):
             raise AppImportError(f"{fail}: application object must be callable")
-        if self.reload:
-            self.watcher = watcher = CodeWatcher(on_change=self._code_changed)
-            # The baseline is taken here, before the worker serves anything:
-            # taken in the thread instead, a starved thread on a busy machine
-            # could record a file already edited after the worker was ready,
-            # and that edit would never be seen.
-            watcher.changed()
-            watcher.start()
         return obj
 
     def _code_changed(self, path: str) -> None:
@@ -237,6 +270,36 @@ class AppLoader:
     __call__ = load
 
 
+def _source_files(exc: AppImportError) -> list[str]:
+    """Files a fix for this load failure would be saved in: a SyntaxError's
+    file (its module never made it into ``sys.modules``) and the app's frames
+    in the traceback."""
+    cause = exc.__cause__
+    if cause is None:
+        return []
+    out = []
+    if isinstance(cause, SyntaxError) and cause.filename:
+        out.append(cause.filename)
+    for frame in traceback.extract_tb(cause.__traceback__):
+        if not _is_loader_frame(frame.filename):
+            out.append(frame.filename)
+    return out
+
+
+def error_app(message: str, detail: str) -> WSGIApp:
+    """The app a ``--reload`` worker serves while the real one cannot load:
+    500 with the error and its traceback (development only, as Gunicorn's)."""
+    body = f"{message}\n\n{detail}".encode("utf-8", "replace")
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("500 Internal Server Error", [
+            ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))
+        ])
+        return [body]
+
+    return application
+
+
 class CodeWatcher(threading.Thread):
     """Poll the files of loaded modules; call ``on_change(path)`` once on the first change.
 
@@ -244,15 +307,17 @@ class CodeWatcher(threading.Thread):
     moved: the inode catches an editor's save-by-rename, the size a rewrite
     within one tick of a coarse filesystem clock."""
 
-    def __init__(self, on_change: Callable[[str], None], interval: float = 1.0) -> None:
+    def __init__(
+        self, on_change: Callable[[str], None], interval: float = 1.0, extra_files: Iterable[str] = ()
+    ) -> None:
         super().__init__(name="fastwsgi-reload", daemon=True)
         self.on_change = on_change
         self.interval = interval
+        self.extra_files = tuple(extra_files)
         self.stamps: dict[str, tuple[int, int, int]] = {}
 
-    @staticmethod
-    def files() -> list[str]:
-        out = []
+    def files(self) -> list[str]:
+        out = list(self.extra_files)
         for module in list(sys.modules.values()):
             path = getattr(module, "__file__", None)
             if path and path.endswith((".py", ".so", ".pyd")):

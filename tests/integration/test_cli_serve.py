@@ -561,16 +561,10 @@ def test_reload_picks_up_changed_code(appdir: Path, start: Callable[..., Server]
     mod.write_text("def application(e, s):\n    s('200 OK', [])\n    return [b'v1']\n")
     server = start("--reload", "reloadapp")
     assert server.wait_ready() == (200, b"v1")
-    # Written whole and renamed into place, as editors save: the watcher never
-    # sees a half-written file (a worker importing one would fail to load the
-    # app and stop the server). The mtime is moved on by 2 s so the bytecode
-    # cache, which compares whole seconds and the size (the same here), is
-    # not taken for the new source.
-    st = mod.stat()
-    new = appdir / "reloadapp.py.new"
-    new.write_text("def application(e, s):\n    s('200 OK', [])\n    return [b'v2']\n")
-    os.utime(new, (st.st_atime, st.st_mtime + 2))
-    os.replace(new, mod)
+    # Saved whole (the watcher never sees a half-written file) with the mtime
+    # moved on by 2 s, so the bytecode cache, which compares whole seconds and
+    # the size (the same here), is not taken for the new source.
+    save(mod, "def application(e, s):\n    s('200 OK', [])\n    return [b'v2']\n", 2)
     wait_for("the new code to answer", lambda: server.get("/") == (200, b"v2"), READY_TIMEOUT)
     # The worker says which file made it leave. Usually reloadapp.py; in a
     # shared development checkout another build may rewrite one of
@@ -579,6 +573,38 @@ def test_reload_picks_up_changed_code(appdir: Path, start: Callable[..., Server]
     m = re.search(r"\[INFO\] Worker reloading: (.*) modified$", server.stderr, re.M)
     assert m, server.stderr
     assert m.group(1).endswith("reloadapp.py") or Path(m.group(1)).parent == Path(SRC) / "fastwsgi", m.group(1)
+    assert server.proc.poll() is None
+
+
+def save(path: Path, text: str, mtime_step: float) -> None:
+    """Write whole and rename into place (as editors save), the mtime moved
+    on so neither the watcher nor the bytecode cache can miss the change."""
+    st = path.stat()
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    os.utime(tmp, (st.st_atime, st.st_mtime + mtime_step))
+    os.replace(tmp, path)
+
+
+def test_reload_survives_a_broken_edit(appdir: Path, start: Callable[..., Server]) -> None:
+    """With --reload a syntax error in a saved file does not stop the server:
+    the worker answers 500 with the error until the fix is saved."""
+    mod = appdir / "reloadbroken.py"
+    mod.write_text("def application(e, s):\n    s('200 OK', [])\n    return [b'v1']\n")
+    server = start("--reload", "reloadbroken")
+    assert server.wait_ready() == (200, b"v1")
+    save(mod, "def application(e, s:\n", 2)
+
+    def error_page() -> bytes | None:
+        got = server.get("/")
+        return got[1] if got is not None and got[0] == 500 else None
+
+    body = wait_for("the error page", error_page, READY_TIMEOUT)
+    assert body.startswith(b"Failed to load application 'reloadbroken': SyntaxError")
+    assert "[ERROR] Failed to load application 'reloadbroken': SyntaxError" in server.stderr
+    assert "Traceback" not in server.stderr
+    save(mod, "def application(e, s):\n    s('200 OK', [])\n    return [b'v2']\n", 4)
+    wait_for("the fixed code to answer", lambda: server.get("/") == (200, b"v2"), READY_TIMEOUT)
     assert server.proc.poll() is None
 
 

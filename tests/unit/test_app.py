@@ -240,3 +240,29 @@ def test_reload_baseline_is_taken_before_load_returns(appdir: Path, monkeypatch:
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
     assert watcher.changed() == str(path)
+
+
+def test_with_reload_a_broken_app_is_served_as_an_error_and_its_file_watched(
+    appdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastwsgi.app import CodeWatcher
+
+    monkeypatch.setattr(CodeWatcher, "start", lambda self: None)
+    (appdir / "appmod_broken.py").write_text("def application(e, s:\n")
+    loader = AppLoader("appmod_broken", reload=True)
+    loader.prepare()
+    app = loader.load()
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+    body = b"".join(app({}, lambda status, headers: seen.append((status, headers))))
+    assert seen[0][0] == "500 Internal Server Error"
+    assert body.startswith(b"Failed to load application 'appmod_broken': SyntaxError")
+    assert b"Traceback" in body  # the page is for the developer
+    watcher = loader.watcher
+    assert watcher is not None and str(appdir / "appmod_broken.py") in watcher.extra_files
+    (appdir / "appmod_broken.py").write_text("def application(e, s):\n    return [b'fixed']\n")
+    assert watcher.changed() == str(appdir / "appmod_broken.py")
+    # Without --reload the same failure is raised, and so is one with nothing to watch.
+    with pytest.raises(AppImportError):
+        AppLoader("appmod_raises").load()
+    with pytest.raises(AppImportError, match="no module named 'appmod_nowhere'"):
+        AppLoader("appmod_nowhere", reload=True).load()
