@@ -64,10 +64,12 @@ cdef class Connection:
     cdef bint must_close
     cdef bint linger
     cdef object write_cb
+    cdef object start_cb
     cdef readonly double request_started
     cdef readonly double last_progress    # last byte moved (or wait ended) for this request
     cdef readonly bint io_wait            # in poll() under a client deadline
-    cdef readonly str request_line
+    cdef str _req_method                  # request_line, built only when read
+    cdef object _req_uri
     cdef readonly long long requests
 
     cdef int _setup(self, WorkerContext ctx, int fd, object client, object server) except -1

@@ -460,11 +460,19 @@ cdef class Connection:
             env["SERVER_PORT"] = ""
         self.conn_env = env
         self.write_cb = self.write
-        self.request_line = ""
+        # Bound once per connection, not once per request.
+        self.start_cb = self.start_response
         return 0
 
     def fileno(self):
         return self.fd
+
+    @property
+    def request_line(self):
+        """``METHOD uri`` of the current (or last) request, for logs."""
+        if self._req_method is None:
+            return ""
+        return self._req_method + " " + self._req_uri
 
     @property
     def buffered(self):
@@ -974,7 +982,8 @@ cdef class Connection:
         started = _now()
         self.request_started = started
         self.last_progress = started
-        self.request_line = p.method + " " + env.get("RAW_URI", "")
+        self._req_method = p.method
+        self._req_uri = env.get("RAW_URI", "")
         self.requests += 1
         req = None
         if ctx.pre_request is not None or ctx.post_request is not None:
@@ -989,7 +998,7 @@ cdef class Connection:
         result = None
         try:
             try:
-                result = app(env, self.start_response)
+                result = app(env, self.start_cb)
                 self._send_result(result)
                 status = resp.status
             except ClientDisconnected as exc:
@@ -1014,7 +1023,7 @@ cdef class Connection:
                     except Exception:
                         pass
         finally:
-            if result is not None:
+            if result is not None and type(result) is not list and type(result) is not tuple:
                 close = getattr(result, "close", None)
                 if close is not None:
                     try:
@@ -1033,7 +1042,7 @@ cdef class Connection:
             self.must_close = True
             # Input may still be in flight only if the body was not read to its
             # end or more bytes (pipelined, or garbage) are already here.
-            self.linger = (p.dead or p.buffered > 0
+            self.linger = (p.dead or p.end > p.pos
                            or not ((self.inp is not None and self.inp.done) or p.body_complete))
         if status is None and resp.headers_sent:
             status = resp.status  # cut short after the head went out
@@ -1072,6 +1081,7 @@ cdef class Connection:
             return
         self.closed = True
         self.write_cb = None
+        self.start_cb = None
         self.resp = None
         if self.inp is not None:
             self.inp.conn = None
