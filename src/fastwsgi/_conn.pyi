@@ -10,6 +10,7 @@ from fastwsgi.config import Hooks, WorkerSettings
 DRAIN_LIMIT: int
 
 def monotonic() -> float: ...
+def accept(ctx: WorkerContext, lfd: int, server: Any) -> Connection | None: ...
 
 class WorkerContext:
     settings: WorkerSettings
@@ -40,13 +41,12 @@ class Input:
     def __next__(self) -> bytes: ...
 
 class Connection:
-    sock: socket.socket
+    sock: socket.socket | None
     fd: int
     closed: bool
     request_started: float
     last_progress: float
     io_wait: bool
-    request_line: str
     requests: int
     def __init__(
         self,
@@ -56,6 +56,8 @@ class Connection:
         server: Any = None,
     ) -> None: ...
     def fileno(self) -> int: ...
+    @property
+    def request_line(self) -> str: ...
     @property
     def buffered(self) -> int: ...
     @property

@@ -5,9 +5,12 @@ Theory of operation
 -------------------
 A worker wraps each accepted socket in a ``Connection`` and calls
 ``handle_request(app)`` once per request; it returns whether the connection
-may carry another one. Everything blocking happens here, in C, with the GIL
-released: the fd is non-blocking and every wait is a ``poll()`` bounded by a
-deadline, so a stalled client cannot pin a worker:
+may carry another one (``accept()`` makes one straight from the listener's
+fd with ``accept4``, without a Python socket object). Everything blocking
+happens here, in C, with the GIL released: the fd is non-blocking and every
+wait is a ``poll()`` bounded by a deadline, so a stalled client cannot pin a
+worker (a ``recv``/``send`` of up to ``GIL_HOLD_MAX`` bytes keeps the GIL: on
+a non-blocking fd it cannot wait, and it costs less than a GIL hand-off):
 
 * the request head must be complete within ``header_timeout`` (else 408 if
   some of it arrived, or a silent close if nothing did);
