@@ -367,12 +367,12 @@ class Arbiter:
         """Load the app once in the master and share its pages with the workers."""
         try:
             self.preloaded_app = self.app_loader()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit: sys.exit() in the app
             # One line (AppImportError messages name the app and the error);
             # the traceback only at debug level.
             self.log.debug("Traceback of the failed application load:", exc_info=exc)
             line = str(exc) if isinstance(exc, AppImportError) else (
-                f"Failed to load the application: {describe_exception(exc)}")
+                f"Failed to load application {self.groups.app_uri!r}: {describe_exception(exc)}")
             raise HaltServer(line, APP_LOAD_ERROR) from exc
         # Move everything allocated so far out of the collector's reach: the
         # collector would otherwise touch (and so copy) every shared page.

@@ -30,6 +30,7 @@ def appdir(tmp_path: Path) -> Path:
     (tmp_path / "errapp.py").write_text(APP)
     (tmp_path / "errapp_raises.py").write_text("raise RuntimeError('cannot start: missing DATABASE_URL')\n")
     (tmp_path / "broken.conf.py").write_text("workers = 2\nbind = ['127.0.0.1:1'\n")
+    (tmp_path / "errapp_exits.py").write_text("import sys\n\nsys.exit('no DATABASE_URL')\n")
     (tmp_path / "errapp_factory.py").write_text(
         "import os\n\ndef create(env):\n    return os.environ['DATABASE_URL_' + env]\n"
     )
@@ -77,6 +78,8 @@ LOAD_FAILURES = [
     ("errapp_raises", "RuntimeError: cannot start: missing DATABASE_URL (errapp_raises.py:1)"),
     ("errapp:nothere", "cannot find 'nothere' in module 'errapp'"),
     ("errapp_factory:create('PROD')", "the factory create() raised KeyError: 'DATABASE_URL_PROD' (errapp_factory.py:4)"),
+    # sys.exit() at import is a load error too, not a worker to replace in a loop.
+    ("errapp_exits", "SystemExit: no DATABASE_URL (errapp_exits.py:3)"),
 ]
 
 
@@ -102,8 +105,8 @@ def test_app_load_failure_traceback_only_with_debug(appdir: Path) -> None:
     assert proc.stderr.splitlines()[-1].endswith(f"Reason: Failed to load application {app!r}: {detail}")
 
 
-def test_app_load_failure_with_preload_is_one_line(appdir: Path) -> None:
-    app, detail = LOAD_FAILURES[0]
+@pytest.mark.parametrize(("app", "detail"), [LOAD_FAILURES[0], LOAD_FAILURES[-1]])
+def test_app_load_failure_with_preload_is_one_line(appdir: Path, app: str, detail: str) -> None:
     proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "--preload", app)
     assert proc.returncode == 4
     assert "Traceback" not in proc.stderr and "Booting worker" not in proc.stderr

@@ -200,8 +200,14 @@ class Worker:
             self.notify()
             try:
                 self.wsgi = self.load_wsgi()
-            except SystemExit:
-                raise
+            except SystemExit as exc:
+                if not self.alive:  # our own QUIT/INT/ABRT handler, mid-import
+                    raise
+                # The app called sys.exit() at import: a load error, not a
+                # normal exit the master would answer with a new worker (a
+                # crash loop).
+                self.app_load_failed(exc)
+                return self._exit(APP_LOAD_ERROR)
             except BaseException as exc:
                 self.app_load_failed(exc)
                 return self._exit(APP_LOAD_ERROR)
@@ -243,8 +249,11 @@ class Worker:
         last line too; the traceback only at debug level."""
         if isinstance(exc, AppImportError):
             line = str(exc)
-        else:  # a load_wsgi() override raised
-            line = f"Failed to load the application: {describe_exception(exc)}"
+        else:  # sys.exit() in the app, or a load_wsgi() override raised
+            loader = getattr(self.app_loader, "__self__", self.app_loader)
+            uri = getattr(loader, "uri", None)
+            what = f"application {uri!r}" if isinstance(uri, str) else "the application"
+            line = f"Failed to load {what}: {describe_exception(exc)}"
         self.log.error("%s", line)
         self.log.debug("Traceback of the failed application load:", exc_info=exc)
         try:
