@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from fastwsgi import config
-from fastwsgi.app import AppLoader
+from fastwsgi.app import AppLoader, describe_exception
 from fastwsgi.config import Groups, Settings
 from fastwsgi.errors import AppImportError, ConfigError, FastWSGIError
 
@@ -180,7 +180,13 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
         if settings["print_config"]:
             print(settings.format())
         if settings["check_config"] or settings["print_config"]:
-            loader.load()
+            loader.reload = False  # a check must fail, not serve the error page
+            try:
+                loader.load()
+            except SystemExit as exc:  # sys.exit() in the app at import
+                raise _RuntimeFailure(
+                    f"Failed to load application {groups.app_uri!r}: {describe_exception(exc)}"
+                ) from exc
             return 0
         from fastwsgi.arbiter import Arbiter
 

@@ -28,6 +28,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "def factory(tag):\n    return application\n"
     )
     (tmp_path / "cliapp_raises.py").write_text("raise RuntimeError('broken at import')\n")
+    (tmp_path / "cliapp_exits.py").write_text("import sys\nsys.exit('bye')\n")
     yield tmp_path
     sys.path[:] = saved_path
     for name in set(sys.modules) - before:
@@ -60,6 +61,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["--error-logfile", "/nonexistent/dir/e.log", "cliapp_ok"], 1, "cannot set up logging"),
         (["--check-config", "cliapp_raises"], 1, "RuntimeError: broken at import"),
         (["--check-config", "cliapp_ok:nothing"], 1, "cannot find 'nothing'"),
+        (["--check-config", "--reload", "cliapp_raises"], 1, "RuntimeError: broken at import (cliapp_raises.py:1)"),
+        (["--check-config", "cliapp_exits"], 1, "Failed to load application 'cliapp_exits': SystemExit: bye (cliapp_exits.py:2)"),
     ],
 )
 def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], status: int, message: str) -> None:
