@@ -221,7 +221,10 @@ class Server:
         full_env.pop("FASTWSGI_CMD_ARGS", None)
         argv = [sys.executable, "-m", "fastwsgi", *(["-b", f"127.0.0.1:{self.port}"] if bind else []), *args]
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=out, stderr=err)
+            # Own process group: stop() can KILL whatever the master left (its
+            # workers, a USR2 child) without touching anything else.
+            self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=out, stderr=err,
+                                         start_new_session=True)
         self.extra_pids: list[int] = []
 
     @property
@@ -274,6 +277,10 @@ class Server:
                 time.sleep(0.05)
             else:
                 os.kill(pid, signal.SIGKILL)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 @pytest.fixture
