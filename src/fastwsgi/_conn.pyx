@@ -71,11 +71,15 @@ from posix.uio cimport iovec, writev
 from fastwsgi._parser cimport RequestParser
 from fastwsgi._response cimport Response
 from libc.string cimport strcmp, strcpy, strlen
-from posix.unistd cimport close as c_close
+from posix.unistd cimport close as c_close, read as c_read, write as c_write
 
 from fastwsgi.includes.net cimport (
     AF_INET,
     AF_INET6,
+    EPOLL_CTL_ADD,
+    EPOLL_CTL_MOD,
+    epoll_ctl,
+    epoll_event,
     INET6_ADDRSTRLEN,
     SOCK_CLOEXEC,
     SOCK_NONBLOCK,
@@ -228,6 +232,42 @@ cdef class WorkerContext:
             "SERVER_SOFTWARE": software,
             "SCRIPT_NAME": "",
         }
+
+
+# --- selector helpers for threaded workers -----------------------------------
+# The syscalls a selector thread makes per hand-off, done without releasing
+# the GIL: none of them can block (the pipe is non-blocking, epoll_ctl never
+# waits), and every release while pool threads wait for the GIL is a forced
+# thread switch. select.epoll.modify() and os.read/os.write release it.
+
+
+def epoll_arm(int epfd, int fd, unsigned int events, bint add):
+    """``epoll_ctl`` ADD (``add``) or MOD for ``fd`` with ``data.fd = fd``
+    (what ``select.epoll.poll`` reports). OSError on failure."""
+    cdef epoll_event ev
+    cdef int r
+    ev.events = events
+    ev.data.u64 = 0
+    ev.data.fd = fd
+    r = epoll_ctl(epfd, EPOLL_CTL_ADD if add else EPOLL_CTL_MOD, fd, &ev)
+    if r < 0:
+        raise OSError(errno, strerror(errno).decode())
+
+
+def pipe_wake(int fd):
+    """Write one byte to a non-blocking wake-up pipe (a full pipe is awake
+    already, so EAGAIN is ignored)."""
+    cdef char b = 120
+    c_write(fd, &b, 1)
+
+
+def pipe_drain(int fd):
+    """Read a non-blocking wake-up pipe empty."""
+    cdef char buf[256]
+    cdef int i
+    for i in range(64):
+        if c_read(fd, buf, 256) < 256:
+            break
 
 
 def accept(WorkerContext ctx, int lfd, object server):

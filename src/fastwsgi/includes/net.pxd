@@ -67,3 +67,19 @@ cdef extern from "<netinet/in.h>" nogil:
 cdef extern from "<arpa/inet.h>" nogil:
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
     enum: INET6_ADDRSTRLEN
+
+
+# epoll_ctl(2) for a worker's selector that re-arms a connection without
+# releasing the GIL (select.epoll.modify releases it around the call).
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        void* ptr
+        int fd
+        unsigned int u32
+        unsigned long long u64
+    struct epoll_event:
+        unsigned int events
+        epoll_data_t data
+    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
+    enum: EPOLL_CTL_ADD
+    enum: EPOLL_CTL_MOD

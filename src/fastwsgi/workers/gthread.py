@@ -55,7 +55,7 @@ import threading
 import time
 from collections import deque
 
-from fastwsgi._conn import Connection, WorkerContext, accept
+from fastwsgi._conn import Connection, WorkerContext, accept, epoll_arm, pipe_drain, pipe_wake
 from fastwsgi.workers.base import Worker
 
 # Requests served back to back on one connection before it goes to the back
@@ -66,6 +66,9 @@ ACCEPT_BATCH = 64
 # Seconds without accepting after accept() ran out of fds or memory (ours;
 # Gunicorn retries at once and spins).
 ACCEPT_BACKOFF = 0.5
+
+# A waiting connection's registration: one event, then re-armed by us.
+ARM = select.EPOLLIN | select.EPOLLONESHOT
 
 _LISTENER = object()
 _WAKE = object()
@@ -100,6 +103,8 @@ class ThreadWorker(Worker):
         self.paused = False
         self.resume_at = 0.0
         self.ep = select.epoll()
+        self.epfd = self.ep.fileno()
+        self._wake_pending = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -187,11 +192,10 @@ class ThreadWorker(Worker):
                 self._listen(True)
 
     def _drain_pipe(self) -> None:
-        try:
-            while os.read(self.wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        pipe_drain(self.wake_r)
+        # Cleared after the drain, before the returned deque is read: a
+        # thread that appends later sees False and writes again.
+        self._wake_pending = False
 
     def _accept(self, lfd: int) -> None:
         server = self.lsocks[lfd][1]
@@ -236,10 +240,10 @@ class ThreadWorker(Worker):
             self.deadline[fd] = time.monotonic() + wait
             try:
                 if fd not in self._registered:
-                    self.ep.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                    epoll_arm(self.epfd, fd, ARM, True)
                     self._registered.add(fd)
                 else:
-                    self.ep.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                    epoll_arm(self.epfd, fd, ARM, False)
             except OSError:
                 self.waiting.pop(fd, None)
                 self.deadline.pop(fd, None)
@@ -265,7 +269,7 @@ class ThreadWorker(Worker):
             self.waiting[fd] = conn
             self.deadline[fd] = deadline
             try:
-                self.ep.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                epoll_arm(self.epfd, fd, ARM, False)
             except OSError:
                 self.waiting.pop(fd, None)
                 self.deadline.pop(fd, None)
@@ -411,7 +415,7 @@ class ThreadWorker(Worker):
             finally:
                 self.busy.discard(conn)
                 self.returned.append((conn, keep, ready))
-                try:
-                    os.write(self.wake_w, b"x")
-                except (BlockingIOError, OSError):
-                    pass
+                # One wake-up byte per selector round, not per connection.
+                if not self._wake_pending:
+                    self._wake_pending = True
+                    pipe_wake(self.wake_w)
