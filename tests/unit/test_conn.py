@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import select
 import socket
 import sys
 import threading
@@ -23,7 +24,14 @@ from typing import Any
 
 import pytest
 
-from fastwsgi._conn import Connection, WorkerContext
+from fastwsgi._conn import (
+    Connection,
+    WorkerContext,
+    accept,
+    epoll_arm,
+    pipe_drain,
+    pipe_wake,
+)
 from fastwsgi.config import Hooks, ParserSettings, WorkerSettings
 from fastwsgi.errors import ParseError
 from fastwsgi.wsgi import FileWrapper
@@ -923,3 +931,101 @@ def test_keepalive_disabled_sends_connection_close() -> None:
     [r] = s.responses
     assert r.header("Connection") == "close"
     assert s.keeps == [False]
+
+
+# --- accept() on the raw listener fd and the selector helpers ------------------------------
+
+
+def _env_app(seen: list[dict[str, Any]]) -> App:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.append(dict(environ))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    return app
+
+
+def test_accept_builds_a_connection_from_the_listener_fd() -> None:
+    ctx = WorkerContext(settings(), RecLog(), None, None, keepalive=False)
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        lsock.setblocking(False)
+        server = lsock.getsockname()
+        assert accept(ctx, lsock.fileno(), server) is None  # nothing queued
+        seen: list[dict[str, Any]] = []
+        for _ in range(2):  # the second peer reuses the cached address string
+            with socket.create_connection(server, timeout=10) as client:
+                client.sendall(GET)
+                conn = None
+                for _ in range(1000):
+                    conn = accept(ctx, lsock.fileno(), server)
+                    if conn is not None:
+                        break
+                assert conn is not None and conn.sock is None
+                try:
+                    assert conn.handle_request(_env_app(seen)) is False
+                finally:
+                    conn.close()
+                data = client.recv(65536)
+                assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+                assert seen[-1]["REMOTE_PORT"] == str(client.getsockname()[1])
+        assert [e["REMOTE_ADDR"] for e in seen] == ["127.0.0.1", "127.0.0.1"]
+        assert seen[0]["SERVER_PORT"] == str(server[1])
+
+
+def test_accept_on_a_unix_listener(tmp_path: Path) -> None:
+    ctx = WorkerContext(settings(), RecLog(), None, None, keepalive=False)
+    path = str(tmp_path / "s.sock")
+    with socket.socket(socket.AF_UNIX) as lsock:
+        lsock.bind(path)
+        lsock.listen(8)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            client.sendall(GET)
+            conn = accept(ctx, lsock.fileno(), path)
+            assert conn is not None
+            seen: list[dict[str, Any]] = []
+            try:
+                conn.handle_request(_env_app(seen))
+            finally:
+                conn.close()
+            assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert seen[0]["REMOTE_ADDR"] == "" and seen[0]["SERVER_NAME"] == "example.com"
+
+
+def test_accept_error_is_an_oserror() -> None:
+    ctx = WorkerContext(settings(), RecLog(), None, None)
+    r, w = os.pipe()
+    try:
+        with pytest.raises(OSError):
+            accept(ctx, r, ("127.0.0.1", 80))  # not a socket: ENOTSOCK
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_wake_pipe_and_epoll_helpers() -> None:
+    ep = select.epoll()
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    try:
+        epoll_arm(ep.fileno(), r, select.EPOLLIN | select.EPOLLONESHOT, True)
+        assert ep.poll(0) == []
+        for _ in range(3):
+            pipe_wake(w)
+        assert ep.poll(1) == [(r, select.EPOLLIN)]
+        assert ep.poll(0) == []  # one-shot: disarmed until re-armed
+        pipe_drain(r)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 1)
+        pipe_wake(w)
+        epoll_arm(ep.fileno(), r, select.EPOLLIN | select.EPOLLONESHOT, False)
+        assert ep.poll(1) == [(r, select.EPOLLIN)]
+        with pytest.raises(OSError):
+            epoll_arm(ep.fileno(), w, select.EPOLLIN, False)  # never added: ENOENT
+    finally:
+        ep.close()
+        os.close(r)
+        os.close(w)
