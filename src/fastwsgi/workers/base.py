@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import sys
 import threading
@@ -102,6 +103,20 @@ def set_proctitle(title: str) -> None:
     except ImportError:
         return
     setproctitle(title)
+
+
+def register_listener(ep: select.epoll, fd: int) -> None:
+    """Watch a listening socket so that a new connection wakes one worker.
+
+    ``EPOLLEXCLUSIVE`` (Linux 4.5+) is what keeps N idle workers from all
+    waking for each connection (Gunicorn #792). Kernels and sandboxes that
+    refuse the flag (EINVAL: older kernels, some gVisor versions) get a plain
+    registration: the herd comes back but the server still serves.
+    """
+    try:
+        ep.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+    except OSError:
+        ep.register(fd, select.EPOLLIN)
 
 
 def rss_bytes(statm_fd: int | None = None) -> int:

@@ -56,7 +56,7 @@ import time
 from collections import deque
 
 from fastwsgi._conn import Connection, WorkerContext, accept, epoll_arm, pipe_drain, pipe_wake
-from fastwsgi.workers.base import Worker
+from fastwsgi.workers.base import Worker, register_listener
 
 # Requests served back to back on one connection before it goes to the back
 # of the queue (ours: fairness when the pool is saturated).
@@ -140,7 +140,7 @@ class ThreadWorker(Worker):
     def _listen(self, on: bool) -> None:
         for fd in self.lsocks:
             if on:
-                self.ep.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+                register_listener(self.ep, fd)
             else:
                 try:
                     self.ep.unregister(fd)

@@ -30,7 +30,7 @@ import socket
 import time
 
 from fastwsgi._conn import Connection, WorkerContext, accept
-from fastwsgi.workers.base import Worker
+from fastwsgi.workers.base import Worker, register_listener
 
 # Seconds to wait after accept() ran out of fds or memory (ours).
 ACCEPT_BACKOFF = 0.5
@@ -58,7 +58,7 @@ class SyncWorker(Worker):
             for lsock in self.listeners:
                 lsock.setblocking(False)
                 servers[lsock.fileno()] = lsock.getsockname()
-                ep.register(lsock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+                register_listener(ep, lsock.fileno())
             wake = self.wakeup_fd
             if wake >= 0:
                 ep.register(wake, select.EPOLLIN)
