@@ -77,6 +77,7 @@ cdef class Connection:
     cdef int _wait(self, short events, double deadline) except -1
     cdef int _send_buf(self, const char* buf, Py_ssize_t n, int flags) except -1
     cdef int _send_out(self, object out) except -1
+    cdef int _send_failed(self, int err) except -1
     cdef int _send_vec(self, tuple out) except -1
     cdef long long _sendfile(self, int in_fd, long long offset, long long count) except -1
     cdef int _continue(self) except -1

@@ -599,7 +599,6 @@ cdef class Connection:
     cdef int _send_buf(self, const char* buf, Py_ssize_t n, int flags) except -1:
         cdef ssize_t r
         cdef Py_ssize_t off = 0
-        cdef int err
         while off < n:
             if n - off <= GIL_HOLD_MAX:
                 r = send(self.fd, buf + off, <size_t>(n - off), flags | MSG_NOSIGNAL)
@@ -610,16 +609,22 @@ cdef class Connection:
                 off += r
                 self.last_progress = _now()
                 continue
-            err = errno
-            if err == EAGAIN:
-                if not self._wait(POLLOUT, _now() + self.ctx.send_timeout):
-                    raise ClientDisconnected("client stopped reading (send timed out)")
-            elif err == EINTR:
-                PyErr_CheckSignals()
-            elif err == EPIPE or err == ECONNRESET:
-                raise ClientDisconnected(err, strerror(err).decode())
-            else:
-                raise OSError(err, strerror(err).decode())
+            self._send_failed(errno)
+        return 0
+
+    cdef int _send_failed(self, int err) except -1:
+        """After send/sendfile returned -1: wait for room (EAGAIN) within the
+        send deadline, retry (EINTR), or raise: a vanished client is
+        ClientDisconnected, anything else OSError."""
+        if err == EAGAIN:
+            if not self._wait(POLLOUT, _now() + self.ctx.send_timeout):
+                raise ClientDisconnected("client stopped reading (send timed out)")
+        elif err == EINTR:
+            PyErr_CheckSignals()
+        elif err == EPIPE or err == ECONNRESET:
+            raise ClientDisconnected(err, strerror(err).decode())
+        else:
+            raise OSError(err, strerror(err).decode())
         return 0
 
     cdef int _send_vec(self, tuple out) except -1:
@@ -668,7 +673,6 @@ cdef class Connection:
         cdef long long left = count
         cdef ssize_t r
         cdef size_t chunk
-        cdef int err
         while left > 0:
             chunk = <size_t>(left if left < SENDFILE_MAX else SENDFILE_MAX)
             with nogil:
@@ -679,16 +683,7 @@ cdef class Connection:
                 continue
             if r == 0:
                 break  # the file is shorter than it was when we looked
-            err = errno
-            if err == EAGAIN:
-                if not self._wait(POLLOUT, _now() + self.ctx.send_timeout):
-                    raise ClientDisconnected("client stopped reading (send timed out)")
-            elif err == EINTR:
-                PyErr_CheckSignals()
-            elif err == EPIPE or err == ECONNRESET:
-                raise ClientDisconnected(err, strerror(err).decode())
-            else:
-                raise OSError(err, strerror(err).decode())
+            self._send_failed(errno)
         return count - left
 
     # --- request cycle ---------------------------------------------------------
