@@ -381,7 +381,8 @@ def v_worker_class(value: Any) -> str:
     return name
 
 
-def v_user(value: Any) -> int | None:
+def _v_id(value: Any, lookup: Callable[[str], int], what: str) -> int | None:
+    """A numeric id, or a name resolved through the system database."""
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -390,23 +391,17 @@ def v_user(value: Any) -> int | None:
     if name.isdigit():
         return int(name)
     try:
-        return pwd.getpwnam(name).pw_uid
+        return lookup(name)
     except KeyError:
-        raise ValueError(f"no such user: {name!r}") from None
+        raise ValueError(f"no such {what}: {name!r}") from None
+
+
+def v_user(value: Any) -> int | None:
+    return _v_id(value, lambda n: pwd.getpwnam(n).pw_uid, "user")
 
 
 def v_group(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    name = v_str(value).strip()
-    if name.isdigit():
-        return int(name)
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise ValueError(f"no such group: {name!r}") from None
+    return _v_id(value, lambda n: grp.getgrnam(n).gr_gid, "group")
 
 
 def v_umask(value: Any) -> int:
