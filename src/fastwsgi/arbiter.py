@@ -38,6 +38,20 @@ Never crash-loop: a worker that exits 3 (boot error) or 4 (app load error)
 halts the master with one message and that exit status, instead of being
 respawned forever.
 
+An app that cannot be imported is found before any worker is forked: at
+start-up (not on HUP or respawn) the master forks one short-lived probe child
+that loads the app as a worker would (same directory, ``sys.path``,
+environment and ``--user``/``--group``) and exits; a failure comes back
+through a pipe as the worker's one line (``Failed to load application
+'mod:app': ...``), the master prints it as ``fastwsgi: error: ...`` and exits
+1 (a runtime failure, as the CLI's other errors). The probe is bounded by
+``timeout`` and SIGKILLed by pid after it; no ``pre_fork``/``post_fork`` hook
+runs for it (``on_starting`` runs before). The import happens in a child, not
+the master, so the master stays free of the app's modules and state and a HUP
+still imports fresh code. Skipped with ``--preload`` (the master itself loads
+the app and fails the same way) and with ``--reload`` (development: a worker
+serves the load error as a 500 page and watches for the fix).
+
 The Arbiter object is what hooks receive as ``server``: ``pid``,
 ``num_workers``, ``log``, ``cfg`` (the arbiter settings), ``WORKERS``,
 ``LISTENERS``, ``proc_name``, ``master_name``, ``reexec_pid`` and
@@ -52,6 +66,7 @@ import os
 import select
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -271,6 +286,9 @@ class Arbiter:
             self.daemonize()
         try:
             self.start()
+        except AppImportError as exc:  # the probe or --preload: no worker was forked
+            self._startup_failed(str(exc))
+            return self._finish(exc.exit_status)
         except HaltServer as exc:
             self.log.error("%s", exc.reason)
             self._tell_stderr(exc.reason)
@@ -334,6 +352,8 @@ class Arbiter:
         if self.cfg.preload_app:
             self.preload()
         self.call_hook("on_starting", self)
+        if not self.cfg.preload_app and not self.cfg.reload:
+            self.probe_app()
         self.init_signals()
         if not self.LISTENERS:
             self.LISTENERS = self.open_listeners()
@@ -369,14 +389,132 @@ class Arbiter:
             self.preloaded_app = self.app_loader()
         except (Exception, SystemExit) as exc:  # SystemExit: sys.exit() in the app
             # One line (AppImportError messages name the app and the error);
-            # the traceback only at debug level.
+            # the traceback only at debug level. Exit 1, as the probe's.
             self.log.debug("Traceback of the failed application load:", exc_info=exc)
-            line = str(exc) if isinstance(exc, AppImportError) else (
-                f"Failed to load application {self.groups.app_uri!r}: {describe_exception(exc)}")
-            raise HaltServer(line, APP_LOAD_ERROR) from exc
+            raise AppImportError(self._load_failure_line(exc)) from exc
         # Move everything allocated so far out of the collector's reach: the
         # collector would otherwise touch (and so copy) every shared page.
         gc.freeze()
+
+    def _load_failure_line(self, exc: BaseException) -> str:
+        if isinstance(exc, AppImportError):
+            return str(exc)
+        return f"Failed to load application {self.groups.app_uri!r}: {describe_exception(exc)}"
+
+    def probe_app(self) -> None:
+        """Load the app once in a throw-away child before any worker is forked.
+
+        Raises ``AppImportError`` with the child's one line when it failed, or
+        did not finish within ``timeout`` (then it is SIGKILLed by pid)."""
+        rfd, wfd = os.pipe()
+        try:
+            pid = self.procops.fork()
+        except BaseException:
+            os.close(rfd)
+            os.close(wfd)
+            raise
+        if pid == 0:
+            self._run_probe(rfd, wfd)
+        os.close(wfd)
+        status: int | None = None
+        line = ""
+        try:
+            status, data = self._wait_probe(pid, rfd)
+            line = data.decode("utf-8", "replace").strip().splitlines()[-1] if data.strip() else ""
+        finally:
+            os.close(rfd)
+            if status is None or status == -1:  # timed out, or interrupted (Ctrl-C)
+                self.procops.kill(pid, signal.SIGKILL)
+                self._reap_probe(pid)
+        if status == -1:
+            raise AppImportError(
+                f"Failed to load application {self.groups.app_uri!r}: the import did not "
+                f"finish within the {self.timeout:g}s timeout (--timeout)"
+            )
+        code, sig = describe_status(status)
+        if code == 0:
+            return
+        if line:
+            raise AppImportError(line)
+        how = f"exit code {code}" if sig is None else signal.Signals(sig).name
+        raise AppImportError(
+            f"Failed to load application {self.groups.app_uri!r}: "
+            f"the process loading it died ({how})"
+        )
+
+    def _wait_probe(self, pid: int, rfd: int) -> tuple[int | None, bytes]:
+        """``(wait status, what the probe wrote)``; status -1 on timeout (the
+        probe still runs: the caller kills it)."""
+        limit = self.procops.monotonic() + self.timeout if self.timeout > 0 else None
+        chunks: list[bytes] = []
+        eof = False
+        while True:
+            status = self.procops.reap_pid(pid)
+            if status is not None:
+                if not eof:  # what it wrote before exiting, without waiting on
+                    os.set_blocking(rfd, False)  # a grandchild holding the pipe
+                    try:
+                        while chunk := os.read(rfd, 4096):
+                            chunks.append(chunk)
+                    except BlockingIOError:
+                        pass
+                return status, b"".join(chunks)
+            now = self.procops.monotonic()
+            if limit is not None and now >= limit:
+                return -1, b"".join(chunks)
+            wait = 0.2 if limit is None else max(0.0, min(0.2, limit - now))
+            if eof:
+                time.sleep(min(wait, 0.01))
+                continue
+            try:
+                ready, _, _ = select.select([rfd], [], [], wait)
+            except InterruptedError:
+                continue
+            if ready:
+                chunk = os.read(rfd, 4096)
+                if chunk:
+                    chunks.append(chunk)
+                else:
+                    eof = True
+
+    def _reap_probe(self, pid: int) -> None:
+        """After SIGKILL: collect the probe (bounded, KILL cannot be caught)."""
+        limit = self.procops.monotonic() + 5.0
+        while self.procops.monotonic() < limit:
+            try:
+                if self.procops.reap_pid(pid) is not None:
+                    return
+            except ChildProcessError:
+                return
+            time.sleep(0.01)
+
+    def _run_probe(self, rfd: int, wfd: int) -> NoReturn:
+        """In the probe child: load the app as a worker would, report, exit."""
+        status = 0
+        try:
+            os.close(rfd)
+            line = ""
+            try:
+                self._drop_privileges()
+            except Exception as exc:
+                line = f"Worker failed to boot: {describe_exception(exc)}"
+            if not line:
+                try:
+                    self.app_loader()
+                except (Exception, SystemExit) as exc:
+                    self.log.debug("Traceback of the failed application load:", exc_info=exc)
+                    line = self._load_failure_line(exc)
+            if line:
+                status = 1
+                os.write(wfd, line.replace("\n", " ").encode("utf-8", "replace") + b"\n")
+        except BaseException:
+            status = 1
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            # Never unwind into the master's frames or run its atexit handlers.
+            os._exit(status)
 
     def worker_app_loader(self) -> AppLoaderFn:
         app = self.preloaded_app
@@ -881,6 +1019,20 @@ class Arbiter:
             return
         try:
             sys.stderr.write(f"fastwsgi: error: {reason}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _startup_failed(self, line: str) -> None:
+        """The app could not be loaded before any worker ran: the CLI's one
+        line on stderr (``fastwsgi: error: ...``, exit 1); the error log gets
+        it too when it is a file."""
+        log = self.groups.log
+        to_stderr = log.errorlog == "-" and not log.logconfig and not log.logconfig_dict
+        if not to_stderr and not log.capture_output:
+            self.log.error("%s", line)
+        try:
+            sys.stderr.write(f"fastwsgi: error: {line}\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass

@@ -5,7 +5,8 @@ Theory of operation
 The arbiter decides *when* to fork, signal, reap or re-exec; this object does
 it. Keeping every such syscall behind one small object means the policy
 (spawn, reap, replace, TTIN/TTOU counting, timeout escalation, boot-error
-halt) can be unit-tested with a fake that records calls and scripts results,
+halt, the start-up probe that loads the app once before any worker) can be
+unit-tested with a fake that records calls and scripts results,
 while the real thing is exercised by integration tests with real processes
 (Gunicorn patches ``os.fork``/``os.kill`` dozens of times in its tests
 instead).
@@ -43,6 +44,11 @@ class ProcOps:
         if pid == 0:
             return None
         return pid, status
+
+    def reap_pid(self, pid: int) -> int | None:
+        """The wait status of child ``pid`` once it has exited, else None (never blocks)."""
+        got, status = os.waitpid(pid, os.WNOHANG)
+        return status if got == pid else None
 
     def execve(self, path: str, args: list[str], env: dict[str, str]) -> NoReturn:
         os.execve(path, args, env)

@@ -80,15 +80,43 @@ def _swallow(fn: Callable[[], object]) -> None:
         pass
 
 
-def test_app_that_fails_to_import_stops_the_master_once(server: Start) -> None:
-    srv = server(*WORKER, "-w", "2", "brokenapp:app", ready=False)
-    assert srv.wait_exit(30) == 4
+def test_app_that_fails_to_import_is_found_before_any_worker(server: Start, tmp_path: Path) -> None:
+    hook_log = tmp_path / "hooks.log"
+    srv = server(*WORKER, "-w", "2", "-c", str(HERE / "hooks_conf.py"), "brokenapp:app",
+                 ready=False, env={"HOOK_LOG": str(hook_log)})
+    assert srv.wait_exit(30) == 1
     log = srv.log()
     line = "Failed to load application 'brokenapp:app': RuntimeError: brokenapp refuses to import ("
-    assert f"[ERROR] Reason: {line}" in log.splitlines()[-1]
+    errors = [entry for entry in log.splitlines() if "fastwsgi: error:" in entry]
+    assert len(errors) == 1 and errors[0].startswith(f"fastwsgi: error: {line}"), log
+    assert "Traceback" not in log and "Booting worker" not in log
+    # on_starting ran before the probe; the probe is no worker: no fork hooks.
+    hooks = [entry.split()[0] for entry in hook_log.read_text().splitlines()]
+    assert hooks[0] == "on_starting" and "pre_fork" not in hooks and "post_fork" not in hooks, hooks
+
+
+BROKEN = "raise RuntimeError('flipapp was broken after start-up')  # padding to change the size\n"
+
+
+def test_app_broken_after_start_up_halts_when_a_new_worker_loads_it(
+    server: Start, tmp_path: Path
+) -> None:
+    """The probe runs at start-up only: a worker that later fails to load the
+    app (here one TTIN adds after the file broke) still halts the master with
+    exit 4 and the worker's line, as in Gunicorn, instead of respawning in a loop."""
+    app = tmp_path / "flipapp.py"
+    app.write_text((HERE / "testapp.py").read_text())
+    srv = server(*WORKER, "-w", "1", "flipapp:app")
+    (first,) = srv.wait_workers(1)
+    app.write_text(BROKEN)
+    srv.signal(signal.SIGTTIN)
+    assert srv.wait_exit(30) == 4
+    log = srv.log()
+    line = "Failed to load application 'flipapp:app': RuntimeError: flipapp was broken after start-up ("
+    assert f"[ERROR] Reason: {line}" in log.splitlines()[-1], log
     assert "Traceback" not in log
-    # No crash loop: at most the two initial workers ever booted.
-    assert log.count("Booting worker") <= 2
+    assert log.count("Booting worker") == 2
+    wait_until_gone(first)
 
 
 def test_worker_boot_error_stops_the_master_once(server: Start) -> None:

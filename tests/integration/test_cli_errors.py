@@ -83,43 +83,65 @@ LOAD_FAILURES = [
 ]
 
 
+def _one_error_line(stderr: str) -> str:
+    """The single ``fastwsgi: error:`` line; no worker booted, no traceback."""
+    errors = [line for line in stderr.splitlines() if "fastwsgi: error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("fastwsgi: error: "), stderr
+    assert "Booting worker" not in stderr and "[ERROR]" not in stderr, stderr
+    return errors[0]
+
+
 @pytest.mark.parametrize(("app", "detail"), LOAD_FAILURES)
-def test_app_load_failure_is_one_line_per_process(appdir: Path, app: str, detail: str) -> None:
-    line = f"Failed to load application {app!r}: {detail}"
+def test_app_load_failure_is_found_before_any_worker(appdir: Path, app: str, detail: str) -> None:
+    # The master's probe child loads the app once before forking workers.
     proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "-w", "2", app)
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    lines = proc.stderr.splitlines()
-    # Each worker that got to load the app says why in one line; the master's
-    # last line repeats it.
-    assert 1 <= sum(entry.endswith(f"[ERROR] {line}") for entry in lines) <= 2, proc.stderr
-    assert lines[-1].endswith(f"[ERROR] Reason: {line}"), proc.stderr
+    assert _one_error_line(proc.stderr) == f"fastwsgi: error: Failed to load application {app!r}: {detail}"
+
+
+def test_app_import_that_outlives_the_timeout_is_killed(appdir: Path) -> None:
+    (appdir / "errapp_hangs.py").write_text(
+        "import os, time\n\nopen('hang.pid', 'w').write(str(os.getpid()))\n"
+        "for _ in range(600):\n    time.sleep(0.1)\n"
+    )
+    proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "-t", "3", "errapp_hangs")
+    assert proc.returncode == 1, proc.stderr
+    assert _one_error_line(proc.stderr) == (
+        "fastwsgi: error: Failed to load application 'errapp_hangs': "
+        "the import did not finish within the 3s timeout (--timeout)"
+    )
+    # The probe was killed and reaped, not left behind.
+    probe = int((appdir / "hang.pid").read_text())
+    assert not Path(f"/proc/{probe}").exists()
 
 
 def test_app_load_failure_traceback_only_with_debug(appdir: Path) -> None:
     app, detail = LOAD_FAILURES[0]
     proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "-w", "1", "--log-level", "debug", app)
-    assert proc.returncode == 4
+    assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr
     assert 'errapp_raises.py", line 1' in proc.stderr
-    assert proc.stderr.splitlines()[-1].endswith(f"Reason: Failed to load application {app!r}: {detail}")
+    assert "Booting worker" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"fastwsgi: error: Failed to load application {app!r}: {detail}"
 
 
 @pytest.mark.parametrize(("app", "detail"), [LOAD_FAILURES[0], LOAD_FAILURES[-1]])
 def test_app_load_failure_with_preload_is_one_line(appdir: Path, app: str, detail: str) -> None:
     proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "--preload", app)
-    assert proc.returncode == 4
-    assert "Traceback" not in proc.stderr and "Booting worker" not in proc.stderr
-    assert proc.stderr.splitlines()[-1].endswith(f"[ERROR] Failed to load application {app!r}: {detail}")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert _one_error_line(proc.stderr) == f"fastwsgi: error: Failed to load application {app!r}: {detail}"
 
 
 def test_fatal_line_reaches_stderr_when_the_error_log_is_a_file(appdir: Path) -> None:
     app, detail = LOAD_FAILURES[0]
     proc = fastwsgi_cmd(appdir, "-b", "127.0.0.1:0", "--error-logfile", "err.log", app)
-    assert proc.returncode == 4
+    assert proc.returncode == 1
     line = f"Failed to load application {app!r}: {detail}"
     assert proc.stderr == f"fastwsgi: error: {line}\n"
-    assert (appdir / "err.log").read_text().splitlines()[-1].endswith(f"Reason: {line}")
+    log = (appdir / "err.log").read_text()
+    assert log.splitlines()[-1].endswith(f"[ERROR] {line}") and "Booting worker" not in log
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)

@@ -16,6 +16,7 @@ import pytest
 
 from fastwsgi.arbiter import ABORT_GRACE, SIG_QUEUE_MAX, Arbiter, HaltServer, Pidfile
 from fastwsgi.config import ArbiterSettings, Groups, Hooks, LogSettings, WorkerSettings
+from fastwsgi.errors import AppImportError
 from fastwsgi.procops import ProcOps
 
 
@@ -37,6 +38,9 @@ class FakeProcOps(ProcOps):
         self.exits: list[tuple[int, int]] = []
         self.now = time.monotonic()
         self.ppid = 1
+        # pid -> wait status reap_pid reports once the child "exited"; a
+        # SIGKILL makes a child exit. Each look moves the clock 0.5 s on.
+        self.child_status: dict[int, int] = {}
 
     def fork(self) -> int:
         self.next_pid += 1
@@ -45,10 +49,16 @@ class FakeProcOps(ProcOps):
 
     def kill(self, pid: int, sig: int) -> bool:
         self.kills.append((pid, sig))
+        if sig == signal.SIGKILL:
+            self.child_status.setdefault(pid, killed(sig))
         return True
 
     def reap(self) -> tuple[int, int] | None:
         return self.exits.pop(0) if self.exits else None
+
+    def reap_pid(self, pid: int) -> int | None:
+        self.now += 0.5
+        return self.child_status.pop(pid, None)
 
     def execve(self, path: str, args: list[str], env: dict[str, str]) -> NoReturn:
         raise AssertionError("the policy tests never exec")
@@ -446,14 +456,59 @@ def test_preload_loads_once_in_the_master(ops: FakeProcOps, log: RecordingLog) -
     assert calls == [1]
 
 
-def test_failed_preload_halts_with_app_load_error(ops: FakeProcOps, log: RecordingLog) -> None:
+def test_failed_preload_is_a_runtime_failure_before_any_fork(ops: FakeProcOps, log: RecordingLog) -> None:
     def loader() -> Any:
         raise ImportError("nope")
 
     arb = Arbiter(make_groups(preload_app=True), loader, log, procops=ops)  # type: ignore[arg-type]
-    with pytest.raises(HaltServer) as info:
+    with pytest.raises(AppImportError) as info:
         arb.preload()
-    assert info.value.exit_status == 4
+    assert info.value.exit_status == 1
+    assert str(info.value).startswith("Failed to load application 'testapp:app': ImportError: nope (")
+    assert ops.forked == []
+
+
+# The probe: the fake's fork returns a pid and no child runs, so the pipe is
+# empty and what the master decides rests on the scripted wait status.
+
+
+def test_probe_that_exits_0_lets_start_up_go_on_without_fork_hooks(
+    ops: FakeProcOps, log: RecordingLog
+) -> None:
+    seen: list[str] = []
+    hooks = Hooks(pre_fork=lambda s, w: seen.append("pre_fork"), post_fork=lambda s, w: seen.append("post_fork"))
+    arb = make_arbiter(ops, log, hooks=hooks)
+    ops.child_status[ops.next_pid + 1] = exited(0)
+    arb.probe_app()
+    assert len(ops.forked) == 1 and ops.kills == [] and ops.child_status == {}
+    assert arb.WORKERS == {} and arb.worker_age == 0 and seen == []
+
+
+@pytest.mark.parametrize(
+    ("status", "how"), [(exited(1), "exit code 1"), (killed(signal.SIGSEGV), "SIGSEGV")]
+)
+def test_probe_that_fails_is_one_line_and_exit_1(
+    ops: FakeProcOps, log: RecordingLog, status: int, how: str
+) -> None:
+    arb = make_arbiter(ops, log)
+    ops.child_status[ops.next_pid + 1] = status
+    with pytest.raises(AppImportError) as info:
+        arb.probe_app()
+    assert info.value.exit_status == 1
+    assert str(info.value) == f"Failed to load application 'testapp:app': the process loading it died ({how})"
+    assert arb.WORKERS == {} and ops.kills == []
+
+
+def test_probe_that_hangs_is_killed_after_timeout(ops: FakeProcOps, log: RecordingLog) -> None:
+    arb = make_arbiter(ops, log)  # timeout=2.0; each look at the child costs 0.5 s
+    start = ops.now
+    with pytest.raises(AppImportError) as info:
+        arb.probe_app()
+    (probe,) = ops.forked
+    assert ops.kills == [(probe, signal.SIGKILL)]
+    assert ops.child_status == {}  # reaped after the kill
+    assert 2.0 <= ops.now - start <= 4.0
+    assert "did not finish within the 2s timeout" in str(info.value)
 
 
 def test_app_loader_object_with_load_method(ops: FakeProcOps, log: RecordingLog) -> None:
