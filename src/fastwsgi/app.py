@@ -7,11 +7,12 @@ of one with literal arguments (``create_app("prod", debug=False)``), parsed
 with ``ast`` so nothing but a name lookup and a call runs; a bare ``module``
 means ``module:application``. These are Gunicorn's rules (``util.import_app``).
 
-The master calls ``check()`` before forking: it resolves the module with
+The master calls ``check()`` first: it resolves the module with
 ``importlib.util.find_spec``, which runs no application code (for a dotted
 module only the parent packages' ``__init__`` run), so a misspelt module is
 reported once, cleanly, instead of by every worker. Workers (or the master with
-``--preload``) call ``load()``, which imports and resolves for real.
+``--preload``) call ``load()``, which imports and resolves for real; at
+start-up the arbiter's probe child calls it once before any worker is forked.
 
 ``prepare()`` applies ``--chdir`` and ``--pythonpath`` to the process, as
 Gunicorn does in the master, so forked workers inherit the same ``sys.path``.

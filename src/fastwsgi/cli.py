@@ -13,7 +13,10 @@ stderr, ``fastwsgi: error: ...``; exit status 2 for usage errors
 ``--log-level debug``.
 
 Then the arbiter takes over (imported lazily: the CLI and its tests do not
-depend on it). ``reloader`` re-reads the config file and arguments on SIGHUP
+depend on it). Before forking any worker it has a probe child import the app
+(``Arbiter.probe_app``); an app that raises on import is reported the same
+way, one ``fastwsgi: error: Failed to load application ...`` line and exit 1,
+as ``--check-config`` reports it here. ``reloader`` re-reads the config file and arguments on SIGHUP
 and returns fresh ``Groups``.
 """
 

@@ -18,7 +18,8 @@ How a worker ends, and what the arbiter learns from its exit status:
   traceback only with ``--log-level debug``.
 
 The arbiter stops the whole server on 3 or 4 instead of respawning in a loop
-(Gunicorn's codes and behaviour).
+(Gunicorn's codes and behaviour). (At start-up the arbiter's probe child has
+loaded the app already, so 4 means the app broke after start-up.)
 
 Signals (Gunicorn's worker semantics): TERM sets ``alive = False`` so the loop
 finishes in-flight work and returns; QUIT and INT run ``worker_int`` and exit
