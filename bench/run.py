@@ -77,6 +77,8 @@ SCENARIOS: dict[str, Scenario] = {
                  description="64 KiB POST echoed back"),
         Scenario("sleep10", "bench.apps:sleep10", len(apps.HELLO), threaded_only=True,
                  description="app sleeps 10 ms (threaded servers only)"),
+        Scenario("flask", "bench.flask_app:app", len(apps.HELLO),
+                 description="Flask hello world, 13-byte body (framework cost vs ours)"),
     )
 }
 
