@@ -268,15 +268,8 @@ class Arbiter:
             self.call_hook("nworkers_changed", self, value, old)
 
     def call_hook(self, name: str, *args: Any) -> None:
-        fn = getattr(self.hooks, name)
-        if fn is None:
-            return
-        try:
-            fn(*args)
-        except SystemExit:
-            raise
-        except Exception:
-            self.log.exception("Exception in %s hook", name)
+        """Run a server hook if set; a failing hook is logged, never fatal."""
+        self.hooks.call(name, self.log, *args)
 
     # --- start-up ------------------------------------------------------------------
 

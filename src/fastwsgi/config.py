@@ -176,6 +176,19 @@ class Hooks:
     nworkers_changed: HookFn | None = None  # (server, new_value, old_value)
     on_exit: HookFn | None = None  # (server)
 
+    def call(self, name: str, log: Any, *args: Any) -> None:
+        """Run hook ``name`` if set. A failing hook is logged through ``log``,
+        never fatal (as in Gunicorn); SystemExit still propagates."""
+        fn = getattr(self, name)
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except SystemExit:
+            raise
+        except Exception:
+            log.exception("Exception in %s hook", name)
+
 
 @dataclass(frozen=True)
 class Groups:

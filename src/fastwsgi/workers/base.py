@@ -398,12 +398,4 @@ class Worker:
 
     def call_hook(self, name: str, *args: Any) -> None:
         """Run a server hook if set; a failing hook is logged, never fatal."""
-        fn = getattr(self.hooks, name)
-        if fn is None:
-            return
-        try:
-            fn(*args)
-        except SystemExit:
-            raise
-        except Exception:
-            self.log.exception("Exception in %s hook", name)
+        self.hooks.call(name, self.log, *args)
