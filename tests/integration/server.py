@@ -277,13 +277,24 @@ class Server:
         return [int(p) for p in re.findall(r"Listening at: .* \((\d+)\)$", self.log(), re.M)]
 
     def workers(self, master: int | None = None) -> list[int]:
-        """Live worker pids of ``master`` (default: the master we started)."""
+        """Live worker pids of ``master`` (default: the master we started).
+
+        A child counts once it logged "Booting worker with pid: N": the
+        start-up probe that test-loads the app is a child of the master too,
+        and must not be mistaken for a worker. (Where the log is not ours to
+        read, a daemonized server's, every fastwsgi child counts.)
+        """
         master = self.pid if master is None else master
+        log = self.log()
         masters = set(self.masters())
+        booted = {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
         return sorted(
             pid
             for pid in children(master)
-            if pid not in masters and pid_alive(pid) and "fastwsgi" in cmdline(pid)
+            if pid not in masters
+            and (pid in booted or not booted)
+            and pid_alive(pid)
+            and "fastwsgi" in cmdline(pid)
         )
 
     def wait_workers(
