@@ -236,18 +236,7 @@ class ThreadWorker(Worker):
             if conn.buffered > 0:
                 wait = self.settings.header_timeout  # part of a head is here
             self.fdmap[fd] = conn
-            self.waiting[fd] = conn
-            self.deadline[fd] = time.monotonic() + wait
-            try:
-                if fd not in self._registered:
-                    epoll_arm(self.epfd, fd, ARM, True)
-                    self._registered.add(fd)
-                else:
-                    epoll_arm(self.epfd, fd, ARM, False)
-            except OSError:
-                self.waiting.pop(fd, None)
-                self.deadline.pop(fd, None)
-                self._close(conn)
+            self._wait_for_head(conn, time.monotonic() + wait)
 
     def _readable(self, conn: Connection) -> None:
         fd = conn.fd
@@ -266,14 +255,20 @@ class ThreadWorker(Worker):
             # connection forever: slowloris).
             if deadline is None or (had == 0 and conn.buffered > 0):
                 deadline = time.monotonic() + self.settings.header_timeout
-            self.waiting[fd] = conn
-            self.deadline[fd] = deadline
-            try:
-                epoll_arm(self.epfd, fd, ARM, False)
-            except OSError:
-                self.waiting.pop(fd, None)
-                self.deadline.pop(fd, None)
-                self._close(conn)
+            self._wait_for_head(conn, deadline)
+
+    def _wait_for_head(self, conn: Connection, deadline: float) -> None:
+        """Park ``conn`` in the selector until readable or ``deadline``
+        (one-shot epoll arm: registered once, re-armed after)."""
+        fd = conn.fd
+        self.waiting[fd] = conn
+        self.deadline[fd] = deadline
+        try:
+            epoll_arm(self.epfd, fd, ARM, fd not in self._registered)
+        except OSError:
+            self._close(conn)  # also forgets waiting/deadline
+            return
+        self._registered.add(fd)
 
     def _submit(self, conn: Connection) -> None:
         self.busy.add(conn)
