@@ -898,7 +898,7 @@ cdef class Connection:
 
     cdef int _send_result(self, object result) except -1:
         cdef Response resp = self.resp
-        cdef Py_ssize_t n, total
+        cdef Py_ssize_t total
         t = type(result)
         if t is not list and t is not tuple and isinstance(result, FileWrapper):
             if not self._send_file(result, self.ctx.use_sendfile):
@@ -911,31 +911,24 @@ cdef class Connection:
                     self._send_out(self._frame(d))
                     if resp.overflow:
                         break
-        elif t is list or t is tuple:
-            n = len(result)
-            if n == 1:
-                self._send_out(self._frame(result[0], True))
-            elif n > 1:
-                total = 0
-                if not resp.headers_sent:
-                    for item in result:
-                        if type(item) is not bytes:
-                            total = -1
-                            break
-                        total += PyBytes_GET_SIZE(item)
-                if 0 <= total <= 16384 and not resp.headers_sent:
-                    self._send_out(self._frame(b"".join(result), True))
-                else:
-                    if total >= 0 and not resp.headers_sent:
-                        # The whole body is known: Content-Length, not chunks.
-                        resp.expect_length(total)
-                    for item in result:
-                        if len(item) == 0 and not resp.headers_sent:
-                            continue
-                        self._send_out(self._frame(item))
-                        if resp.overflow:
-                            break
+        elif (t is list or t is tuple) and len(result) == 1:
+            self._send_out(self._frame(result[0], True))
         else:
+            total = -1
+            if (t is list or t is tuple) and len(result) > 1 and not resp.headers_sent:
+                # The whole body is known up front: a small one goes out with
+                # the head in one write, a larger one with Content-Length.
+                total = 0
+                for item in result:
+                    if type(item) is not bytes:
+                        total = -1
+                        break
+                    total += PyBytes_GET_SIZE(item)
+                if 0 <= total <= 16384:
+                    self._send_out(self._frame(b"".join(result), True))
+                    result = ()
+                elif total > 16384:
+                    resp.expect_length(total)
             for item in result:
                 if len(item) == 0 and not resp.headers_sent:
                     continue
