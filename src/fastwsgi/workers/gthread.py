@@ -165,18 +165,7 @@ class ThreadWorker(Worker):
             except InterruptedError:
                 continue
             for fd, _ev in events:
-                kind = self.fdmap.get(fd)
-                if kind is _LISTENER:
-                    # Even when leaving: EPOLLEXCLUSIVE woke only us for this
-                    # connection, so it is ours to take (see sync.py).
-                    if not self.paused:
-                        self._accept(fd)
-                elif kind is _WAKE:
-                    self._drain_pipe()
-                elif kind is _SIGNAL:
-                    self.drain_wakeup()
-                elif isinstance(kind, Connection):
-                    self._readable(kind)
+                self._on_event(fd)
             self._take_returned()
             now = time.monotonic()
             if now >= next_sweep:
@@ -223,6 +212,20 @@ class ThreadWorker(Worker):
             # The request usually arrives with (or right after) the handshake:
             # look before paying for an epoll registration.
             self._dispatch(conn, self.settings.header_timeout)
+
+    def _on_event(self, fd: int) -> None:
+        kind = self.fdmap.get(fd)
+        if kind is _LISTENER:
+            # Even when leaving: EPOLLEXCLUSIVE woke only us for this
+            # connection, so it is ours to take (see sync.py).
+            if not self.paused:
+                self._accept(fd)
+        elif kind is _WAKE:
+            self._drain_pipe()
+        elif kind is _SIGNAL:
+            self.drain_wakeup()
+        elif isinstance(kind, Connection):
+            self._readable(kind)
 
     def _dispatch(self, conn: Connection, wait: float, check: bool = True) -> None:
         # check=False: the pool thread has just looked (and found nothing yet).
@@ -365,13 +368,7 @@ class ThreadWorker(Worker):
             except InterruptedError:
                 events = []
             for fd, _ev in events:
-                kind = self.fdmap.get(fd)
-                if kind is _WAKE:
-                    self._drain_pipe()
-                elif kind is _SIGNAL:
-                    self.drain_wakeup()
-                elif isinstance(kind, Connection):
-                    self._readable(kind)
+                self._on_event(fd)
             self._take_returned()
             self._sweep(time.monotonic())
 
