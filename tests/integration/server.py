@@ -279,23 +279,38 @@ class Server:
     def workers(self, master: int | None = None) -> list[int]:
         """Live worker pids of ``master`` (default: the master we started).
 
-        A child counts once it logged "Booting worker with pid: N": the
-        start-up probe that test-loads the app is a child of the master too,
-        and must not be mistaken for a worker. (Where the log is not ours to
-        read, a daemonized server's, every fastwsgi child counts.)
+        A child counts once it logged "Booting worker with pid: N" (in the
+        captured output, or in the ``--error-logfile`` or a rotated copy):
+        the start-up probe that test-loads the app is a child of the master
+        too, and must not be mistaken for a worker.
         """
         master = self.pid if master is None else master
-        log = self.log()
+        log = self.log() + self._error_logfile_text()
         masters = set(self.masters())
         booted = {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
         return sorted(
             pid
             for pid in children(master)
             if pid not in masters
-            and (pid in booted or not booted)
+            and pid in booted
             and pid_alive(pid)
             and "fastwsgi" in cmdline(pid)
         )
+
+    def _error_logfile_text(self) -> str:
+        for flag in ("--error-logfile", "--log-file"):
+            for i, arg in enumerate(self.args):
+                if arg == flag and i + 1 < len(self.args):
+                    path = Path(self.args[i + 1])
+                elif arg.startswith(flag + "="):
+                    path = Path(arg.split("=", 1)[1])
+                else:
+                    continue
+                if not path.is_absolute():
+                    path = self.tmp_path / path
+                # The file and its rotated copies (tests rename it for USR1).
+                return "".join(read_text(p) for p in sorted(path.parent.glob(path.name + "*")))
+        return ""
 
     def wait_workers(
         self,
