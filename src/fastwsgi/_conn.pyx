@@ -754,6 +754,30 @@ cdef class Connection:
             self.pending_error = exc
             return 1
 
+    def wait_head(self, double timeout):
+        """``poll_head`` after waiting up to ``timeout`` seconds (GIL
+        released) for the client to send something: how a pool thread that
+        has just answered keeps a keep-alive connection for the next request
+        instead of handing it back to the selector thread. 0 when nothing
+        came in time (or a signal interrupted the wait)."""
+        cdef pollfd pfd
+        cdef int r
+        cdef int ms = <int>(timeout * 1000.0)
+        if self.closed:
+            return -1
+        if ms < 1:
+            ms = 1
+        pfd.fd = self.fd
+        pfd.events = POLLIN
+        pfd.revents = 0
+        with nogil:
+            r = poll(&pfd, 1, ms)
+        if r > 0:
+            return self.poll_head()
+        if r < 0 and errno != EINTR:
+            raise OSError(errno, strerror(errno).decode())
+        return 0
+
     cdef object _build_env(self, dict head):
         cdef RequestParser p = self.parser
         cdef dict env = self.conn_env.copy()

@@ -1029,3 +1029,28 @@ def test_wake_pipe_and_epoll_helpers() -> None:
         ep.close()
         os.close(r)
         os.close(w)
+
+
+# --- wait_head: a pool thread lingering for the next request ----------------------------------
+
+
+def test_wait_head_times_out_then_sees_a_head_then_eof() -> None:
+    ctx = WorkerContext(settings(), RecLog(), None, None)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    conn = Connection(ctx, a, PEER, ("127.0.0.1", 80))
+    try:
+        assert conn.wait_head(0.01) == 0  # nothing sent: the linger expires
+        b.sendall(b"GET / HTTP/1.1\r\nHo")
+        assert conn.wait_head(1.0) == 0  # part of a head: not ready yet
+        assert conn.buffered > 0
+        b.sendall(b"st: x\r\n\r\n")
+        assert conn.wait_head(1.0) == 1
+        assert conn.handle_request(hello) is True
+        b.settimeout(10)
+        assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+        b.shutdown(socket.SHUT_WR)
+        assert conn.wait_head(1.0) == -1  # the client closed between requests
+    finally:
+        conn.close()
+        b.close()

@@ -15,8 +15,17 @@ checks without blocking whether the next head is already there (a pipelined
 request, or a client that sent its next request straight away); if so it
 serves it at once, in order, without a round trip through the selector (at
 most ``INLINE_REQUESTS`` in a row, so one busy connection cannot starve the
-queue). Otherwise it hands the connection back through a deque and a wake-up
-pipe (the selector thread owns all registration and closing).
+queue). Otherwise, when the pool is not saturated (at most half of it
+holding connections, nothing queued) it lingers: it waits up to ``LINGER``
+seconds in ``poll()`` on that one connection, GIL released, and serves the
+next request itself.
+That is the not-saturated case -- one or a few keep-alive clients -- where
+the hand-back costs most: pool thread to selector thread and back again is
+about nine context switches and GIL hand-overs per request, the linger one
+wake-up, as in a C event loop. Under load the pool is busy, nobody lingers
+and the selector keeps batching. Otherwise (or when the linger times out)
+the thread hands the connection back through a deque and a wake-up pipe (the
+selector thread owns all registration and closing).
 
 Timeouts, all enforced by the selector thread:
 
@@ -61,6 +70,13 @@ from fastwsgi.workers.base import Worker, register_listener
 # Requests served back to back on one connection before it goes to the back
 # of the queue (ours: fairness when the pool is saturated).
 INLINE_REQUESTS = 16
+# Seconds a pool thread keeps a keep-alive connection after answering it,
+# waiting for the next request, while the rest of the pool is idle (ours:
+# a keep-alive client on loopback or a LAN sends its next request well within
+# a millisecond; when it does not, the price is one poll timeout on a thread
+# nobody needed). Never longer than 2 ms, so a burst that finds every other
+# thread busy waits at most that for this one.
+LINGER = 0.002
 # Connections accepted per wake-up before serving the others (ours).
 ACCEPT_BATCH = 64
 # Seconds without accepting after accept() ran out of fds or memory (ours;
@@ -91,6 +107,14 @@ class ThreadWorker(Worker):
             keepalive=s.keepalive > 0,
         )
         self._done_lock = threading.Lock()
+        # Pool threads holding a connection (serving or lingering), counted
+        # under _active_lock: how _may_linger tells a saturated pool.
+        self.active = 0
+        self._active_lock = threading.Lock()
+        # Up to half the pool may linger; the other half stays free for the
+        # selector's submissions (measured: one or four keep-alive clients
+        # cost one wake-up per request instead of 1.7 to 9).
+        self._linger_max = max(1, self.nthreads // 2)
         self.jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
         self.returned: deque[tuple[Connection, bool, bool]] = deque()
         self.busy: set[Connection] = set()
@@ -374,18 +398,34 @@ class ThreadWorker(Worker):
 
     # --- pool threads ------------------------------------------------------------------
 
+    def _may_linger(self) -> bool:
+        """True when this pool thread may keep its connection waiting for the
+        next request: at most half the pool holds connections (so the other
+        half is free for the selector's submissions) and nothing is queued. A
+        single-thread pool never lingers: the queue would have nobody to
+        serve it."""
+        return (
+            self.active <= self._linger_max
+            and self.nthreads > 1
+            and self.alive
+            and self.jobs.empty()
+        )
+
     def _pool_thread(self) -> None:
         app = self.wsgi
         while True:
             conn = self.jobs.get()
             if conn is None:
                 return
+            with self._active_lock:
+                self.active += 1
             keep = False
             # True when the last look found a head waiting (the inline budget
             # ran out): the selector must submit it again, not wait for bytes.
             ready = False
             try:
-                for _ in range(INLINE_REQUESTS):
+                inline = 0
+                while True:
                     before = conn.requests
                     keep = conn.handle_request(app)
                     if conn.requests != before:
@@ -394,9 +434,15 @@ class ThreadWorker(Worker):
                     if not keep or not self.alive:
                         break
                     r = conn.poll_head()
-                    ready = r == 1
+                    linger = self._may_linger()
+                    if r == 0 and linger:
+                        r = conn.wait_head(LINGER)
                     if r != 1:
                         keep = r == 0
+                        break
+                    inline += 1
+                    if inline >= INLINE_REQUESTS and not linger:
+                        ready = True
                         break
             except BaseException:
                 keep = False
@@ -405,6 +451,8 @@ class ThreadWorker(Worker):
                 except Exception:
                     pass
             finally:
+                with self._active_lock:
+                    self.active -= 1
                 self.busy.discard(conn)
                 self.returned.append((conn, keep, ready))
                 # One wake-up byte per selector round, not per connection.

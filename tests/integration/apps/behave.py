@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -34,6 +35,10 @@ class _Tracked:
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     path = environ["PATH_INFO"]
     q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    if path == "/thread":
+        body = b"%d" % threading.get_ident()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
     if path == "/env":
         keys = (
             "wsgi.url_scheme",
