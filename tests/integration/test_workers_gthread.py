@@ -107,11 +107,11 @@ def test_idle_pool_serves_keepalive_requests_without_hand_offs(server) -> None:
 
 
 def test_lingering_thread_leaves_the_pool_to_others(server) -> None:
-    # Two threads, one may linger: while client A's thread waits on A, client
-    # B is served by the other; A's connection, handed back after the linger,
+    # Three threads, two connections (fewer than threads: lingering is on):
+    # while client A's thread waits on A, client B is served by another; A's connection, handed back after the linger,
     # is served again later; a head that arrives in pieces during the linger
     # goes back to the selector and is still answered.
-    srv = server("-k", "gthread", "--threads", "2", "--keep-alive", "30", "apps.behave:app")
+    srv = server("-k", "gthread", "--threads", "3", "--keep-alive", "30", "apps.behave:app")
     with (
         connect(srv.port) as a,
         a.makefile("rb") as fa,
