@@ -47,9 +47,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdio cimport snprintf
 from libc.string cimport memcpy
-from libc.time cimport time, time_t
-
-from email.utils import formatdate
+from libc.time cimport gmtime_r, time, time_t, tm
 
 from fastwsgi.errors import ResponseError
 
@@ -64,22 +62,48 @@ for _i in range(256):
 for _i in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
     TCHAR[_i] = 1
 
+# RFC 9110 section 5.6.7 IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT": always
+# English names and GMT, so it is formatted here rather than by strftime (whose
+# %a and %b follow LC_TIME) or email.utils.formatdate (whose imports, email,
+# calendar, datetime..., cost every worker about 1 MiB of memory).
+cdef const char* _DAY_NAMES = b"SunMonTueWedThuFriSat"
+cdef const char* _MONTH_NAMES = b"JanFebMarAprMayJunJulAugSepOctNovDec"
+
 cdef time_t _date_t = 0
 cdef bytes _date_line = b""
+
+
+cdef bytes _format_date_header(time_t t):
+    cdef tm parts
+    cdef char buf[64]
+    cdef int n
+    if gmtime_r(&t, &parts) == NULL:
+        raise OverflowError("timestamp out of range for a Date header")
+    n = snprintf(
+        buf, sizeof(buf), b"Date: %.3s, %02d %.3s %04d %02d:%02d:%02d GMT\r\n",
+        _DAY_NAMES + 3 * parts.tm_wday, parts.tm_mday, _MONTH_NAMES + 3 * parts.tm_mon,
+        parts.tm_year + 1900, parts.tm_hour, parts.tm_min, parts.tm_sec,
+    )
+    if n < 0 or n >= <int>sizeof(buf):
+        raise OverflowError("timestamp out of range for a Date header")
+    return PyBytes_FromStringAndSize(buf, n)
 
 
 cdef bytes _date_header():
     global _date_t, _date_line
     cdef time_t now = time(NULL)
     if now != _date_t:
-        _date_line = ("Date: " + formatdate(now, usegmt=True) + "\r\n").encode("ascii")
+        _date_line = _format_date_header(now)
         _date_t = now
     return _date_line
 
 
-def http_date_header():
-    """The cached ``Date: ...\\r\\n`` line for the current second."""
-    return _date_header()
+def http_date_header(t=None):
+    """The ``Date: ...\\r\\n`` line: for the current second (cached) or, given a
+    Unix timestamp ``t`` (seconds), for that time."""
+    if t is None:
+        return _date_header()
+    return _format_date_header(<time_t>t)
 
 
 cdef inline bint _ieq(const char* p, Py_ssize_t n, const char* lit, Py_ssize_t litn):

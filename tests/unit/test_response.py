@@ -7,7 +7,10 @@ framing is checked by a second opinion, not by re-reading our own code.
 
 from __future__ import annotations
 
+import random
 import re
+import time
+from email.utils import formatdate
 
 import h11
 import pytest
@@ -401,6 +404,35 @@ def test_date_header_is_rfc9110_imf_fixdate() -> None:
         rb"Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT\r\n",
         line,
     )
+
+
+def test_date_header_matches_email_formatdate_across_years_and_leap_days() -> None:
+    # The stdlib's formatter is the second opinion; ours must agree on every
+    # field, including leap days, century years and the epoch.
+    fixed = [
+        0,
+        784111777,  # RFC 9110's example, Sun, 06 Nov 1994 08:49:37 GMT
+        951782400,  # 2000-02-29
+        4107542399,  # 2100-02-28 23:59:59 (2100 is not a leap year)
+        4107542400,
+        253402300799,  # 9999-12-31 23:59:59
+    ]
+    rng = random.Random(9110)
+    for t in fixed + [rng.randrange(0, 253402300800) for _ in range(2000)]:
+        expected = "Date: " + formatdate(t, usegmt=True) + "\r\n"
+        assert http_date_header(t) == expected.encode("ascii"), t
+
+
+def test_date_header_for_now_is_this_second() -> None:
+    before = int(time.time())
+    line = http_date_header()
+    after = int(time.time())
+    assert line in {http_date_header(t) for t in range(before, after + 1)}
+
+
+def test_date_header_rejects_a_timestamp_beyond_time_t() -> None:
+    with pytest.raises(OverflowError):
+        http_date_header(2**70)
 
 
 def test_error_response_is_complete_and_closes() -> None:
