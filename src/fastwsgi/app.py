@@ -40,7 +40,6 @@ import importlib.util
 import os
 import signal
 import sys
-import sysconfig
 import threading
 import time
 import traceback
@@ -116,14 +115,27 @@ def describe_exception(exc: BaseException) -> str:
 
 
 _FASTWSGI_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
-_SITE_DIRS = tuple({sysconfig.get_paths()[k] + os.sep for k in ("purelib", "platlib")})
+_install_dirs: tuple[str, tuple[str, ...]] | None = None
+
+
+def _stdlib_and_site_dirs() -> tuple[str, tuple[str, ...]]:
+    # Looked up on the first error, not at import: sysconfig loads the build's
+    # whole _sysconfigdata dict, memory the master would hand to every worker.
+    global _install_dirs
+    if _install_dirs is None:
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        site = tuple({paths[k] + os.sep for k in ("purelib", "platlib")})
+        _install_dirs = (paths["stdlib"] + os.sep, site)
+    return _install_dirs
 
 
 def _is_loader_frame(filename: str) -> bool:
     if filename.startswith(("<", _FASTWSGI_DIR)):
         return True
-    return filename.startswith(_STDLIB_DIR) and not filename.startswith(_SITE_DIRS)
+    stdlib, site = _stdlib_and_site_dirs()
+    return filename.startswith(stdlib) and not filename.startswith(site)
 
 
 def _short_path(path: str) -> str:

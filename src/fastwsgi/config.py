@@ -40,7 +40,6 @@ import ipaddress
 import json
 import os
 import pwd
-import shlex
 import sys
 import types
 from collections.abc import Callable, Iterable, Mapping
@@ -1756,6 +1755,8 @@ def load(
     env_given: dict[str, Any] = {}
     env_unsupported: list[str] = []
     if env.get(CMD_ARGS_ENV, "").strip():
+        import shlex  # rarely set; every module the master imports is in each worker's RSS
+
         try:
             env_argv = shlex.split(env[CMD_ARGS_ENV])
         except ValueError as exc:

@@ -28,7 +28,6 @@ import base64
 import binascii
 import copy
 import logging
-import logging.config
 import os
 import re
 import sys
@@ -407,6 +406,11 @@ class Logger:
         os.dup2(self._capture_file.fileno(), 2)
 
     def _apply_log_config(self, cfg: LogSettings) -> None:
+        # Imported here, not at the top: logging.config brings logging.handlers,
+        # socketserver and pickle, about 1 MiB in the master and so in every
+        # worker, for a feature few deployments use.
+        import logging.config
+
         if cfg.logconfig_dict:
             # Gunicorn replaces top-level keys; we merge handlers, formatters
             # and filters key by key so a dict that names its own handlers
