@@ -422,14 +422,13 @@ class ThreadWorker(Worker):
                     if not keep or not self.alive:
                         break
                     r = conn.poll_head()
-                    linger = self._may_linger()
-                    if r == 0 and linger:
+                    if r == 0 and self._may_linger():
                         r = conn.wait_head(LINGER)
                     if r != 1:
                         keep = r == 0
                         break
                     inline += 1
-                    if inline >= INLINE_REQUESTS and not linger:
+                    if inline >= INLINE_REQUESTS and not self._may_linger():
                         ready = True
                         break
             except BaseException:
