@@ -191,14 +191,14 @@ def share_openssl() -> bool:
 
     Most applications reach OpenSSL (Flask and Django through werkzeug,
     hashlib or secrets; any HTTPS client). Initialising it costs a process
-    about 1.5 MiB of libcrypto and libssl pages that it touches itself, and
+    about 1.4 MiB of libcrypto and libssl pages that it touches itself, and
     Linux ``fork()`` does not copy page-table entries of file mappings, so a
     worker that runs the initialisation after the fork counts all of them in
     its own RSS. Done once here, the state OpenSSL builds is inherited
     (anonymous pages are shared copy-on-write) and the workers run little of
     that code again. Gunicorn gets the same effect from ``gunicorn.config``
     importing ``ssl``; a worker of an app that never uses OpenSSL pays about
-    1 MiB for it (the module's objects), as a Gunicorn worker does."""
+    1.2 MiB for it (the module's objects), as a Gunicorn worker does."""
     try:
         import ssl  # noqa: F401
     except ImportError:
