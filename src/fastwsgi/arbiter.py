@@ -235,6 +235,7 @@ class Arbiter:
         self.systemd = False
         self.pidfile: Pidfile | None = None
         self.worker_age = 0
+        self._last_worker_count = -1  # the statsd gauge is sent on change
         self.preloaded_app: WSGIApp | None = None
         # pid -> deadline for workers we TERMed on purpose (HUP, TTOU, WINCH).
         self.retiring: dict[int, float] = {}
@@ -800,6 +801,16 @@ class Arbiter:
         excess = len(active) - self.num_workers
         for pid, _ in active[: max(0, excess)]:
             self.retire_worker(pid, "too many workers")
+        # Gunicorn's worker-count gauge (statsd ``gunicorn.workers``), sent
+        # when the count changes; dashboards built for Gunicorn plot it.
+        count = len(self.active_workers())
+        if count != self._last_worker_count:
+            self._last_worker_count = count
+            self.log.debug(
+                "%d workers",
+                count,
+                extra={"metric": "gunicorn.workers", "value": count, "mtype": "gauge"},
+            )
 
     def retire_worker(self, pid: int, reason: str) -> None:
         """Graceful TERM; SIGKILL if still alive after ``graceful_timeout``."""

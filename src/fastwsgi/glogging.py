@@ -467,30 +467,66 @@ class Logger:
 
     # -- error log --------------------------------------------------------------
 
+    def _metric(self, kw: dict[str, Any]) -> None:
+        """Gunicorn's statsd logger turns ``extra={"metric": NAME, "value": V,
+        "mtype": "gauge" | "counter" | "histogram"}`` on any log call into a
+        metric (its arbiter reports ``gunicorn.workers`` that way, and apps
+        use it from hooks): so do we, whatever the log level."""
+        extra = kw.get("extra")
+        if self.statsd is None or not isinstance(extra, Mapping):
+            return
+        name, value = extra.get("metric"), extra.get("value")
+        if not name or value is None:
+            return
+        try:
+            mtype = extra.get("mtype")
+            if mtype == "gauge":
+                self.statsd.gauge(str(name), value if isinstance(value, int) else float(value))
+            elif mtype == "counter":
+                self.statsd.increment(str(name), int(value))
+            elif mtype == "histogram":
+                self.statsd.histogram(str(name), float(value))
+        except (TypeError, ValueError):
+            pass  # a malformed metric must not break the log call
+
     def debug(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.debug(msg, *args, **kw)
+        if kw:
+            self._metric(kw)
 
     def info(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.info(msg, *args, **kw)
+        if kw:
+            self._metric(kw)
 
     def warning(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.warning(msg, *args, **kw)
+        if kw:
+            self._metric(kw)
 
     def error(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.error(msg, *args, **kw)
+        if kw:
+            self._metric(kw)
 
     def exception(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.exception(msg, *args, **kw)
+        if kw:
+            self._metric(kw)
 
     def critical(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.critical(msg, *args, **kw)
         if self.statsd is not None:
             self.statsd.increment("gunicorn.log.critical")
+            if kw:
+                self._metric(kw)
 
     def log(self, level: int | str, msg: str, *args: Any, **kw: Any) -> None:
         if isinstance(level, str):
             level = LEVELS.get(level.lower(), logging.INFO)
         self.error_log.log(level, msg, *args, **kw)
+        if kw:
+            self._metric(kw)
 
     # -- access log ---------------------------------------------------------------
 

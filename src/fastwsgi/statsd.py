@@ -7,7 +7,10 @@ socket made in the master is never shared by forked workers); each metric is
 one datagram, sent non-blocking and dropped on any error: metrics must never
 slow down or fail a request. Names are Gunicorn's (``gunicorn.requests``,
 ``gunicorn.request.duration`` in ms, ``gunicorn.request.status.<code>``,
-``gunicorn.log.critical``) so existing dashboards keep working; the prefix is
+``gunicorn.log.critical``, and the master's ``gunicorn.workers`` gauge, sent
+when the worker count changes) so existing dashboards keep working; a log
+call with ``extra={"metric": ..., "value": ..., "mtype": ...}`` sends that
+metric too, as Gunicorn's statsd logger does. The prefix is
 ``--statsd-prefix`` followed by a dot.
 """
 

@@ -632,6 +632,8 @@ def test_statsd_metrics_for_a_real_request(appdir: Path, start: Callable[..., Se
             assert time.monotonic() < deadline, got
             got.add(udp.recv(512).decode())
     assert "web.gunicorn.requests:1|c" in got
+    # The master's worker-count gauge, as Gunicorn's arbiter sends it.
+    assert "web.gunicorn.workers:1|g" in got
 
 
 # --- where the app and its output live ------------------------------------------------------
