@@ -404,7 +404,7 @@ class ThreadWorker(Worker):
     def _pool_thread(self) -> None:
         app = self.wsgi
         while True:
-            conn = self.jobs.get()
+            conn: Connection | None = self.jobs.get()
             if conn is None:
                 return
             keep = False
@@ -444,3 +444,6 @@ class ThreadWorker(Worker):
                 if not self._wake_pending:
                     self._wake_pending = True
                     pipe_wake(self.wake_w)
+            # Not kept while this thread waits for the next job: once the
+            # selector has closed it, its buffers go back to the pool.
+            conn = None
