@@ -765,6 +765,20 @@ cdef class Connection:
         cdef int ms = <int>(timeout * 1000.0)
         if self.closed:
             return -1
+        if self.pending_head is not None or self.pending_error is not None:
+            return 1
+        # A head already buffered (pipelining) is served without a syscall;
+        # otherwise poll() first: a recv() now would mostly find nothing.
+        try:
+            head = self.parser.next_head()
+        except ParseError as exc:
+            self.pending_error = exc
+            return 1
+        if head is not None:
+            self.pending_head = head
+            return 1
+        if self.eof:
+            return -1
         if ms < 1:
             ms = 1
         pfd.fd = self.fd

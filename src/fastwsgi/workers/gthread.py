@@ -421,9 +421,7 @@ class ThreadWorker(Worker):
                             self.request_done()
                     if not keep or not self.alive:
                         break
-                    r = conn.poll_head()
-                    if r == 0 and self._may_linger():
-                        r = conn.wait_head(LINGER)
+                    r = conn.wait_head(LINGER) if self._may_linger() else conn.poll_head()
                     if r != 1:
                         keep = r == 0
                         break
