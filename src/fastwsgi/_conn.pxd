@@ -82,6 +82,7 @@ cdef class Connection:
     cdef long long _sendfile(self, int in_fd, long long offset, long long count) except -1
     cdef int _continue(self) except -1
     cdef object _next_head(self)
+    cdef int _buffered_head(self) except -2
     cdef object _build_env(self, dict head)
     cdef int _send_result(self, object result) except -1
     cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1

@@ -727,32 +727,43 @@ cdef class Connection:
             if n == 0:
                 self.eof = True
 
-    def poll_head(self):
-        """Non-blocking: 1 when a request head (or an error to answer) is
-        ready for ``handle_request``; 0 when more bytes are needed; -1 when
-        the peer closed with nothing pending. For event loops."""
-        cdef RequestParser p = self.parser
-        cdef Py_ssize_t n
+    cdef int _buffered_head(self) except -2:
+        """What the bytes already received say, without a syscall: 1 a head
+        (or an error to answer) is ready, -1 the peer closed with nothing
+        pending, 0 more bytes are needed."""
         if self.closed:
             return -1
         if self.pending_head is not None or self.pending_error is not None:
             return 1
         try:
-            while True:
-                head = p.next_head()
-                if head is not None:
-                    self.pending_head = head
-                    return 1
-                if self.eof:
-                    return -1
-                n = self._recv(0)
-                if n == 0:
-                    self.eof = True
-                elif n < 0:
-                    return 0
+            head = self.parser.next_head()
         except ParseError as exc:
             self.pending_error = exc
             return 1
+        if head is not None:
+            self.pending_head = head
+            return 1
+        return -1 if self.eof else 0
+
+    def poll_head(self):
+        """Non-blocking: 1 when a request head (or an error to answer) is
+        ready for ``handle_request``; 0 when more bytes are needed; -1 when
+        the peer closed with nothing pending. For event loops."""
+        cdef Py_ssize_t n
+        cdef int r
+        while True:
+            r = self._buffered_head()
+            if r != 0:
+                return r
+            try:
+                n = self._recv(0)
+            except ParseError as exc:
+                self.pending_error = exc
+                return 1
+            if n == 0:
+                self.eof = True
+            elif n < 0:
+                return 0
 
     def wait_head(self, double timeout):
         """``poll_head`` after waiting up to ``timeout`` seconds (GIL
@@ -763,22 +774,11 @@ cdef class Connection:
         cdef pollfd pfd
         cdef int r
         cdef int ms = <int>(timeout * 1000.0)
-        if self.closed:
-            return -1
-        if self.pending_head is not None or self.pending_error is not None:
-            return 1
         # A head already buffered (pipelining) is served without a syscall;
         # otherwise poll() first: a recv() now would mostly find nothing.
-        try:
-            head = self.parser.next_head()
-        except ParseError as exc:
-            self.pending_error = exc
-            return 1
-        if head is not None:
-            self.pending_head = head
-            return 1
-        if self.eof:
-            return -1
+        r = self._buffered_head()
+        if r != 0:
+            return r
         if ms < 1:
             ms = 1
         pfd.fd = self.fd
