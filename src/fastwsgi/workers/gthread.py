@@ -16,11 +16,10 @@ request, or a client that sent its next request straight away); if so it
 serves it at once, in order, without a round trip through the selector (at
 most ``INLINE_REQUESTS`` in a row, so one busy connection cannot starve the
 queue). Otherwise, when the pool is not saturated (the worker holds fewer
-connections than threads, nothing queued) it lingers: it waits up to ``LINGER``
-seconds in ``poll()`` on that one connection, GIL released, and serves the
-next request itself.
-That is the not-saturated case -- one or a few keep-alive clients -- where
-the hand-back costs most: pool thread to selector thread and back again is
+connections than threads, nothing queued) it lingers: it waits up to
+``LINGER`` seconds in ``poll()`` on that one connection, GIL released, and
+serves the next request itself. That is the case of one or a few keep-alive
+clients, where the hand-back costs most: pool thread to selector thread and back again is
 about nine context switches and GIL hand-overs per request, the linger one
 wake-up, as in a C event loop. Under load the pool is busy, nobody lingers
 and the selector keeps batching. Otherwise (or when the linger times out)
@@ -71,11 +70,11 @@ from fastwsgi.workers.base import Worker, register_listener
 # of the queue (ours: fairness when the pool is saturated).
 INLINE_REQUESTS = 16
 # Seconds a pool thread keeps a keep-alive connection after answering it,
-# waiting for the next request, while the rest of the pool is idle (ours:
-# a keep-alive client on loopback or a LAN sends its next request well within
-# a millisecond; when it does not, the price is one poll timeout on a thread
-# nobody needed). Never longer than 2 ms, so a burst that finds every other
-# thread busy waits at most that for this one.
+# waiting for the next request, while the pool is not saturated (_may_linger;
+# ours: a keep-alive client on loopback or a LAN sends its next request well
+# within a millisecond; when it does not, the price is one poll timeout on a
+# thread nobody needed). Never longer than 2 ms, so a burst that finds every
+# other thread busy waits at most that for this one.
 LINGER = 0.002
 # Connections accepted per wake-up before serving the others (ours).
 ACCEPT_BATCH = 64
