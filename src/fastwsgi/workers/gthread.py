@@ -19,12 +19,12 @@ queue). Otherwise, when the pool is not saturated (the worker holds fewer
 connections than threads, nothing queued) it lingers: it waits up to
 ``LINGER`` seconds in ``poll()`` on that one connection, GIL released, and
 serves the next request itself. That is the case of one or a few keep-alive
-clients, where the hand-back costs most: pool thread to selector thread and back again is
-about nine context switches and GIL hand-overs per request, the linger one
-wake-up, as in a C event loop. Under load the pool is busy, nobody lingers
-and the selector keeps batching. Otherwise (or when the linger times out)
-the thread hands the connection back through a deque and a wake-up pipe (the
-selector thread owns all registration and closing).
+clients, where the hand-back costs most: pool thread to selector thread and
+back again is about nine context switches and GIL hand-overs per request, the
+linger one wake-up, as in a C event loop. Under load the pool is busy, nobody
+lingers and the selector keeps batching. Otherwise (or when the linger times
+out) the thread hands the connection back through a deque and a wake-up pipe
+(the selector thread owns all registration and closing).
 
 Timeouts, all enforced by the selector thread:
 
