@@ -79,6 +79,26 @@ def test_known_length_single_item_is_one_buffer_with_content_length() -> None:
     assert r.keep_alive and r.complete
 
 
+@pytest.mark.parametrize("n", [0, 1, 9, 10, 99, 100, 12345, 10**17, 10**18 - 1])
+def test_content_length_digits_round_trip(n: int) -> None:
+    # Parsed and written by hand (no int(), no snprintf): every digit count.
+    r = Response(keep_alive=True)
+    r.start("200 OK", [("Content-Length", f"  {n}\t")])
+    out = r.frame(b"", False)
+    assert f"\r\nContent-Length: {n}\r\n".encode() in out
+    assert out.count(b"Content-Length") == 1
+
+
+@pytest.mark.parametrize("size", [1, 9, 10, 15, 16, 255, 256, 4095, 4096, 16384, 16385, 70000])
+def test_chunk_sizes_are_lower_case_hex(size: int) -> None:
+    r = Response(keep_alive=True)
+    r.start("200 OK", [])
+    data = wire(r, [b"x", b"y" * size])
+    assert b"\r\n%x\r\n" % size in data
+    head, body, complete = h11_read(data)
+    assert body == b"x" + b"y" * size and complete
+
+
 def test_streamed_http11_keepalive_is_chunked() -> None:
     r = Response(keep_alive=True)
     r.start("200 OK", [])
