@@ -298,19 +298,25 @@ def test_capture_output_redirects_stdout_and_stderr(tmp_path: Path) -> None:
 # --- statsd ----------------------------------------------------------------------------
 
 
-def test_statsd_metrics_over_udp(tmp_path: Path) -> None:
+@pytest.fixture
+def statsd_udp() -> Iterator[socket.socket]:
+    """A UDP socket on 127.0.0.1 standing in for the statsd server."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(10)
-    port = sock.getsockname()[1]
     try:
-        log = make(tmp_path, statsd_host=f"127.0.0.1:{port}", statsd_prefix="web")
-        log.access(environ(), "404 Not Found", [], 0, 0.0125)
-        log.critical("down")
-        got = {sock.recv(512).decode() for _ in range(4)}
-        log.close()
+        yield sock
     finally:
         sock.close()
+
+
+def test_statsd_metrics_over_udp(tmp_path: Path, statsd_udp: socket.socket) -> None:
+    port = statsd_udp.getsockname()[1]
+    log = make(tmp_path, statsd_host=f"127.0.0.1:{port}", statsd_prefix="web")
+    log.access(environ(), "404 Not Found", [], 0, 0.0125)
+    log.critical("down")
+    got = {statsd_udp.recv(512).decode() for _ in range(4)}
+    log.close()
     assert got == {
         "web.gunicorn.request.duration:12.500|ms",
         "web.gunicorn.requests:1|c",
@@ -319,27 +325,23 @@ def test_statsd_metrics_over_udp(tmp_path: Path) -> None:
     }
 
 
-def test_log_extra_metric_goes_to_statsd_like_gunicorn(tmp_path: Path) -> None:
+def test_log_extra_metric_goes_to_statsd_like_gunicorn(
+    tmp_path: Path, statsd_udp: socket.socket
+) -> None:
     # Gunicorn's statsd logger sends extra={"metric", "value", "mtype"} on any
     # log call (its arbiter's gunicorn.workers gauge, apps' own metrics).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(10)
-    port = sock.getsockname()[1]
-    try:
-        log = make(tmp_path, statsd_host=f"127.0.0.1:{port}", statsd_prefix="web")
-        log.debug("3 workers", extra={"metric": "gunicorn.workers", "value": 3, "mtype": "gauge"})
-        log.info("hit", extra={"metric": "app.hits", "value": 2, "mtype": "counter"})
-        log.warning("slow", extra={"metric": "app.lat", "value": 1.5, "mtype": "histogram"})
-        log.info("no metric", extra={"user": "x"})  # sends nothing
-        log.info("bad", extra={"metric": "app.bad", "value": "x", "mtype": "gauge"})  # dropped
-        got = {sock.recv(512).decode() for _ in range(3)}
-        sock.settimeout(0.3)
-        with pytest.raises(TimeoutError):
-            sock.recv(512)
-        log.close()
-    finally:
-        sock.close()
+    port = statsd_udp.getsockname()[1]
+    log = make(tmp_path, statsd_host=f"127.0.0.1:{port}", statsd_prefix="web")
+    log.debug("3 workers", extra={"metric": "gunicorn.workers", "value": 3, "mtype": "gauge"})
+    log.info("hit", extra={"metric": "app.hits", "value": 2, "mtype": "counter"})
+    log.warning("slow", extra={"metric": "app.lat", "value": 1.5, "mtype": "histogram"})
+    log.info("no metric", extra={"user": "x"})  # sends nothing
+    log.info("bad", extra={"metric": "app.bad", "value": "x", "mtype": "gauge"})  # dropped
+    got = {statsd_udp.recv(512).decode() for _ in range(3)}
+    statsd_udp.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        statsd_udp.recv(512)
+    log.close()
     assert got == {"web.gunicorn.workers:3|g", "web.app.hits:2|c", "web.app.lat:1.500|ms"}
 
 
