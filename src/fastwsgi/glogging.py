@@ -491,42 +491,35 @@ class Logger:
 
     def debug(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.debug(msg, *args, **kw)
-        if kw:
-            self._metric(kw)
+        self._metric(kw)
 
     def info(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.info(msg, *args, **kw)
-        if kw:
-            self._metric(kw)
+        self._metric(kw)
 
     def warning(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.warning(msg, *args, **kw)
-        if kw:
-            self._metric(kw)
+        self._metric(kw)
 
     def error(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.error(msg, *args, **kw)
-        if kw:
-            self._metric(kw)
+        self._metric(kw)
 
     def exception(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.exception(msg, *args, **kw)
-        if kw:
-            self._metric(kw)
+        self._metric(kw)
 
     def critical(self, msg: str, *args: Any, **kw: Any) -> None:
         self.error_log.critical(msg, *args, **kw)
         if self.statsd is not None:
             self.statsd.increment("gunicorn.log.critical")
-            if kw:
-                self._metric(kw)
+        self._metric(kw)
 
     def log(self, level: int | str, msg: str, *args: Any, **kw: Any) -> None:
         if isinstance(level, str):
             level = LEVELS.get(level.lower(), logging.INFO)
         self.error_log.log(level, msg, *args, **kw)
-        if kw:
-            self._metric(kw)
+        self._metric(kw)
 
     # -- access log ---------------------------------------------------------------
 
