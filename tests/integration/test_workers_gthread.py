@@ -67,6 +67,36 @@ def test_long_pipeline_is_answered_whole(server) -> None:
             assert r is not None and r.status == 200
 
 
+def test_a_busy_keepalive_client_cannot_jump_the_queue(server) -> None:
+    # One thread. Client A pipelines three slow requests; client B sends one
+    # while A's first is running. When A's first is done, B is queued and
+    # A's second head is already buffered: serving A's second at once (no
+    # round trip through the selector) would make B wait behind all of A's
+    # requests. B must be next, and A's pipeline still answered in order.
+    srv = server("-k", "gthread", "--threads", "1", "--keep-alive", "30", "apps.behave:app")
+    mark = srv.mark()
+    with (
+        connect(srv.port) as a,
+        a.makefile("rb") as fa,
+        connect(srv.port) as b,
+        b.makefile("rb") as fb,
+    ):
+        a.sendall(b"".join(_req(f"/sleep?s=0.3&i={i}") for i in range(3)))
+        srv.wait_for_log("sleep started", after=mark)
+        b.sendall(_req("/env?b=1"))
+        rb = read_response(fb)
+        assert rb is not None and rb.status == 200
+        # B's answer came after A's first (the thread was busy with it) and
+        # before A's second could have finished (0.3 s after it started).
+        # (A's first answer was sent before B's: loopback delivers in send.)
+        pending = a.recv(1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        assert pending.count(b"HTTP/1.1 200") == 1
+        for _ in range(3):
+            ra = read_response(fa)
+            assert ra is not None and ra.status == 200
+            assert ra.body.startswith(b"slept")
+
+
 def _voluntary_switches(pid: int) -> int:
     total = 0
     for tid in os.listdir(f"/proc/{pid}/task"):

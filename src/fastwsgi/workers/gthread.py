@@ -10,21 +10,30 @@ be an error to answer) goes to the pool, so a slow or idle client never
 occupies a thread (Gunicorn's gthread hands the socket over as soon as it is
 readable, and the thread then blocks on the rest of the head).
 
-A pool thread runs ``handle_request`` and, while the connection stays alive,
-checks without blocking whether the next head is already there (a pipelined
-request, or a client that sent its next request straight away); if so it
-serves it at once, in order, without a round trip through the selector (at
-most ``INLINE_REQUESTS`` in a row, so one busy connection cannot starve the
-queue). Otherwise, when the pool is not saturated (the worker holds fewer
-connections than threads, nothing queued) it lingers: it waits up to
-``LINGER`` seconds in ``poll()`` on that one connection, GIL released, and
-serves the next request itself. That is the case of one or a few keep-alive
-clients, where the hand-back costs most: pool thread to selector thread and
-back again is about nine context switches and GIL hand-overs per request, the
-linger one wake-up, as in a C event loop. Under load the pool is busy, nobody
-lingers and the selector keeps batching. Otherwise (or when the linger times
-out) the thread hands the connection back through a deque and a wake-up pipe
-(the selector thread owns all registration and closing).
+Connections ready to be served wait in a ``JobQueue`` (FIFO), which wakes one
+idle pool thread at a time. A pool thread runs ``handle_request`` and, while
+the connection stays alive, looks at what to do with it next:
+
+* other connections are queued: it goes to the back of the line (straight
+  back into the queue if its next head is already buffered), so a client
+  that sends its next request at once cannot jump ahead of ones that have
+  waited (p50/p99 under saturation: FIFO across connections, as Gunicorn);
+* nobody is queued and its next head is already there (a pipelined request,
+  or a client that sent its next request straight away): the thread serves
+  it at once, in order, without a round trip through the selector (at most
+  ``INLINE_REQUESTS`` in a row, so the selector thread gets its turn);
+* otherwise, when the pool is not saturated (the worker holds fewer
+  connections than threads, nothing queued) it lingers: it waits up to
+  ``LINGER`` seconds in ``poll()`` on that one connection, GIL released, and
+  serves the next request itself. That is the case of one or a few
+  keep-alive clients, where the hand-back costs most: pool thread to
+  selector thread and back again is about nine context switches and GIL
+  hand-overs per request, the linger one wake-up, as in a C event loop.
+  Under load the pool is busy, nobody lingers and the selector batches.
+
+In every other case (and when the linger times out) the thread hands the
+connection back through a deque and a wake-up pipe (the selector thread owns
+all registration and closing).
 
 Timeouts, all enforced by the selector thread:
 
@@ -56,7 +65,6 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
 import select
 import socket
 import threading
@@ -66,8 +74,9 @@ from collections import deque
 from fastwsgi._conn import Connection, WorkerContext, accept, epoll_arm, pipe_drain, pipe_wake
 from fastwsgi.workers.base import Worker, register_listener
 
-# Requests served back to back on one connection before it goes to the back
-# of the queue (ours: fairness when the pool is saturated).
+# Requests served back to back on one connection while nobody is queued,
+# before the selector thread gets its turn (ours: the selector may have
+# readable connections it has not seen yet while a pool thread holds the GIL).
 INLINE_REQUESTS = 16
 # Seconds a pool thread keeps a keep-alive connection after answering it,
 # waiting for the next request, while the pool is not saturated (_may_linger;
@@ -84,6 +93,76 @@ ACCEPT_BACKOFF = 0.5
 
 # A waiting connection's registration: one event, then re-armed by us.
 ARM = select.EPOLLIN | select.EPOLLONESHOT
+
+class JobQueue:
+    """Connections from the selector thread to the pool: FIFO for the jobs,
+    at most one idle thread being woken at a time, and the one woken is the
+    one that went idle last.
+
+    The selector thread usually puts several jobs in one round while holding
+    the GIL. Waking a thread per job would only line them all up on the GIL;
+    instead one is woken, and when it takes its job and more are waiting it
+    wakes the next (a chain, so a batch still spreads over the pool for apps
+    that block). ``queue.SimpleQueue`` chains too, but one step too far: a
+    get() that had to wait always wakes another idle thread on its way out,
+    which finds the queue empty and sleeps again (two context switches and a
+    GIL round trip per dispatched job, counted with strace). Each idle thread
+    here sleeps on a lock of its own, so exactly the thread chosen wakes.
+    Last idle, first woken: its stack and the app's data are the likeliest to
+    be in cache, and under light load one or two threads do all the work.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[Connection | None] = deque()
+        self._idle: list[threading.Lock] = []
+        self._mutex = threading.Lock()
+        # True from the moment a sleeping thread is released until it has
+        # looked at the queue: no second wake while one is on its way.
+        self._waking = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def idle(self) -> int:
+        """Threads asleep in get() (for tests and diagnostics)."""
+        return len(self._idle)
+
+    def put(self, item: Connection | None) -> None:
+        waiter = None
+        with self._mutex:
+            self._items.append(item)
+            if self._idle and not self._waking:
+                waiter = self._idle.pop()
+                self._waking = True
+        if waiter is not None:
+            waiter.release()
+
+    def get(self, wake: threading.Lock) -> Connection | None:
+        """Next job, sleeping while there is none. ``wake`` is the calling
+        thread's own lock, held (acquired) by it whenever it is not asleep
+        here: put() or another get() releases it, the acquire below takes it
+        back."""
+        woken = False
+        while True:
+            waiter = None
+            with self._mutex:
+                if woken:
+                    self._waking = False
+                if self._items:
+                    item = self._items.popleft()
+                    if self._items and self._idle and not self._waking:
+                        waiter = self._idle.pop()
+                        self._waking = True
+                else:
+                    self._idle.append(wake)
+                    item = wake  # marker: sleep
+            if item is not wake:
+                if waiter is not None:
+                    waiter.release()
+                return item  # type: ignore[return-value]
+            wake.acquire()
+            woken = True
+
 
 _LISTENER = object()
 _WAKE = object()
@@ -106,7 +185,7 @@ class ThreadWorker(Worker):
             keepalive=s.keepalive > 0,
         )
         self._done_lock = threading.Lock()
-        self.jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self.jobs = JobQueue()
         self.returned: deque[tuple[Connection, bool, bool]] = deque()
         self.busy: set[Connection] = set()
         self.stuck_logged: set[Connection] = set()
@@ -398,12 +477,14 @@ class ThreadWorker(Worker):
         than a sleep in poll() per request (measured at 16 clients on 8
         threads: 25 against 30 us per request). A single-thread pool never
         lingers."""
-        return self.nconns < self.nthreads and self.alive and self.jobs.empty()
+        return self.nconns < self.nthreads and self.alive and not self.jobs
 
     def _pool_thread(self) -> None:
         app = self.wsgi
+        wake = threading.Lock()
+        wake.acquire()
         while True:
-            conn: Connection | None = self.jobs.get()
+            conn: Connection | None = self.jobs.get(wake)
             if conn is None:
                 return
             keep = False
@@ -419,6 +500,17 @@ class ThreadWorker(Worker):
                         with self._done_lock:
                             self.request_done()
                     if not keep or not self.alive:
+                        break
+                    if self.jobs:
+                        # Other connections are queued: serving this one's
+                        # next request now would jump the line (and a busy
+                        # client would hold the thread while they wait: p99
+                        # under load). It goes to the back instead.
+                        r = conn.poll_head()
+                        if r == 1:
+                            ready = True
+                        else:
+                            keep = r == 0
                         break
                     r = conn.wait_head(LINGER) if self._may_linger() else conn.poll_head()
                     if r != 1:
