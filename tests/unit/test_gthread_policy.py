@@ -1,14 +1,21 @@
-"""The gthread worker's JobQueue with real threads: FIFO jobs, exactly one
-thread woken per job, the last idle thread first, and no job left behind when
-a batch arrives faster than threads wake."""
+"""The gthread worker's scheduling policy with real threads and sockets.
+
+JobQueue: FIFO jobs, exactly one thread woken per job, the last idle thread
+first, and no job left behind when a batch arrives faster than threads wake.
+The linger: a pool thread stops waiting on a client that pauses longer than
+LINGER between requests, and starts again once it answers quickly."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from fastwsgi.workers.gthread import JobQueue
+from fastwsgi._conn import Connection, WorkerContext
+from fastwsgi.config import WorkerSettings
+from fastwsgi.workers.gthread import JobQueue, ThreadWorker
 
 WAIT = 10.0  # seconds: generous bound for a busy 2-core machine
 
@@ -139,3 +146,64 @@ def test_many_jobs_many_threads_none_lost() -> None:
     _until(lambda: len(got) == n, "every job taken")
     assert sorted(item for _, item in got) == list(range(n))  # type: ignore[type-var]
     _stop(q, getters)
+
+
+def _hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"hi"]
+
+
+HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_linger_stops_for_a_client_that_pauses_and_resumes_when_it_is_quick() -> None:
+    w = object.__new__(ThreadWorker)  # the policy only: no selector, no pool
+    w.slow, w.waiting, w.deadline, w.busy, w.jobs = {}, {}, {}, set(), JobQueue()
+    ctx = WorkerContext(WorkerSettings(header_timeout=5.0, timeout=5.0), None, None, None)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.settimeout(WAIT)
+    conn = Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80))
+
+    def serve_one() -> None:
+        assert conn.handle_request(_hello) is True
+        assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+
+    def send_later() -> threading.Thread:
+        t = threading.Timer(0.1, b.sendall, (HEAD,))
+        t.start()
+        return t
+
+    try:
+        # Nothing comes within the linger: it times out and marks the client.
+        w.linger = 0.05
+        assert w._linger_or_poll(conn) == 0
+        assert conn in w.slow
+        # Marked: no more lingering (a 30 s linger would be noticed), only a
+        # look at what is buffered.
+        w.linger = 30.0
+        started = time.monotonic()
+        assert w._linger_or_poll(conn) == 0
+        assert time.monotonic() - started < w.linger / 2
+        # Its next head reaches the selector long after the hand-back: still slow.
+        w.slow[conn] = time.monotonic() - 2 * w.linger
+        w.waiting[conn.fd] = conn
+        b.sendall(HEAD)
+        w._readable(conn)
+        assert conn in w.slow and len(w.jobs) == 1  # submitted all the same
+        serve_one()
+        # The next one arrives within the linger of the hand-back: unmarked.
+        w.slow[conn] = time.monotonic()
+        w.waiting[conn.fd] = conn
+        b.sendall(HEAD)
+        w._readable(conn)
+        assert conn not in w.slow and len(w.jobs) == 2
+        serve_one()
+        # And the thread lingers again: a head sent 0.1 s later is caught.
+        sender = send_later()
+        assert w._linger_or_poll(conn) == 1
+        sender.join(WAIT)
+        assert conn not in w.slow
+    finally:
+        conn.close()
+        b.close()
