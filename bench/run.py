@@ -187,6 +187,10 @@ def plan(ns: argparse.Namespace) -> list[tuple[str, str, str]]:
                     continue
                 if path == "nginx-unix" and not spec.unix_ok:
                     continue
+                if spec.apps is not None and SCENARIOS[s].app not in spec.apps:
+                    continue
+                if spec.paths is not None and path not in spec.paths:
+                    continue
                 cases.append((s, path, name))
     return cases
 

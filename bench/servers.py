@@ -5,7 +5,9 @@ the bind is ``127.0.0.1:PORT`` or, for the Gunicorn-style servers,
 ``unix:/path`` (the ``nginx-unix`` path).
 fastwsgi and Gunicorn are always attempted (fastwsgi is the product; a build
 that does not serve yet shows up as "failed to start", not as a crash of the
-harness); bjoern, waitress, granian and uWSGI run only when installed.
+harness); bjoern, waitress, granian and uWSGI run only when installed, and
+``nginx-static`` (nginx answering hello and file1m itself, no Python: the C
+ceiling, ``bench/nginx_static.py``) whenever nginx is.
 
 Each server is started in its own session (``start_new_session``) so that it
 and every worker it forks share one process group that only we own: stop is
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from bench import nginx_static
+from bench.nginx import available as nginx_available
 from bench.nginx import free_port, wait_connect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +49,8 @@ class ServerSpec:
     build: Callable[[str, str, int, int], list[str]]  # (bind, app, workers, threads)
     missing: Callable[[], str | None] = lambda: None  # why it cannot run, or None
     unix_ok: bool = False  # can bind a unix socket
+    apps: frozenset[str] | None = None  # the scenario apps it can serve (None: any)
+    paths: frozenset[str] | None = None  # the bench paths it runs on (None: all)
 
     def argv(self, bind: str, app: str, workers: int, threads: int) -> list[str]:
         return self.build(bind, app, workers, threads)
@@ -129,6 +135,15 @@ def _uwsgi(bind: str, app: str, workers: int, threads: int) -> list[str]:
     ]
 
 
+def _nginx_static(bind: str, app: str, workers: int, threads: int) -> list[str]:
+    return [PY, "-m", "bench.nginx_static", "--port", str(_port(bind)), "--app", app,
+            "--workers", str(workers)]
+
+
+def _has_nginx() -> str | None:
+    return None if nginx_available() else "nginx not installed (apt-get install nginx-light)"
+
+
 SERVERS: dict[str, ServerSpec] = {
     s.name: s
     for s in (
@@ -146,6 +161,10 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("granian", "granian", True, "gunicorn-gthread", _granian,
                    _has_module("granian")),
         ServerSpec("uwsgi", "uwsgi", True, "gunicorn-gthread", _uwsgi, _has_uwsgi),
+        # The C ceiling: nginx answering hello/file1m itself, keep-alive clients.
+        ServerSpec("nginx-static", "nginx", False, "gunicorn-gthread", _nginx_static,
+                   _has_nginx, apps=frozenset(nginx_static.SCENARIO_CONF),
+                   paths=frozenset({"direct"})),
     )
 }
 

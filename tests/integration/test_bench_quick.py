@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import fastwsgi
-from bench import hey, nginx, servers, wrk
+from bench import hey, nginx, nginx_static, procstat, servers, wrk
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "bench" / "run.py"
@@ -133,6 +133,52 @@ def test_nginx_proxy_serves_and_a_dead_upstream_fails_the_run(
         proxy.stop()
         srv.stop()
     assert proxy.dir == ""  # temp prefix removed
+
+
+@pytest.mark.needs_tools
+@pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)} "
+                    "(apt-get install hey wrk nginx-light)")
+@pytest.mark.parametrize(("app", "length"), [("bench.apps:hello", 13),
+                                             ("bench.apps:file1m", 1024 * 1024)])
+def test_nginx_static_answers_like_the_app_and_cleans_up(
+    app: str, length: int, tmp_path: Path
+) -> None:
+    # The C reference serves the same bytes as the WSGI app, over keep-alive,
+    # and stopping it (SIGTERM to its Python parent) leaves no process and no
+    # temporary prefix behind.
+    env = bench_env()
+    env["FASTWSGI_BENCH_FILE"] = str(tmp_path / "file1m.bin")
+    env["TMPDIR"] = str(tmp_path)
+    srv = servers.Server(servers.SERVERS["nginx-static"], app, env=env)
+    try:
+        srv.start(60)
+        srv.check(expect_len=length)
+        res = wrk.run(srv.url, duration_s=1.0, connections=2, timeout_s=10)
+        assert not res.failed, res.failure_reason()
+        assert res.requests > 0
+        pids = procstat.tree_pids(srv.pid)
+        assert len(pids) >= 3  # our parent, nginx master, nginx worker
+    finally:
+        srv.stop()
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("fastwsgi-nginx-static-")]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_nginx_static_offers_only_what_it_can_answer() -> None:
+    spec = servers.SERVERS["nginx-static"]
+    assert spec.apps == {"bench.apps:hello", "bench.apps:file1m"}
+    assert spec.paths == {"direct"}
+    with pytest.raises(ValueError, match="cannot answer bench.apps:sleep10"):
+        nginx_static.render("/tmp/x", 8080, "bench.apps:sleep10", 1, "/tmp/f")
 
 
 @pytest.mark.needs_tools
