@@ -84,6 +84,7 @@ def command(
     body_file: str | None = None,
     content_type: str | None = None,
     keepalive: bool = True,
+    qps: float | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     if (requests is None) == (duration_s is None):
@@ -103,6 +104,10 @@ def command(
         argv += ["-T", content_type]
     if not keepalive:
         argv.append("-disable-keepalive")
+    if qps is not None:
+        if qps <= 0:
+            raise ValueError(f"qps must be positive, not {qps}")
+        argv += ["-q", f"{qps:g}"]  # per client: the offered rate is qps x concurrency
     argv += list(extra)
     argv.append(url)
     return argv
@@ -119,6 +124,7 @@ def run(
     body_file: str | None = None,
     content_type: str | None = None,
     keepalive: bool = True,
+    qps: float | None = None,
     prefix: Sequence[str] = (),
     wall_timeout_s: float | None = None,
 ) -> LoadResult:
@@ -137,6 +143,7 @@ def run(
         body_file=body_file,
         content_type=content_type,
         keepalive=keepalive,
+        qps=qps,
     )
     if wall_timeout_s is None:
         if duration_s is not None:

@@ -131,6 +131,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="client connections (hey -c, wrk -c)")
     p.add_argument("--workers", "-w", type=int, default=1, help="server worker processes")
     p.add_argument("--threads", type=int, default=8, help="threads per threaded worker")
+    p.add_argument("--qps", type=float, default=None,
+                   help="requests/s per client (hey -q; implies --tool hey): compare "
+                        "servers at the same offered rate instead of flat out")
     p.add_argument("--tool", choices=("auto", "hey", "wrk"), default="auto",
                    help="load generator; auto = hey through nginx, wrk direct")
     p.add_argument("--warmup", type=float, default=1.0,
@@ -154,6 +157,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ns.duration, ns.warmup, ns.concurrency = 1.0, 0.0, 8
     if ns.rounds < 1:
         p.error("--rounds must be >= 1")
+    if ns.qps is not None and (ns.qps <= 0 or ns.tool == "wrk"):
+        p.error("--qps needs a positive rate, and hey (wrk cannot limit its rate)")
     if ns.requests is not None and ns.requests < ns.concurrency:
         p.error("-n must be >= --concurrency")
     return ns
@@ -198,6 +203,8 @@ def plan(ns: argparse.Namespace) -> list[tuple[str, str, str]]:
 def tool_for(ns: argparse.Namespace, path: str) -> str:
     if ns.tool != "auto":
         return ns.tool
+    if ns.qps is not None:
+        return "hey"  # wrk has no rate limit
     return "wrk" if path == "direct" else "hey"
 
 
@@ -312,6 +319,7 @@ class Bench:
                 method=scen.method,
                 body_file=self.post_body if scen.body_size else None,
                 content_type="application/octet-stream" if scen.body_size else None,
+                qps=ns.qps,
                 prefix=self.client_prefix,
             )
         return wrk.run(

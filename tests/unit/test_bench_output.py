@@ -125,6 +125,11 @@ def test_hey_command_bounds() -> None:
     argv = hey.command("http://x/", duration_s=2, timeout_s=0)
     assert argv[argv.index("-z") + 1] == "2s"
     assert argv[argv.index("-t") + 1] == "1"  # -t 0 would mean no timeout at all
+    assert "-q" not in argv
+    argv = hey.command("http://x/", duration_s=2, concurrency=4, qps=50)
+    assert argv[argv.index("-q") + 1] == "50"  # per client: 200 requests/s offered
+    with pytest.raises(ValueError):
+        hey.command("http://x/", duration_s=2, qps=0)
 
 
 def test_strace_summary() -> None:
@@ -190,3 +195,27 @@ def test_procstat_tree_finds_workers() -> None:
         p.wait(timeout=10)
         if p.stdout is not None:
             p.stdout.close()
+
+
+def test_run_qps_means_hey_and_refuses_wrk(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import run
+
+    ns = run.parse_args(["--qps", "50", "--paths", "direct"])
+    assert run.tool_for(ns, "direct") == "hey"  # direct would otherwise be wrk
+    assert run.tool_for(run.parse_args([]), "direct") == "wrk"
+    for bad in (["--qps", "50", "--tool", "wrk"], ["--qps", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            run.parse_args(bad)
+        assert exc.value.code == 2
+        assert "--qps needs a positive rate" in capsys.readouterr().err
+
+
+def test_run_offers_nginx_static_only_where_it_can_answer() -> None:
+    from bench import run
+
+    cases = run.plan(run.parse_args(
+        ["--servers", "nginx-static,fastwsgi-sync", "--scenarios", "hello,body64k,file1m",
+         "--paths", "nginx,direct"]))
+    static = sorted((s, p) for s, p, name in cases if name == "nginx-static")
+    assert static == [("file1m", "direct"), ("hello", "direct")]
+    assert len([c for c in cases if c[2] == "fastwsgi-sync"]) == 6
