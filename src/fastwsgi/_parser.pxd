@@ -109,6 +109,8 @@ cdef class RequestParser:
     # --- C-level API for _conn.pyx ---
     cdef char* recv_buffer(self, Py_ssize_t* avail) except NULL
     cdef int recv_commit(self, Py_ssize_t n) except -1
+    cdef Py_ssize_t body_direct(self, Py_ssize_t n) noexcept
+    cdef int body_direct_commit(self, Py_ssize_t n) except -1
 
     cpdef feed(self, data)
     cpdef feed_eof(self)

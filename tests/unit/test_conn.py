@@ -336,6 +336,98 @@ def test_input_methods_on_a_chunked_body(how: str) -> None:
     assert len(s.responses) == 2
 
 
+BIG = bytes(range(256)) * 1200  # 300 KiB: several direct receives (DIRECT_MAX 256 KiB)
+
+
+@pytest.mark.parametrize("how", ["read", "read10000", "read7", "readline", "iter"])
+@pytest.mark.parametrize("pieces", [1, 37])
+def test_large_content_length_body_arrives_intact_and_the_next_request_too(
+    how: str, pieces: int
+) -> None:
+    # Big Content-Length bodies are received straight into the app's bytes
+    # (past the input buffer) once the buffered part is used up: every read
+    # method must still see the exact bytes in order, never read into the
+    # pipelined request behind, whether the body arrives at once or trickles.
+    got: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        inp = environ["wsgi.input"]
+        parts: list[bytes] = []
+        for _ in range(200_000):
+            if how == "read":
+                d = inp.read()
+            elif how == "read10000":
+                d = inp.read(10000)
+                assert len(d) <= 10000
+            elif how == "read7":
+                d = inp.read(7)
+                assert len(d) <= 7
+            elif how == "readline":
+                d = inp.readline()
+            else:
+                d = b"".join(iter(inp))
+            if not d:
+                break
+            parts.append(d)
+        got.append(b"".join(parts))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    raw = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(BIG)
+           + BIG + b"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nend")
+
+    def send(b: socket.socket) -> None:
+        step = -(-len(raw) // pieces)
+        for i in range(0, len(raw), step):
+            b.sendall(raw[i:i + step])
+        b.shutdown(socket.SHUT_WR)
+
+    s = serve(send, app)
+    assert len(got) == 2
+    assert hashlib.sha256(got[0]).digest() == hashlib.sha256(BIG).digest()
+    assert got[1] == b"end"
+    assert [r.status for r in s.responses] == [200, 200]
+
+
+def test_large_body_cut_short_is_a_disconnect_not_a_short_body() -> None:
+    seen: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except OSError as exc:  # ClientDisconnected is an OSError
+            seen.append(type(exc).__name__)
+            raise
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 30000
+    s = serve(raw, app)  # half-closed after 30000 of the 100000 bytes
+    assert seen == ["ClientDisconnected"]
+    assert s.keeps == [False]
+
+
+def test_large_body_that_stalls_times_out() -> None:
+    seen: list[int | None] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except ParseError as exc:
+            seen.append(exc.status)
+            raise
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    def send(b: socket.socket) -> None:
+        b.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                  + b"x" * 30000)  # then nothing, and the socket stays open
+
+    s = serve(send, app, ws=settings(body_timeout=0.3))
+    assert seen == [408]
+    assert s.responses[0].status == 408
+
+
 def test_readline_splits_lines_exactly() -> None:
     lines: list[bytes] = []
 
