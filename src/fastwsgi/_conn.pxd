@@ -75,6 +75,7 @@ cdef class Connection:
     cdef int _setup(self, WorkerContext ctx, int fd, object client, object server) except -1
     cdef Py_ssize_t _recv(self, double deadline) except -2
     cdef object _recv_direct(self, Py_ssize_t want, double deadline)
+    cdef bytes _pread(self, int fd, Py_ssize_t k, long long pos)
     cdef int _wait(self, short events, double deadline) except -1
     cdef int _send_buf(self, const char* buf, Py_ssize_t n, int flags) except -1
     cdef int _send_out(self, object out) except -1

@@ -931,6 +931,24 @@ def test_file_wrapper_honours_position_and_length(tmp_path: Path, use_sendfile: 
     assert [x.body for x in s.responses] == [data[10:5010]] * 2
 
 
+@pytest.mark.parametrize("size", [1, 65_000, 65_536, 65_537, 70_000, 1 << 20])
+@pytest.mark.parametrize("seek", [0, 3])
+def test_sendfile_around_the_first_block_boundary(tmp_path: Path, size: int, seek: int) -> None:
+    # The head and the file's first bytes (up to 64 KiB together) go out in
+    # one writev, the rest with sendfile: every split must give the exact
+    # bytes, with keep-alive intact for the request behind.
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    s = serve(GET + GET, _file_app(path, seek=min(seek, size)), settings(sendfile=True))
+    want = data[min(seek, size):]
+    assert [r.status for r in s.responses] == [200, 200]
+    for r in s.responses:
+        assert r.header("Content-Length") == str(len(want))
+        assert hashlib.sha256(r.body).digest() == hashlib.sha256(want).digest()
+    assert s.keeps[:2] == [True, True]
+
+
 class _ReadCounting(io.FileIO):
     reads = 0
 
