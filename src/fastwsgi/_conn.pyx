@@ -26,8 +26,10 @@ operations per request.
 Output goes through the sans-IO ``Response``: a small response is one
 ``send()`` (head and body in one buffer); a large body goes out with
 ``writev`` next to its head; a ``wsgi.file_wrapper`` over a regular file
-goes out with ``sendfile(2)`` (head sent with ``MSG_MORE`` so the kernel
-coalesces it with the first file bytes).
+goes out with ``sendfile(2)``, after one ``writev`` of the head and the
+file's first bytes (``LEAD_BLOCK``: a full first segment without corking).
+A Content-Length request body read in blocks of 8 KiB or more is received
+straight into the ``bytes`` the app gets (``DIRECT_MIN``).
 
 Errors: a ``ParseError`` is answered with its own status (nothing for
 ``NoMoreData``) and the connection closed. An exception from the app before
