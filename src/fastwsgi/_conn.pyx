@@ -155,6 +155,11 @@ cdef Py_ssize_t DIRECT_MAX = 262144
 cdef Py_ssize_t ADDR_CACHE = 4096
 
 
+cdef extern from "<sys/uio.h>" nogil:
+    ssize_t preadv2(int fd, const iovec* iov, int iovcnt, off_t offset, int flags)
+    enum: RWF_NOWAIT
+
+
 cdef extern from *:
     """
     /* Shrink a fresh bytes object (refcount 1) to n bytes in place; steals
@@ -678,16 +683,29 @@ cdef class Connection:
         return data
 
     cdef bytes _pread(self, int fd, Py_ssize_t k, long long pos):
-        """Up to k bytes of the file at pos (fewer only at its end), GIL
-        released: a file read may wait for the disk."""
+        """Up to k bytes of the file at pos (fewer only at its end). From the
+        page cache (RWF_NOWAIT) the copy is short and keeps the GIL, as a
+        recv of up to 64 KiB does; only a read that must wait for the disk
+        releases it (with 8 threads, releasing it every time added ~35
+        futex calls per 1 MiB response)."""
         cdef object data = PyBytes_FromStringAndSize(NULL, k)
         cdef char* buf = PyBytes_AS_STRING(data)
         cdef PyObject* o
         cdef Py_ssize_t got = 0
         cdef ssize_t r
+        cdef iovec iov
+        cdef bint cached = k <= GIL_HOLD_MAX
         while got < k:
-            with nogil:
-                r = pread(fd, buf + got, <size_t>(k - got), <off_t>(pos + got))
+            if cached:
+                iov.iov_base = buf + got
+                iov.iov_len = <size_t>(k - got)
+                r = preadv2(fd, &iov, 1, <off_t>(pos + got), RWF_NOWAIT)
+                if r < 0 and errno != EINTR:
+                    cached = False  # not in the page cache (EAGAIN), or no RWF_NOWAIT here
+                    continue
+            else:
+                with nogil:
+                    r = pread(fd, buf + got, <size_t>(k - got), <off_t>(pos + got))
             if r > 0:
                 got += r
             elif r == 0:

@@ -949,6 +949,24 @@ def test_sendfile_around_the_first_block_boundary(tmp_path: Path, size: int, see
     assert s.keeps[:2] == [True, True]
 
 
+def test_sendfile_of_a_file_not_in_the_page_cache(tmp_path: Path) -> None:
+    # The first block is read with RWF_NOWAIT (GIL held) and, when the pages
+    # must come from the disk, read again with the GIL released: dropping the
+    # file's clean pages first takes the second path wherever the filesystem
+    # allows it (not tmpfs); the bytes must be the same either way.
+    data = os.urandom(300_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    [r] = serve(GET, _file_app(path), settings(sendfile=True)).responses
+    assert hashlib.sha256(r.body).digest() == hashlib.sha256(data).digest()
+
+
 class _ReadCounting(io.FileIO):
     reads = 0
 
