@@ -36,8 +36,10 @@ from collections.abc import Sequence
 
 NGINX = "/usr/sbin/nginx"
 
-_CONF = """\
-worker_processes 1;
+# Shared by every throw-away nginx we start (also bench/nginx_static.py): all
+# of its files inside the prefix; each template goes on inside the http block.
+PRELUDE = """\
+worker_processes {workers};
 error_log {prefix}/error.log warn;
 pid {prefix}/nginx.pid;
 {user}
@@ -51,6 +53,9 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
+"""
+
+_CONF = PRELUDE + """\
 
     upstream app {{
         server {upstream};
@@ -128,6 +133,7 @@ def render_conf(
     # enter our private temp dir; keep it as the user that started it.
     user = "user root;" if os.geteuid() == 0 else ""
     return _CONF.format(
+        workers=1,
         prefix=prefix,
         port=port,
         upstream=up,

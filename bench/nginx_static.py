@@ -27,26 +27,12 @@ import tempfile
 import types
 
 from bench import apps
-from bench.nginx import _binary
+from bench.nginx import PRELUDE, _binary
 
-_CONF = """\
-worker_processes {workers};
-error_log {prefix}/error.log warn;
-pid {prefix}/nginx.pid;
-{user}
-events {{
-    worker_connections 4096;
-}}
-http {{
-    access_log off;
+_CONF = PRELUDE + """\
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
 
     server {{
         listen 127.0.0.1:{port} backlog=4096;

@@ -296,33 +296,39 @@ def test_pipelined_requests_answered_in_order_and_bodies_do_not_leak() -> None:
     assert reads == [(b"hello", b"", b""), (b"", b"", b""), (b"abc", b"", b"")]
 
 
+def _read_all(inp: Any, how: str) -> bytes:
+    """All of wsgi.input through one method: read, readN (N at a time: every
+    read but the last must return exactly N), readline, readlineN (at most N),
+    readlines, iter."""
+    parts: list[bytes] = []
+    for _ in range(200_000):
+        if how == "read":
+            d = inp.read()
+        elif how == "readlines":
+            d = b"".join(inp.readlines())
+        elif how.startswith("readline"):
+            limit = int(how[8:] or -1)
+            d = inp.readline(limit)
+            assert limit < 0 or len(d) <= limit
+        elif how.startswith("read"):
+            d = inp.read(int(how[4:]))
+        else:
+            d = b"".join(iter(inp))
+        if not d:
+            break
+        parts.append(d)
+    if how.startswith("read") and how[4:].isdigit():
+        assert all(len(p) == int(how[4:]) for p in parts[:-1])
+    return b"".join(parts)
+
+
 @pytest.mark.parametrize("how", ["read", "read3", "readline", "readline2", "readlines", "iter"])
 def test_input_methods_on_a_chunked_body(how: str) -> None:
     body = b"line one\nline two\n\nlast"
     got: list[bytes] = []
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        inp = environ["wsgi.input"]
-        parts: list[bytes] = []
-        for _ in range(1000):
-            if how == "read":
-                d = inp.read()
-            elif how == "read3":
-                d = inp.read(3)
-                assert len(d) in (0, 3) or len(parts) * 3 + len(d) == len(body)
-            elif how == "readline":
-                d = inp.readline()
-            elif how == "readline2":
-                d = inp.readline(2)
-                assert len(d) <= 2
-            elif how == "readlines":
-                d = b"".join(inp.readlines())
-            else:
-                d = b"".join(iter(inp))
-            if not d:
-                break
-            parts.append(d)
-        got.append(b"".join(parts))
+        got.append(_read_all(environ["wsgi.input"], how))
         start_response("200 OK", [])
         return [b"ok"]
 
@@ -351,25 +357,7 @@ def test_large_content_length_body_arrives_intact_and_the_next_request_too(
     got: list[bytes] = []
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        inp = environ["wsgi.input"]
-        parts: list[bytes] = []
-        for _ in range(200_000):
-            if how == "read":
-                d = inp.read()
-            elif how == "read10000":
-                d = inp.read(10000)
-                assert len(d) <= 10000
-            elif how == "read7":
-                d = inp.read(7)
-                assert len(d) <= 7
-            elif how == "readline":
-                d = inp.readline()
-            else:
-                d = b"".join(iter(inp))
-            if not d:
-                break
-            parts.append(d)
-        got.append(b"".join(parts))
+        got.append(_read_all(environ["wsgi.input"], how))
         start_response("200 OK", [])
         return [b"ok"]
 
