@@ -141,6 +141,7 @@ cdef Py_ssize_t GIL_HOLD_MAX = 65536
 # one per buffer-full; at most DIRECT_MAX per recv, so read() of a huge body
 # never allocates it whole up front (ours; 8 KiB is Gunicorn's read size).
 cdef Py_ssize_t DIRECT_MIN = 8192
+cdef Py_ssize_t DIRECT_MAX = 262144
 # wsgi.file_wrapper with sendfile: the head and the file's first bytes, up
 # to LEAD_BLOCK together, go out in one writev (the bytes copied with pread),
 # the rest with sendfile(2). Measured alternatives (1 MiB file, loopback,
@@ -150,7 +151,6 @@ cdef Py_ssize_t DIRECT_MIN = 8192
 # without it made a tiny first segment that halved throughput flat out
 # (ours; 64 KiB is one full segment on loopback, a few on Ethernet).
 cdef Py_ssize_t LEAD_BLOCK = 65536
-cdef Py_ssize_t DIRECT_MAX = 262144
 # Distinct peer addresses whose trust answer is remembered (ours).
 cdef Py_ssize_t ADDR_CACHE = 4096
 
@@ -675,9 +675,8 @@ cdef class Connection:
         self.last_progress = _now()
         self.parser.body_direct_commit(r)
         if r < want:
-            # Hand the only reference to the resize (it may move the object).
             o = <PyObject*>data
-            Py_INCREF(data)
+            Py_INCREF(data)  # the resize's reference, once ours is dropped
             data = None
             data = bytes_shrink(o, r)
         return data
@@ -716,7 +715,7 @@ cdef class Connection:
                 raise OSError(errno, strerror(errno).decode())
         if got < k:
             o = <PyObject*>data
-            Py_INCREF(data)
+            Py_INCREF(data)  # the resize's reference, once ours is dropped
             data = None
             data = bytes_shrink(o, got)
         return data
