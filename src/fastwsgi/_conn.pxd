@@ -73,6 +73,7 @@ cdef class Connection:
     cdef readonly long long requests
 
     cdef int _setup(self, WorkerContext ctx, int fd, object client, object server) except -1
+    cdef Py_ssize_t _recv_into(self, char* buf, Py_ssize_t n, double deadline) except -2
     cdef Py_ssize_t _recv(self, double deadline) except -2
     cdef object _recv_direct(self, Py_ssize_t want, double deadline)
     cdef bytes _pread(self, int fd, Py_ssize_t k, long long pos)

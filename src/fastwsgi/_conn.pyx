@@ -610,22 +610,19 @@ cdef class Connection:
             self.last_progress = _now()
             self.io_wait = False
 
-    cdef Py_ssize_t _recv(self, double deadline) except -2:
-        """Receive into the parser: bytes read, 0 at EOF, -1 would block
-        (only when ``deadline`` is 0). RequestTimeout past the deadline."""
-        cdef char* buf
-        cdef Py_ssize_t avail = 0
+    cdef Py_ssize_t _recv_into(self, char* buf, Py_ssize_t n, double deadline) except -2:
+        """One recv of up to n bytes into buf: bytes read, 0 at EOF (or reset),
+        -1 would block (only when ``deadline`` is 0). RequestTimeout past the
+        deadline."""
         cdef ssize_t r
         cdef int err
         while True:
-            buf = self.parser.recv_buffer(&avail)
-            if avail <= GIL_HOLD_MAX:
-                r = recv(self.fd, buf, <size_t>avail, 0)
+            if n <= GIL_HOLD_MAX:
+                r = recv(self.fd, buf, <size_t>n, 0)
             else:
                 with nogil:
-                    r = recv(self.fd, buf, <size_t>avail, 0)
+                    r = recv(self.fd, buf, <size_t>n, 0)
             if r > 0:
-                self.parser.recv_commit(r)
                 self.last_progress = _now()
                 return r
             if r == 0:
@@ -643,36 +640,25 @@ cdef class Connection:
             else:
                 raise OSError(err, strerror(err).decode())
 
+    cdef Py_ssize_t _recv(self, double deadline) except -2:
+        """Receive into the parser: bytes read, 0 at EOF, -1 would block
+        (only when ``deadline`` is 0). RequestTimeout past the deadline."""
+        cdef Py_ssize_t avail = 0
+        cdef char* buf = self.parser.recv_buffer(&avail)
+        cdef Py_ssize_t r = self._recv_into(buf, avail, deadline)
+        if r > 0:
+            self.parser.recv_commit(r)
+        return r
+
     cdef object _recv_direct(self, Py_ssize_t want, double deadline):
         """Receive up to ``want`` Content-Length body bytes into a new bytes
         object (the parser said none are buffered: body_direct); None at EOF.
         RequestTimeout past the deadline."""
         cdef object data = PyBytes_FromStringAndSize(NULL, want)
-        cdef char* buf = PyBytes_AS_STRING(data)
         cdef PyObject* o
-        cdef ssize_t r
-        cdef int err
-        while True:
-            if want <= GIL_HOLD_MAX:
-                r = recv(self.fd, buf, <size_t>want, 0)
-            else:
-                with nogil:
-                    r = recv(self.fd, buf, <size_t>want, 0)
-            if r > 0:
-                break
-            if r == 0:
-                return None
-            err = errno
-            if err == EAGAIN:
-                if not self._wait(POLLIN, deadline):
-                    raise RequestTimeout("client too slow")
-            elif err == EINTR:
-                PyErr_CheckSignals()
-            elif err == ECONNRESET:
-                return None
-            else:
-                raise OSError(err, strerror(err).decode())
-        self.last_progress = _now()
+        cdef Py_ssize_t r = self._recv_into(PyBytes_AS_STRING(data), want, deadline)
+        if r == 0:
+            return None
         self.parser.body_direct_commit(r)
         if r < want:
             o = <PyObject*>data
