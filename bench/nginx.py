@@ -126,14 +126,15 @@ def wait_connect(
 
 
 def render_conf(
-    prefix: str, port: int, upstream: tuple[str, int] | str, keepalive: bool
+    prefix: str, port: int, upstream: tuple[str, int] | str, keepalive: bool,
+    workers: int = 1,
 ) -> str:
     up = f"unix:{upstream}" if isinstance(upstream, str) else f"{upstream[0]}:{upstream[1]}"
     # Running as root, nginx drops its worker to "nobody", which could not
     # enter our private temp dir; keep it as the user that started it.
     user = "user root;" if os.geteuid() == 0 else ""
     return _CONF.format(
-        workers=1,
+        workers=max(1, workers),
         prefix=prefix,
         port=port,
         upstream=up,
@@ -145,7 +146,12 @@ def render_conf(
 
 
 class Nginx:
-    """One nginx master (+1 worker) proxying 127.0.0.1:port → upstream."""
+    """One nginx master (+``workers`` workers) proxying 127.0.0.1:port → upstream.
+
+    One worker is enough in front of one server worker on two cores; the
+    multi-worker scaling runs (bench/scaling.py) give nginx several so the
+    proxy is not what they measure.
+    """
 
     def __init__(
         self,
@@ -154,8 +160,10 @@ class Nginx:
         keepalive: bool = False,
         prefix_cmd: Sequence[str] = (),
         port: int | None = None,
+        workers: int = 1,
     ) -> None:
         self.upstream = upstream
+        self.workers = workers
         self.keepalive = keepalive
         self.prefix_cmd = list(prefix_cmd)
         self.port = port or free_port()
@@ -170,7 +178,8 @@ class Nginx:
         self.dir = tempfile.mkdtemp(prefix="fastwsgi-nginx-")
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(render_conf(self.dir, self.port, self.upstream, self.keepalive))
+            f.write(render_conf(self.dir, self.port, self.upstream, self.keepalive,
+                                self.workers))
         argv = self.prefix_cmd + [
             _binary(), "-p", self.dir + "/", "-c", conf, "-e", os.path.join(self.dir, "error.log"),
             "-g", "daemon off;",

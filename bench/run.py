@@ -20,7 +20,8 @@ Method (see bench/README.md for the why):
   the case failed (and the whole run exits 1); numbers from a failed case are
   never shown as results.
 * ``--pin`` puts the server on CPU 0 and the load generator and nginx on CPU
-  1, so they do not steal each other's cycles.
+  1, so they do not steal each other's cycles; ``--server-cpus`` and
+  ``--client-cpus`` split a bigger machine the same way (bench/scaling.py).
 
 Outputs: a Markdown table on stdout, a JSON file (``--out``), a PNG chart
 (``--chart``), a progress line on stderr.
@@ -33,6 +34,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -98,6 +100,8 @@ HEADLINES = [
     ("hello", "direct", "fastwsgi-gthread", "gthread keep-alive direct"),
 ]
 CPU_TARGET = 0.25
+# taskset -c syntax, the part we need: CPUs and ranges, comma-separated.
+CPU_LIST = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 QUICK_CASES = [
     ("hello", "nginx", "fastwsgi-sync"),
     ("hello", "direct", "fastwsgi-gthread"),
@@ -140,6 +144,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="seconds of unmeasured load after start")
     p.add_argument("--pin", action="store_true",
                    help="server on CPU 0; load generator and nginx on CPU 1")
+    p.add_argument("--server-cpus", metavar="LIST", default=None,
+                   help="CPUs for the server, in taskset -c syntax (e.g. 0-7); "
+                        "--pin means 0")
+    p.add_argument("--client-cpus", metavar="LIST", default=None,
+                   help="CPUs for the load generator and nginx (e.g. 8-15); --pin means 1")
+    p.add_argument("--nginx-workers", type=int, default=1,
+                   help="nginx worker processes on the proxied paths")
+    p.add_argument("--load-threads", type=int, default=1,
+                   help="wrk threads (hey uses every CPU it is allowed)")
     p.add_argument("--strace", action="store_true",
                    help="count syscalls per request on one extra short run (strace -c -f)")
     p.add_argument("--out", default=None,
@@ -157,6 +170,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ns.duration, ns.warmup, ns.concurrency = 1.0, 0.0, 8
     if ns.rounds < 1:
         p.error("--rounds must be >= 1")
+    if ns.pin:
+        ns.server_cpus = ns.server_cpus or "0"
+        ns.client_cpus = ns.client_cpus or "1"
+    for opt in ("server_cpus", "client_cpus"):
+        value = getattr(ns, opt)
+        if value is not None and not CPU_LIST.fullmatch(value):
+            p.error(f"--{opt.replace('_', '-')} takes a CPU list such as 0 or 0-3,6 "
+                    f"(got {value!r})")
+    if ns.nginx_workers < 1 or ns.load_threads < 1:
+        p.error("--nginx-workers and --load-threads must be >= 1")
     if ns.qps is not None and (ns.qps <= 0 or ns.tool == "wrk"):
         p.error("--qps needs a positive rate, and hey (wrk cannot limit its rate)")
     if ns.requests is not None and ns.requests < ns.concurrency:
@@ -214,7 +237,7 @@ def missing_tools(ns: argparse.Namespace, cases: list[tuple[str, str, str]]) -> 
         need.add(tool_for(ns, path))
         if path.startswith("nginx"):
             need.add("nginx")
-    if ns.pin:
+    if ns.server_cpus or ns.client_cpus:
         need.add("taskset")
     if ns.strace:
         need.add("strace")
@@ -289,9 +312,10 @@ class Bench:
         self.workdir = workdir
         self.server_prefix: list[str] = []
         self.client_prefix: list[str] = []
-        if ns.pin:
-            self.server_prefix = ["taskset", "-c", "0"]
-            self.client_prefix = ["taskset", "-c", "1"]
+        if ns.server_cpus:
+            self.server_prefix = ["taskset", "-c", ns.server_cpus]
+        if ns.client_cpus:
+            self.client_prefix = ["taskset", "-c", ns.client_cpus]
         self.env = servers.server_env()
         self.env[apps.FILE_ENV] = apps.ensure_file(os.path.join(workdir, "file1m.bin"))
         self.post_body = os.path.join(workdir, "post64k.bin")
@@ -326,7 +350,7 @@ class Bench:
             url,
             duration_s=duration,
             connections=ns.concurrency,
-            threads=1,
+            threads=ns.load_threads,
             timeout_s=10,
             body_size=scen.body_size,
             prefix=self.client_prefix,
@@ -352,7 +376,8 @@ class Bench:
                     srv.check(method=scen.method, body=body, expect_len=scen.expect_len)
                     if path.startswith("nginx"):
                         proxy = nginx.Nginx(srv.address, keepalive=path == "nginx-ka",
-                                            prefix_cmd=self.client_prefix)
+                                            prefix_cmd=self.client_prefix,
+                                            workers=self.ns.nginx_workers)
                         proxy.start()
                 except (servers.StartError, RuntimeError, OSError) as e:
                     case.status, case.reason = "failed to start", str(e)[:400]
@@ -534,7 +559,8 @@ def report(path: str) -> str:
         f"Run {m['date']}, commit `{m['commit']}`, {m['machine']['cpus']} × {m['machine']['cpu']}, "
         f"load average at start {m['machine']['loadavg_at_start'][0]:.1f}; "
         f"{o['rounds']} rounds × {o['duration']:g} s, -c {o['concurrency']}, "
-        f"{o['workers']} worker(s), {o['threads']} threads, pin={o['pin']}; "
+        f"{o['workers']} worker(s), {o['threads']} threads, "
+        f"CPUs server={o.get('server_cpus')} client={o.get('client_cpus')}; "
         f"took {m.get('elapsed_s', 0):.0f} s.",
         "",
         "Server CPU µs per request (median over rounds; lower is better):",
