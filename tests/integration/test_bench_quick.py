@@ -213,3 +213,39 @@ def test_missing_tools_is_one_clear_line(tmp_path: Path) -> None:
     (line,) = proc.stderr.strip().splitlines()
     assert "missing hey, wrk" in line and "apt-get install hey wrk nginx-light" in line
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.needs_tools
+@pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)} "
+                    "(apt-get install hey wrk nginx-light)")
+def test_scaling_runs_each_worker_count_and_combines_them(tmp_path: Path) -> None:
+    # Real servers at 1 and 2 workers: each worker count is its own run.py run
+    # with that many worker processes and 4 clients per worker, and the
+    # combined file holds both.
+    prefix = tmp_path / "scale"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "scaling.py"), "--workers-list", "1,2",
+         "--servers", "fastwsgi-sync,gunicorn-sync", "--scenarios", "hello",
+         "--paths", "direct", "--rounds", "1", "--duration", "0.5", "--warmup", "0",
+         "--clients-per-worker", "4", "--deadline", "120", "--out", str(prefix)],
+        capture_output=True, text=True, timeout=180, env=bench_env(), cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    data = json.loads((tmp_path / "scale.json").read_text())
+    assert data["workers"] == [1, 2] and data["skipped"] == {}
+    for w in (1, 2):
+        per = json.loads((tmp_path / f"scale-w{w}.json").read_text())
+        opts = per["meta"]["options"]
+        assert (opts["workers"], opts["concurrency"]) == (w, 4 * w)
+        for r in per["results"]:
+            assert r["status"] == "ok", r["reason"]
+            # master + w workers were measured (the CPU of the whole tree)
+            assert r["rounds"][0]["server_pids"] == 1 + w
+    rows = {r["server"]: r for r in data["rows"]}
+    assert set(rows) == {"fastwsgi-sync", "gunicorn-sync"}
+    for row in rows.values():
+        assert all(row["by_workers"][w]["rps"] > 0 for w in ("1", "2"))
+        assert row["speedup"] == pytest.approx(
+            row["by_workers"]["2"]["rps"] / row["by_workers"]["1"]["rps"], abs=0.01)
+    assert "| hello | direct | fastwsgi-sync (vs gunicorn-sync) |" in proc.stdout
