@@ -7,9 +7,12 @@ LINGER between requests, and starts again once it answers quickly."""
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -207,3 +210,87 @@ def test_linger_stops_for_a_client_that_pauses_and_resumes_when_it_is_quick() ->
     finally:
         conn.close()
         b.close()
+
+
+def _finishing_worker() -> ThreadWorker:
+    """The state _finish and _close_here touch, with a real wake-up pipe."""
+    w = object.__new__(ThreadWorker)
+    w.busy, w.slow, w.returned = set(), {}, deque()
+    w.fdmap, w._registered = {}, set()
+    w._nlock = threading.Lock()
+    w.nconns, w.paused, w.alive = 1, False, True
+    w._wake_pending = False
+    w.wake_r, w.wake_w = os.pipe()
+    os.set_blocking(w.wake_r, False)
+    w.log = logging.getLogger("test")
+    return w
+
+
+def _wake_bytes(w: ThreadWorker) -> int:
+    try:
+        return len(os.read(w.wake_r, 64))
+    except BlockingIOError:
+        return 0
+
+
+def test_a_connection_not_kept_is_closed_by_its_pool_thread_at_once() -> None:
+    # Served with "Connection: close": the thread that answered closes it, so
+    # the client sees EOF now (the server closes first, as sync does) with no
+    # selector thread running, and the selector's bookkeeping for that fd
+    # (it was armed in epoll once) is gone before the fd number is reused.
+    w = _finishing_worker()
+    ctx = WorkerContext(WorkerSettings(header_timeout=5.0, timeout=5.0), None, None, None)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.settimeout(WAIT)
+    conn = Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80))
+    fd = conn.fd
+    w.busy.add(conn)
+    w.fdmap[fd], w.slow[conn] = conn, 0.0
+    w._registered.add(fd)
+    try:
+        b.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert conn.poll_head() == 1
+        keep = conn.handle_request(_hello)
+        assert keep is False
+        w._finish(conn, keep, False)
+        data = b""
+        while chunk := b.recv(4096):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"\r\n\r\nhi")
+        assert fd not in w.fdmap and fd not in w._registered and conn not in w.slow
+        assert not w.busy and not w.returned and w.nconns == 0
+        assert _wake_bytes(w) == 0  # nothing for the selector to do
+    finally:
+        b.close()
+        os.close(w.wake_r)
+        os.close(w.wake_w)
+
+
+def test_a_kept_connection_goes_back_to_the_selector_with_one_wake_up() -> None:
+    w = _finishing_worker()
+    ctx = WorkerContext(WorkerSettings(header_timeout=5.0, timeout=5.0), None, None, None)
+    pairs = [socket.socketpair() for _ in range(2)]
+    conns = [Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80)) for a, _ in pairs]
+    w.nconns = 2
+    try:
+        for c in conns:
+            w.busy.add(c)
+            w._finish(c, True, False)
+        assert [c for c, _keep, _ready in w.returned] == conns
+        assert w.nconns == 2 and not w.busy
+        assert _wake_bytes(w) == 1  # one byte per selector round, not per connection
+        # While the selector is not accepting (at worker_connections), a close
+        # from a pool thread wakes it so it can take new connections again.
+        w._wake_pending, w.paused = False, True
+        w.returned.clear()
+        w.busy.add(conns[0])
+        w._finish(conns[0], False, False)
+        assert w.nconns == 1 and _wake_bytes(w) == 1
+    finally:
+        for c in conns:
+            c.close()
+        for _a, b in pairs:
+            b.close()
+        os.close(w.wake_r)
+        os.close(w.wake_w)
