@@ -746,14 +746,19 @@ cdef class Connection:
         cdef ssize_t r
         cdef Py_ssize_t done, ln
         cdef bytes b
+        cdef Py_ssize_t total = 0
         if cnt > 4:
             raise ValueError("too many buffers")
         for i in range(cnt):
             b = <bytes>out[i]
             iov[i].iov_base = PyBytes_AS_STRING(b)
             iov[i].iov_len = PyBytes_GET_SIZE(b)
-        with nogil:
+            total += PyBytes_GET_SIZE(b)
+        if total <= GIL_HOLD_MAX:  # a short copy, as in _send_buf
             r = writev(self.fd, iov, cnt)
+        else:
+            with nogil:
+                r = writev(self.fd, iov, cnt)
         if r < 0:
             if errno == EPIPE or errno == ECONNRESET:
                 raise ClientDisconnected(errno, strerror(errno).decode())
