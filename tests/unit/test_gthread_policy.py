@@ -216,7 +216,7 @@ def _finishing_worker() -> ThreadWorker:
     """The state _finish and _close_here touch, with a real wake-up pipe."""
     w = object.__new__(ThreadWorker)
     w.busy, w.slow, w.returned = set(), {}, deque()
-    w.fdmap, w._registered = {}, set()
+    w.fdmap, w._registered, w.waiting, w.deadline = {}, set(), {}, {}
     w._nlock = threading.Lock()
     w.nconns, w.paused, w.alive = 1, False, True
     w._wake_pending = False

@@ -388,6 +388,13 @@ class ThreadWorker(Worker):
         self.jobs.put(conn)
 
     def _close(self, conn: Connection) -> None:
+        """Forget ``conn`` and close it. Also called from a pool thread for a
+        connection in the pool (``_close_here``): the selector then holds no
+        event, deadline or wait for it (those keys are absent, so the pops
+        change nothing the selector may be iterating), only its fd in
+        ``fdmap`` and ``_registered`` if it was ever armed in epoll. Those go
+        first, before the fd number is freed for the selector's next accept
+        (closing the fd also drops it from the epoll set)."""
         fd = conn.fd
         self.fdmap.pop(fd, None)
         self.waiting.pop(fd, None)
@@ -537,21 +544,8 @@ class ThreadWorker(Worker):
         self._wake_selector()
 
     def _close_here(self, conn: Connection) -> None:
-        """Close from a pool thread. While a connection is in the pool the
-        selector holds no event or deadline for it, only its fd in
-        ``fdmap`` and ``_registered`` if it was ever armed in epoll; those go
-        first, before the fd number is freed for the selector's next
-        accept (closing the fd also drops it from the epoll set)."""
-        fd = conn.fd
-        self.fdmap.pop(fd, None)
-        self._registered.discard(fd)
-        self.slow.pop(conn, None)
-        try:
-            conn.close()
-        except Exception:
-            self.log.exception("Error closing a connection")
-        with self._nlock:
-            self.nconns -= 1
+        """Close from a pool thread (see ``_close``)."""
+        self._close(conn)
         if self.paused or not self.alive:
             # At worker_connections it may accept again; when leaving, it
             # may be waiting for the last connection to go.
