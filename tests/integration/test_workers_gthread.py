@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 
+import pytest
 from httpraw import at_eof, connect, read_response
 
 
@@ -327,6 +328,53 @@ def test_many_concurrent_keepalive_clients(server) -> None:
     for t in threads:
         t.join(60)
     assert not errors, errors[0]
+
+
+def _close_wait(port: int) -> int:
+    """Sockets on our side of ``port`` in CLOSE_WAIT: the peer closed, we
+    have not (from /proc/net/tcp: state 08, local port in hex)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "08":
+                n += 1
+    return n
+
+
+@pytest.mark.parametrize("clients", [1, 12])
+def test_idle_keepalive_connection_closed_by_client_is_closed_at_once(server, clients) -> None:
+    # Deployments of Gunicorn's gthread behind nginx's upstream keepalive
+    # have reported idle connections piling up in CLOSE_WAIT until workers
+    # stalled. Here a client's FIN wakes whoever holds the connection: the
+    # selector thread (12 clients > 4 threads) or the pool thread lingering
+    # on it (1 client), and it is closed then, not when the keep-alive timer
+    # runs out (--keep-alive 60; the bound below is far under that).
+    srv = server("-k", "gthread", "--threads", "4", "--keep-alive", "60", "apps.behave:app")
+    socks = [connect(srv.port) for _ in range(clients)]
+    try:
+        for s in socks:
+            with s.makefile("rb") as f:
+                s.sendall(_req())
+                r = read_response(f)
+                assert r is not None and r.status == 200
+                assert r.header("Connection") == "keep-alive"
+    finally:
+        for s in socks:
+            s.close()
+    deadline = time.monotonic() + 10
+    while _close_wait(srv.port):
+        assert time.monotonic() < deadline, f"{_close_wait(srv.port)} left in CLOSE_WAIT"
+        time.sleep(0.01)
+    with connect(srv.port) as s, s.makefile("rb") as f:  # and it still serves
+        s.sendall(_req())
+        r = read_response(f)
+        assert r is not None and r.status == 200
 
 
 def test_term_finishes_in_flight_request(server) -> None:
