@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -133,6 +135,34 @@ def test_nginx_proxy_serves_and_a_dead_upstream_fails_the_run(
         proxy.stop()
         srv.stop()
     assert proxy.dir == ""  # temp prefix removed
+
+
+@pytest.mark.needs_tools
+@pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)} "
+                    "(apt-get install hey wrk nginx-light)")
+def test_nginx_runs_the_worker_processes_it_is_given_and_pins_them(tmp_path: Path) -> None:
+    # The scaling runs give nginx several workers on the client CPUs.
+    spec = servers.SERVERS["fastwsgi-sync"]
+    srv = servers.Server(spec, "bench.apps:hello", env=bench_env())
+    proxy = nginx.Nginx(srv.address, workers=3, prefix_cmd=["taskset", "-c", "0"])
+    try:
+        srv.start(60)
+        proxy.start()
+        ok = hey.run(proxy.url, requests=60, concurrency=3)
+        assert not ok.failed, ok.failure_reason()
+        _until(lambda: len(proxy.pids()) == 4, "nginx master + 3 workers")
+        for pid in proxy.pids():
+            assert os.sched_getaffinity(pid) == {0}
+    finally:
+        proxy.stop()
+        srv.stop()
+
+
+def _until(cond: Callable[[], bool], what: str, wait: float = 10.0) -> None:
+    deadline = time.monotonic() + wait
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 @pytest.mark.needs_tools
