@@ -277,7 +277,7 @@ def test_a_kept_connection_goes_back_to_the_selector_with_one_wake_up() -> None:
         for c in conns:
             w.busy.add(c)
             w._finish(c, True, False)
-        assert [c for c, _keep, _ready in w.returned] == conns
+        assert [c for c, _ready in w.returned] == conns
         assert w.nconns == 2 and not w.busy
         assert _wake_bytes(w) == 1  # one byte per selector round, not per connection
         # While the selector is not accepting (at worker_connections), a close

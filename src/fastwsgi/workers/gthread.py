@@ -190,7 +190,9 @@ class ThreadWorker(Worker):
         )
         self._done_lock = threading.Lock()
         self.jobs = JobQueue()
-        self.returned: deque[tuple[Connection, bool, bool]] = deque()
+        # Kept-alive connections a pool thread hands back, and whether their
+        # next head was already buffered (those not kept are closed there).
+        self.returned: deque[tuple[Connection, bool]] = deque()
         self.busy: set[Connection] = set()
         self.stuck_logged: set[Connection] = set()
         # Connections whose client paused longer than LINGER before its last
@@ -410,10 +412,10 @@ class ThreadWorker(Worker):
 
     def _take_returned(self) -> None:
         while self.returned:
-            conn, keep, ready = self.returned.popleft()
-            if keep and self.alive:
+            conn, ready = self.returned.popleft()
+            if self.alive:
                 self._dispatch(conn, max(self.settings.keepalive, 0.0), check=ready)
-            elif keep and (ready or conn.buffered > 0):
+            elif ready or conn.buffered > 0:
                 # Leaving, but the client has already sent (part of) its next
                 # request: serve it (answered Connection: close), do not drop it.
                 self._dispatch(conn, self.settings.header_timeout)
@@ -540,7 +542,7 @@ class ThreadWorker(Worker):
         if not keep:
             self._close_here(conn)
             return
-        self.returned.append((conn, keep, ready))
+        self.returned.append((conn, ready))
         self._wake_selector()
 
     def _close_here(self, conn: Connection) -> None:
