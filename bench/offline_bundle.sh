@@ -1,23 +1,30 @@
 #!/bin/bash
 # Pack what the benchmark suite needs for a machine with no network access:
 # hey, wrk and nginx with the shared libraries they load, a fastwsgi wheel
-# built for the target's Python, and the Gunicorn and Flask wheels.
+# built for the target's Python, and the Gunicorn and Flask wheels; with
+# --peers also the servers issue 8 compares against (bjoern, built here with
+# the libev it loads, uWSGI as pyuwsgi, granian).
 #
 # Why: lent benchmark machines (the 16-CPU scaling runs in bench/README.md)
 # can reach nothing, have no load generator or nginx, and may run another
 # Python than this one. The binaries come from this machine's Debian
 # packages; the target needs glibc at least as new as this one's.
 #
-# usage: bench/offline_bundle.sh DIR PYTHON
+# usage: bench/offline_bundle.sh DIR PYTHON [--peers]
 #   DIR     where to build the bundle (e.g. .devbundle, git-ignored by you)
 #   PYTHON  an interpreter of the target's version (e.g. python3.12), used
 #           to build the fastwsgi wheel and pick the wheels' tags
+#   --peers also pack bjoern, uWSGI and granian (bjoern needs libev-dev here)
 # Then on the target, from the checkout's root:
 #   bash DIR/run.sh OUTDIR     (runs bench/scaling.py and a pinned run.py,
 #                               writes OUTDIR/results.tar.gz)
+#   RUN=peers bash DIR/run.sh OUTDIR
+#                              (only the pinned issue-8 comparison: one
+#                               worker of each server, the C/Rust peers too)
 set -euo pipefail
-DIR=${1:?usage: offline_bundle.sh DIR PYTHON}
-PY=${2:?usage: offline_bundle.sh DIR PYTHON}
+DIR=${1:?usage: offline_bundle.sh DIR PYTHON [--peers]}
+PY=${2:?usage: offline_bundle.sh DIR PYTHON [--peers]}
+PEERS=${3:-}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$DIR/bin" "$DIR/lib" "$DIR/whl"
 DIR=$(cd "$DIR" && pwd)
@@ -38,6 +45,16 @@ VER=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}"
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$VER" \
     --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d "$DIR/whl" gunicorn flask werkzeug blinker itsdangerous jinja2 click markupsafe
+if [ "$PEERS" = --peers ]; then
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$VER" \
+        --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --platform manylinux_2_28_x86_64 -d "$DIR/whl" granian pyuwsgi
+    # bjoern ships no wheels: build one, and take the libev it links.
+    "$PY" -m pip wheel -q --no-deps --no-binary bjoern -w "$DIR/whl" bjoern
+    so=$(ls /usr/lib/x86_64-linux-gnu/libev.so.4 2>/dev/null) \
+        || { echo "offline_bundle: libev missing (apt-get install libev-dev)" >&2; exit 2; }
+    cp -L "$so" "$DIR/lib/"
+fi
 
 cat > "$DIR/run.sh" <<'EOF'
 #!/bin/bash
@@ -47,8 +64,18 @@ OUT=${1:?usage: run.sh OUTDIR}
 mkdir -p "$OUT/results"
 export PATH=$B/bin:$PATH LD_LIBRARY_PATH=$B/lib PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --target /tmp/fastwsgi-site "$B"/whl/*.whl || exit 3
-export PYTHONPATH=/tmp/fastwsgi-site
+export PYTHONPATH=/tmp/fastwsgi-site PATH=/tmp/fastwsgi-site/bin:$PATH
 NOPIN=; command -v taskset >/dev/null || NOPIN=--no-pin
+if [ "${RUN:-}" = peers ]; then
+    # Issue 8's method: one worker on CPU 0, nginx and the load on CPU 1.
+    { echo "cpus $(nproc), kernel $(uname -r), $(python3 -V)"
+      python3 bench/run.py --servers fastwsgi-sync,fastwsgi-gthread,gunicorn-sync,gunicorn-gthread,bjoern,uwsgi,granian,nginx-static \
+        --scenarios hello,file1m --paths nginx,direct --rounds 3 --duration "${DURATION:-1.5}" \
+        --warmup 0.5 --pin --no-chart --out "$OUT/results/peers.json"
+    } 2>&1 | grep -v '^\[' | tee "$OUT/results/log.txt"
+    tar -C "$OUT" -czf "$OUT/results.tar.gz" results && rm -rf "$OUT/results"
+    exit 0
+fi
 {
     echo "cpus $(nproc), kernel $(uname -r), $(python3 -V)"
     python3 bench/scaling.py --workers-list "${WORKERS:-1,2,4,8}" --scenarios hello \
