@@ -22,6 +22,10 @@ Method (see bench/README.md for the why):
 * ``--pin`` puts the server on CPU 0 and the load generator and nginx on CPU
   1, so they do not steal each other's cycles; ``--server-cpus`` and
   ``--client-cpus`` split a bigger machine the same way (bench/scaling.py).
+* Beside it, the machine's CPU per request (every CPU's busy time from
+  /proc/stat) and, when pinned, the load side's share: loopback TCP charges
+  part of a response's cost to whichever CPU sends or acknowledges, so a
+  server can look cheap by leaving work to its client (bench/procstat.py).
 
 Outputs: a Markdown table on stdout, a JSON file (``--out``), a PNG chart
 (``--chart``), a progress line on stderr.
@@ -102,6 +106,15 @@ HEADLINES = [
 CPU_TARGET = 0.25
 # taskset -c syntax, the part we need: CPUs and ranges, comma-separated.
 CPU_LIST = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+
+
+def cpu_set(value: str) -> set[int]:
+    """The CPUs of a taskset-style list (CPU_LIST syntax): "0-3,6" -> {0, 1, 2, 3, 6}."""
+    out: set[int] = set()
+    for part in value.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
 QUICK_CASES = [
     ("hello", "nginx", "fastwsgi-sync"),
     ("hello", "direct", "fastwsgi-gthread"),
@@ -316,6 +329,9 @@ class Bench:
             self.server_prefix = ["taskset", "-c", ns.server_cpus]
         if ns.client_cpus:
             self.client_prefix = ["taskset", "-c", ns.client_cpus]
+        # The load side's CPUs, whose busy time is reported per request next
+        # to the server's (procstat: what TCP on loopback charges to whom).
+        self.client_set = cpu_set(ns.client_cpus) if ns.client_cpus else None
         self.env = servers.server_env()
         self.env[apps.FILE_ENV] = apps.ensure_file(os.path.join(workdir, "file1m.bin"))
         self.post_body = os.path.join(workdir, "post64k.bin")
@@ -425,18 +441,28 @@ class Bench:
         url = proxy.url if proxy else srv.url
         s0 = procstat.cpu_sample(srv.pid)
         n0 = procstat.cpu_sample(proxy.proc.pid) if proxy and proxy.proc else None
+        m0 = procstat.machine_busy()
         res = self.load(url, scen, case.tool)
+        m1 = procstat.machine_busy()
         s1 = procstat.cpu_sample(srv.pid)
         n1 = procstat.cpu_sample(proxy.proc.pid) if proxy and proxy.proc else None
         cpu_s = s1.seconds - s0.seconds
+
+        def per_req(seconds: float) -> float | None:
+            return round(seconds * 1e6 / res.requests, 2) if res.requests else None
+
         rec: dict[str, Any] = {
             "load": res.to_json(),
             "server_cpu_s": round(cpu_s, 4),
             "server_pids": s1.pids,
-            "cpu_us_per_req": round(cpu_s * 1e6 / res.requests, 2) if res.requests else None,
-            "nginx_cpu_us_per_req": (
-                round((n1.seconds - n0.seconds) * 1e6 / res.requests, 2)
-                if n0 and n1 and res.requests else None
+            "cpu_us_per_req": per_req(cpu_s),
+            "nginx_cpu_us_per_req": per_req(n1.seconds - n0.seconds) if n0 and n1 else None,
+            # Every CPU's busy time (the whole machine: server, nginx, load
+            # generator, softirq), and the load side's CPUs alone when pinned.
+            "machine_cpu_us_per_req": per_req(procstat.busy_seconds(m0, m1)),
+            "client_cpus_us_per_req": (
+                per_req(procstat.busy_seconds(m0, m1, self.client_set))
+                if self.client_set is not None else None
             ),
             "failure": res.failure_reason(),
         }
@@ -475,6 +501,8 @@ def summarize(cases: list[Case]) -> None:
                 r["cpu_us_per_req"] for r in good if r["cpu_us_per_req"] is not None]) else None,
             "cpu_us_per_req_max": max(cpus) if cpus else None,
             "nginx_cpu_us_per_req": _median([r["nginx_cpu_us_per_req"] for r in good]),
+            "machine_cpu_us_per_req": _median([r.get("machine_cpu_us_per_req") for r in good]),
+            "client_cpus_us_per_req": _median([r.get("client_cpus_us_per_req") for r in good]),
         }
     index = {(c.scenario, c.path, c.server): c for c in cases}
     for c in cases:
@@ -570,6 +598,13 @@ def report(path: str) -> str:
         "",
         pivot(data["results"], "rps"),
     ]
+    if any((r.get("median") or {}).get("machine_cpu_us_per_req") for r in data["results"]):
+        lines += ["Machine CPU µs per request (every CPU's busy time: server, nginx, load "
+                  "generator and the TCP work charged to each):", "",
+                  pivot(data["results"], "machine_cpu_us_per_req")]
+        if o.get("client_cpus"):
+            lines += [f"Of which on the load side's CPUs ({o['client_cpus']}):", "",
+                      pivot(data["results"], "client_cpus_us_per_req")]
     if o.get("strace"):
         lines += ["Syscalls per request (strace -c -f attached for one extra short run):", "",
                   pivot(data["results"], "syscalls_per_req", 1)]
@@ -587,8 +622,9 @@ def _fmt(v: float | None, nd: int = 1) -> str:
 def markdown(cases: list[Case]) -> str:
     head = (
         "| scenario | path | server | req/s | p50 ms | p99 ms | server CPU µs/req "
-        "| CPU vs Gunicorn | req/s vs Gunicorn | peak RSS/worker MiB | syscalls/req | status |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "| machine CPU µs/req | CPU vs Gunicorn | req/s vs Gunicorn | peak RSS/worker MiB "
+        "| syscalls/req | status |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     rows = []
     for c in cases:
@@ -598,6 +634,7 @@ def markdown(cases: list[Case]) -> str:
             f"| {c.scenario} | {c.path} | {c.server} | {_fmt(m.get('rps'), 0)} "
             f"| {_fmt(m.get('p50_ms'), 2)} | {_fmt(m.get('p99_ms'), 2)} "
             f"| {_fmt(m.get('cpu_us_per_req'), 0)} "
+            f"| {_fmt(m.get('machine_cpu_us_per_req'), 0)} "
             f"| {(_fmt(r.get('cpu'), 2) + '×') if r.get('cpu') and vs else '–'} "
             f"| {(_fmt(r.get('rps'), 2) + '×') if r.get('rps') and vs else '–'} "
             f"| {_fmt(c.peak_rss_kib / 1024 if c.peak_rss_kib else None, 1)} "

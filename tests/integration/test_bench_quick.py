@@ -83,6 +83,9 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
             assert set(load["status_counts"]) == {"2xx/3xx"}
         assert rnd["cpu_us_per_req"] > 0
         assert rnd["server_cpu_s"] > 0
+        # The whole machine did the server's work and the load generator's.
+        assert rnd["machine_cpu_us_per_req"] > rnd["cpu_us_per_req"]
+        assert rnd["client_cpus_us_per_req"] is None  # not pinned
         assert r["peak_rss_kib"] > 1024  # a Python worker holds more than 1 MiB
         assert r["median"]["rps"] > 0
     sync = by_server["fastwsgi-sync"]
@@ -271,7 +274,10 @@ def test_scaling_runs_each_worker_count_and_combines_them(tmp_path: Path) -> Non
         for r in per["results"]:
             assert r["status"] == "ok", r["reason"]
             # master + w workers were measured (the CPU of the whole tree)
-            assert r["rounds"][0]["server_pids"] == 1 + w
+            rnd = r["rounds"][0]
+            assert rnd["server_pids"] == 1 + w
+            if opts["client_cpus"]:  # pinned: wrk's CPUs did part of the machine's work
+                assert 0 < rnd["client_cpus_us_per_req"] < rnd["machine_cpu_us_per_req"]
     rows = {r["server"]: r for r in data["rows"]}
     assert set(rows) == {"fastwsgi-sync", "gunicorn-sync"}
     for row in rows.values():

@@ -167,6 +167,56 @@ def test_procstat_counts_live_and_reaped_children() -> None:
             p.stdout.close()
 
 
+# /proc/stat as Linux 6.x prints it (two CPUs; the "cpu" total line and the
+# lines after the per-CPU ones are not per-CPU and must be skipped).
+PROC_STAT = """\
+cpu  1000 20 300 9000 40 5 60 7 0 0
+cpu0 600 10 200 4000 30 3 40 5 0 0
+cpu1 400 10 100 5000 10 2 20 2 0 0
+intr 123456 0 9 0
+ctxt 987654
+btime 1764300000
+"""
+
+
+def test_machine_busy_counts_work_not_idle_iowait_or_steal(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text(PROC_STAT)
+    # user + nice + system + irq + softirq
+    assert procstat.machine_busy(str(stat)) == {0: 600 + 10 + 200 + 3 + 40,
+                                                1: 400 + 10 + 100 + 2 + 20}
+    later = tmp_path / "later"
+    later.write_text(PROC_STAT.replace("cpu1 400 10 100 5000", "cpu1 400 10 100 5500")
+                     .replace("cpu0 600", "cpu0 700"))
+    a, b = procstat.machine_busy(str(stat)), procstat.machine_busy(str(later))
+    tck = procstat.CLK_TCK
+    assert procstat.busy_seconds(a, b) == pytest.approx(100 / tck)  # cpu1 only idled
+    assert procstat.busy_seconds(a, b, {1}) == 0.0
+    assert procstat.busy_seconds(a, b, {0, 7}) == pytest.approx(100 / tck)  # 7: no such CPU
+
+
+def test_machine_busy_sees_a_process_burn_on_its_cpu() -> None:
+    # A child pinned to one CPU burns 0.4 s of CPU time: that CPU's busy time
+    # grows by at least most of it, and the machine's by at least as much.
+    cpus = sorted(os.sched_getaffinity(0))
+    cpu = cpus[-1]
+    burn = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\n"
+    before = procstat.machine_busy()
+    subprocess.run(["taskset", "-c", str(cpu), sys.executable, "-c", burn], check=True,
+                   timeout=60)
+    after = procstat.machine_busy()
+    assert procstat.busy_seconds(before, after, {cpu}) >= 0.3
+    assert procstat.busy_seconds(before, after) >= procstat.busy_seconds(before, after, {cpu})
+
+
+def test_run_cpu_set_reads_taskset_lists() -> None:
+    from bench import run
+
+    assert run.cpu_set("0") == {0}
+    assert run.cpu_set("0-3,6") == {0, 1, 2, 3, 6}
+    assert run.cpu_set("8-15") == set(range(8, 16))
+
+
 def test_procstat_tree_finds_workers() -> None:
     code = (
         "import os, sys, time\n"
