@@ -121,13 +121,25 @@ _install_dirs: tuple[str, tuple[str, ...]] | None = None
 def _stdlib_and_site_dirs() -> tuple[str, tuple[str, ...]]:
     # Looked up on the first error, not at import: sysconfig loads the build's
     # whole _sysconfigdata dict, memory the master would hand to every worker.
+    # If sysconfig cannot be imported, the error being described is often
+    # the reason: a worker that dropped to --user cannot read a standard
+    # library installed under a private directory (/root/.pyenv...). Then
+    # the stdlib is where ``os`` came from and the site dirs are the
+    # sys.path entries below it, so the message still names the app's own
+    # error rather than this lookup's.
     global _install_dirs
     if _install_dirs is None:
-        import sysconfig
+        try:
+            import sysconfig
 
-        paths = sysconfig.get_paths()
-        site = tuple({paths[k] + os.sep for k in ("purelib", "platlib")})
-        _install_dirs = (paths["stdlib"] + os.sep, site)
+            paths = sysconfig.get_paths()
+            site = tuple({paths[k] + os.sep for k in ("purelib", "platlib")})
+            _install_dirs = (paths["stdlib"] + os.sep, site)
+        except Exception:
+            stdlib = os.path.dirname(os.__file__) + os.sep
+            site = tuple({p + os.sep for p in sys.path if p.startswith(stdlib)
+                          and os.path.basename(p) in ("site-packages", "dist-packages")})
+            _install_dirs = (stdlib, site)
     return _install_dirs
 
 

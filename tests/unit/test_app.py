@@ -160,6 +160,30 @@ def test_describe_exception_names_the_innermost_frame_outside_the_loader(tmp_pat
     assert describe_exception(RuntimeError()) == "RuntimeError"  # never raised: no frames
 
 
+def test_describe_exception_without_sysconfig_still_names_the_app_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker that dropped to --user may be unable to import sysconfig (a
+    # stdlib under /root/.pyenv that "nobody" cannot read): the description
+    # must still be the app's own error and place, not the lookup's failure.
+    import json
+
+    import fastwsgi.app as appmod
+
+    monkeypatch.setattr(appmod, "_install_dirs", None)
+    monkeypatch.setitem(sys.modules, "sysconfig", None)  # import raises ImportError
+    try:
+        json.loads("")
+    except ValueError as exc:
+        line = sys._getframe().f_lineno - 2
+        text = appmod.describe_exception(exc)
+    assert text.startswith("JSONDecodeError: Expecting value")
+    assert text.endswith(f"({os.path.relpath(__file__)}:{line})")  # json's frames skipped
+    stdlib, site = appmod._install_dirs  # type: ignore[misc]
+    assert stdlib == os.path.dirname(os.__file__) + os.sep
+    assert all(d.startswith(stdlib) for d in site)
+
+
 def test_chdir_and_pythonpath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     saved_path = list(sys.path)
     monkeypatch.chdir("/")
