@@ -46,10 +46,11 @@ cost more than the client opening a new connection).
 
 Proxies. A peer in ``forwarded_allow_ips`` (``*`` = any; a unix-socket peer
 always, like Gunicorn) is trusted: the parser honours its secure-scheme
-headers (``wsgi.url_scheme``) and its ``Script-Name`` header sets
-SCRIPT_NAME (the underscore spelling ``SCRIPT_NAME:`` reaches us only with
-``header_map=dangerous``: underscores in field names are dropped by default,
-as nginx does). Otherwise SCRIPT_NAME comes from the ``SCRIPT_NAME``
+headers (``wsgi.url_scheme``) and its ``SCRIPT_NAME`` or ``Script-Name``
+header sets SCRIPT_NAME (the underscore spelling passes the parser only from
+a trusted peer, through ``forwarder_headers`` as in Gunicorn; underscores in
+field names are otherwise dropped by default, as nginx does). Otherwise
+SCRIPT_NAME comes from the ``SCRIPT_NAME``
 environment variable (``WorkerSettings.script_name``). Either way it is
 stripped from PATH_INFO only at a path-segment boundary; a path outside the
 mount point keeps SCRIPT_NAME empty. A PROXY protocol header from a peer in

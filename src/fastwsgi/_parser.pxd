@@ -44,6 +44,7 @@ cdef class RequestParser:
     cdef bint strip_header_spaces
     cdef bint permit_missing_host
     cdef list _secure_headers           # [(NAME bytes, value bytes)], upper-cased names
+    cdef tuple _forwarder               # forwarder_headers: upper-case str names, or "*"
     cdef int proxy_protocol
     cdef bint trusted
     cdef bint proxy_allowed

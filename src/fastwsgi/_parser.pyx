@@ -605,6 +605,7 @@ cdef class RequestParser:
             ("X-FORWARDED-SSL", "on"),
         ),
         proxy_protocol="off",
+        forwarder_headers=("SCRIPT_NAME", "PATH_INFO"),
     ):
         cdef Py_ssize_t v = limit_request_line
         # Gunicorn: negative, 0 (its "unlimited") and anything above 8190 all
@@ -634,6 +635,9 @@ cdef class RequestParser:
         self.strip_header_spaces = strip_header_spaces
         self.permit_missing_host = permit_missing_host
         self._secure_headers = _secure_list(secure_scheme_headers)
+        # Kept as given (upper-case str names, or "*"): looked at only for a
+        # field name with '_' from a trusted peer, so nothing per connection.
+        self._forwarder = tuple(forwarder_headers)
         if proxy_protocol is None or proxy_protocol is False or proxy_protocol == "off":
             self.proxy_protocol = PP_OFF
         elif proxy_protocol in (True, "auto"):
@@ -1212,9 +1216,12 @@ cdef class RequestParser:
                     scheme_seen = True
                     scheme_https = secure
             kept = True
-            if kid < 0 and memchr(lp, b'_', nlen) != NULL:
+            if (kid < 0 and memchr(lp, b'_', nlen) != NULL
+                    and not (self.trusted and _in_names(lp, nlen, self._forwarder))):
                 # '_' and '-' both map to '_' in the environ: X_Forwarded_For
-                # would merge into X-Forwarded-For (RFC 9110 17.10).
+                # would merge into X-Forwarded-For (RFC 9110 17.10). Only a
+                # trusted front-end may send the names in forwarder_headers
+                # (Gunicorn 22+), e.g. nginx's SCRIPT_NAME.
                 if self.header_map == HM_DROP:
                     kept = False
                 elif self.header_map == HM_REFUSE:
@@ -1699,6 +1706,14 @@ cdef class RequestParser:
         self.proxy_done = True
         return 1
 
+
+
+cdef bint _in_names(const char* p, Py_ssize_t n, tuple names) except -1:
+    """Field name p[:n] is one of ``names`` (upper-case str), or they hold "*"."""
+    for name in names:
+        if name == "*" or _name_eq(p, n, (<str>name).encode("latin-1")):
+            return True
+    return False
 
 
 cdef inline bint _name_eq(const char* p, Py_ssize_t n, bytes upper) noexcept:

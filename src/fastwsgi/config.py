@@ -77,6 +77,10 @@ class ParserSettings:
         ("X-FORWARDED-SSL", "on"),
     )
     proxy_protocol: str = "off"  # off | v1 | v2 | auto (Gunicorn)
+    # Gunicorn 22+ forwarder_headers: names with '_' a trusted front-end
+    # (forwarded_allow_ips) may send whatever header_map says; SCRIPT_NAME
+    # is how nginx tells the app its mount point (proxy_set_header SCRIPT_NAME).
+    forwarder_headers: tuple[str, ...] = ("SCRIPT_NAME", "PATH_INFO")
 
     def as_kwargs(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -434,6 +438,19 @@ def v_umask(value: Any) -> int:
     if not 0 <= n <= 0o777:
         raise ValueError(f"{value!r} is not a umask between 0 and 0o777")
     return n
+
+
+# RFC 9110 section 5.6.2 tchar: what a field name is made of.
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def v_forwarder_headers(value: Any) -> tuple[str, ...]:
+    """Comma-separated field names (upper-cased, as Gunicorn compares them), or '*'."""
+    names = tuple(n.upper() for n in v_comma_list(value))
+    for n in names:
+        if n != "*" and not set(n) <= _TCHAR:
+            raise ValueError(f"{n!r} is not a header field name")
+    return names
 
 
 def v_scheme_headers(value: Any) -> tuple[tuple[str, str], ...]:
@@ -901,6 +918,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Headers (from trusted front-ends) that mark a request as https (config file only).",
     ),
     S(
+        "forwarder_headers",
+        "Security",
+        v_forwarder_headers,
+        "SCRIPT_NAME,PATH_INFO",
+        "Header names with '_' that a trusted front-end (forwarded_allow_ips) may send "
+        "regardless of header_map ('*' = any); a SCRIPT_NAME header from it sets the "
+        "mount point.",
+        cli=("--forwarder-headers",),
+        metavar="STRING",
+    ),
+    S(
         "proxy_protocol",
         "Security",
         v_proxy_protocol,
@@ -1331,7 +1359,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
         ("--permit-unconventional-http-version",),
         takes_value=False,
     ),
-    U("forwarder_headers", ("--forwarder-headers",)),
     U("asgi_loop", ("--asgi-loop",)),
     U("asgi_lifespan", ("--asgi-lifespan",)),
     U("asgi_disconnect_grace_period", ("--asgi-disconnect-grace-period",)),
@@ -1627,6 +1654,7 @@ class Settings:
             permit_missing_host=v["permit_missing_host"],
             secure_scheme_headers=v["secure_scheme_headers"],
             proxy_protocol=v["proxy_protocol"],
+            forwarder_headers=v["forwarder_headers"],
         )
         worker = WorkerSettings(
             worker_class=self.worker_class,

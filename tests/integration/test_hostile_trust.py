@@ -110,11 +110,19 @@ def test_header_map_refuse_rejects_underscore_names(tmp_path: Path) -> None:
         assert status == 200 and env["http"]["HTTP_X_AUTH_USER"] == "proxy"
 
 
-def test_script_name_header_only_from_trusted_peer(trusted: Server, untrusted: Server) -> None:
-    status, env = get(untrusted, "/pre/x", "Script-Name: /pre")
+@pytest.mark.parametrize("header", ["Script-Name: /pre", "SCRIPT_NAME: /pre"])
+def test_script_name_header_only_from_trusted_peer(
+    trusted: Server, untrusted: Server, header: str
+) -> None:
+    # SCRIPT_NAME with an underscore is what nginx sends for
+    # "proxy_set_header SCRIPT_NAME /pre;" (Gunicorn's forwarder_headers).
+    status, env = get(untrusted, "/pre/x", header)
     assert status == 200
     assert (env["script_name"], env["path"]) == ("", "/pre/x")
-    status, env = get(trusted, "/pre/x", "Script-Name: /pre")
+    # Untrusted: the underscore spelling is dropped (header_map); the hyphen
+    # one is an ordinary header the app may read, never the mount point.
+    assert ("HTTP_SCRIPT_NAME" in env["http"]) == ("-" in header)
+    status, env = get(trusted, "/pre/x", header)
     assert status == 200
     assert (env["script_name"], env["path"]) == ("/pre", "/x")
 

@@ -874,6 +874,24 @@ def test_script_name_header_only_from_trusted_peer() -> None:
     assert seen == [("/mnt", "/x"), ("", "/mnt/x")]
 
 
+def test_script_name_underscore_header_from_trusted_peer_as_gunicorn() -> None:
+    # nginx's "proxy_set_header SCRIPT_NAME /mnt;" (Gunicorn's forwarder_headers
+    # default lets it through from forwarded_allow_ips); from anyone else it
+    # is dropped (header_map=drop), and it never becomes HTTP_SCRIPT_NAME.
+    seen: list[tuple[str, str, bool]] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.append((environ["SCRIPT_NAME"], environ["PATH_INFO"], "HTTP_SCRIPT_NAME" in environ))
+        start_response("200 OK", [])
+        return []
+
+    raw = b"GET /mnt/x HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /mnt/\r\n\r\n"
+    serve(raw, app, client=TRUSTED)
+    serve(raw, app, client=PEER)
+    serve(raw, app, settings(parser={"forwarder_headers": ()}), client=TRUSTED)
+    assert seen == [("/mnt", "/x", False), ("", "/mnt/x", False), ("", "/mnt/x", False)]
+
+
 def test_proxy_protocol_sets_remote_addr_from_allowed_proxy_only() -> None:
     seen: list[tuple[str, str, str | None]] = []
 

@@ -175,6 +175,51 @@ def test_header_map(mode: str) -> None:
         assert p.headers[-1] == ("X_FORWARDED_FOR", "b")
 
 
+@pytest.mark.parametrize("mode", ["drop", "refuse", "dangerous"])
+def test_forwarder_headers_pass_underscores_from_trusted_peers_only(mode: str) -> None:
+    # Gunicorn 22+ forwarder_headers: a trusted front-end may send the listed
+    # names with '_' whatever header_map says (nginx: proxy_set_header
+    # SCRIPT_NAME /mnt); the same names from anyone else, and other
+    # underscore names from the front-end, follow header_map.
+    data = b"GET / HTTP/1.1\r\nHost: h\r\nscript_name: /mnt\r\nPath_Info: /p\r\n\r\n"
+    p = RequestParser(header_map=mode)
+    p.set_trusted(True)
+    p.feed(data)
+    env = p.next_head()
+    assert env is not None
+    assert (env["HTTP_SCRIPT_NAME"], env["HTTP_PATH_INFO"]) == ("/mnt", "/p")
+    if mode == "refuse":
+        fails(data, errors.InvalidHeaderName, header_map=mode)  # untrusted
+    else:
+        _, env = parse(data, header_map=mode)  # untrusted
+        assert ("HTTP_SCRIPT_NAME" in env) == (mode == "dangerous")
+    other = b"GET / HTTP/1.1\r\nHost: h\r\nX_User: a\r\nSCRIPT_NAME: /m\r\n\r\n"
+    p = RequestParser(header_map=mode, forwarder_headers=("SCRIPT_NAME",))
+    p.set_trusted(True)
+    p.feed(other)
+    if mode == "refuse":
+        with pytest.raises(errors.InvalidHeaderName):
+            p.next_head()
+        return
+    env = p.next_head()
+    assert env is not None and env["HTTP_SCRIPT_NAME"] == "/m"
+    assert ("HTTP_X_USER" in env) == (mode == "dangerous")
+
+
+def test_forwarder_headers_star_and_none() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: h\r\nX_User: a\r\nSCRIPT_NAME: /m\r\n\r\n"
+    p = RequestParser(forwarder_headers=("*",))
+    p.set_trusted(True)
+    p.feed(data)
+    env = p.next_head()
+    assert env is not None and (env["HTTP_X_USER"], env["HTTP_SCRIPT_NAME"]) == ("a", "/m")
+    p = RequestParser(forwarder_headers=())
+    p.set_trusted(True)
+    p.feed(data)
+    env = p.next_head()
+    assert env is not None and "HTTP_X_USER" not in env and "HTTP_SCRIPT_NAME" not in env
+
+
 def test_bad_settings() -> None:
     with pytest.raises(ValueError):
         RequestParser(header_map="yes")
