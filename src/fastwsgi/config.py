@@ -12,7 +12,8 @@ else lists settings by hand.
 ``UNSUPPORTED`` lists the remaining Gunicorn 27 settings (TLS, syslog, paste,
 ASGI, HTTP/2, ...). They are accepted on the command line and in config files
 so a Gunicorn deployment starts unchanged, and each is reported once as a
-warning.
+warning; except ``REFUSED``, those that would change what the port speaks
+(TLS, the uwsgi protocol), which stop the start with one line.
 
 Values come from four sources, later ones winning (Gunicorn's order):
 defaults (some read an environment variable, like Gunicorn's ``PORT``,
@@ -1380,6 +1381,22 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
 )
 UNSUPPORTED_BY_NAME: dict[str, Unsupported] = {u.name: u for u in UNSUPPORTED}
 
+_TLS_REFUSED = (
+    "TLS is not supported: fastwsgi serves plain HTTP only, so this port would not be "
+    "encrypted; terminate TLS in front of it (nginx, a load balancer; see docs/deploy.md)"
+)
+# Unsupported settings that are refused, not ignored, when set to a value
+# that would change what the port speaks: (is it on?, the one-line reason).
+REFUSED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "certfile": (lambda v: not _is_off(v), _TLS_REFUSED),
+    "keyfile": (lambda v: not _is_off(v), _TLS_REFUSED),
+    "protocol": (
+        lambda v: not _is_off(v) and str(v).lower() != "http",
+        "only HTTP is supported (not the uwsgi protocol): point nginx's proxy_pass, "
+        "not uwsgi_pass, at fastwsgi",
+    ),
+}
+
 
 # --- Command-line parser, generated from the table ------------------------------
 
@@ -1403,7 +1420,7 @@ class _UnsupportedAction(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         seen = getattr(namespace, "_unsupported", None) or []
-        seen.append((self.dest, option_string))
+        seen.append((self.dest, True if values is None or values == [] else values))
         namespace._unsupported = seen
 
 
@@ -1415,8 +1432,9 @@ def build_parser(prog: str = "fastwsgi") -> argparse.ArgumentParser:
         usage="%(prog)s [OPTIONS] [APP_MODULE]",
         description="fastwsgi: a pre-fork WSGI HTTP server, command-line compatible with Gunicorn.",
         epilog=f"Settings can also come from a config file (-c) and ${CMD_ARGS_ENV}. "
-        "Gunicorn's other flags (TLS, syslog, paste, ...) are accepted and ignored with a "
-        "warning. See docs/settings.md.",
+        "Gunicorn's other flags (syslog, paste, ...) are accepted and ignored with a "
+        "warning; TLS settings are refused: terminate TLS in a proxy. "
+        "See docs/settings.md.",
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument(
@@ -1463,7 +1481,7 @@ def build_parser(prog: str = "fastwsgi") -> argparse.ArgumentParser:
 def parse_args(
     argv: Iterable[str], where: str = "command line"
 ) -> tuple[dict[str, Any], list[str]]:
-    """Parse argv; return (explicitly given settings, unsupported setting names)."""
+    """Parse argv; return (explicitly given settings, unsupported (name, value) pairs)."""
     parser = build_parser()
     try:
         ns = parser.parse_args(list(argv))
@@ -1472,7 +1490,7 @@ def parse_args(
             raise ConfigError(f"{where}: {exc}") from exc
         raise
     given = vars(ns)
-    unsupported = [name for name, _ in given.pop("_unsupported", [])]
+    unsupported: list[tuple[str, Any]] = given.pop("_unsupported", [])
     for name in UNSUPPORTED_BY_NAME:
         given.pop(name, None)
     return given, unsupported
@@ -1587,18 +1605,30 @@ class Settings:
         self.values[name] = s.check(value, where)
         self.sources[name] = where
 
-    def note_unsupported(self, name: str, where: str) -> None:
+    def note_unsupported(self, name: str, where: str, value: Any = True) -> None:
+        """Remember an ignored Gunicorn setting for one warning, unless
+        ignoring it would change what the server is: a --certfile/--keyfile
+        would leave a port its owner believes is TLS serving plain HTTP, and
+        --protocol uwsgi a port nginx speaks uwsgi to answering every request
+        400. Those stop the start with one line instead."""
+        refusal = REFUSED.get(name)
+        if refusal is not None and refusal[0](value):
+            raise ConfigError(f"{name} ({where}): {refusal[1]}")
+        if name == "protocol" and str(value).lower() == "http":
+            return  # what we speak anyway: nothing is ignored
         self._unsupported.setdefault(name, where)
 
-    def apply_args(self, given: Mapping[str, Any], unsupported: Iterable[str], where: str) -> None:
+    def apply_args(
+        self, given: Mapping[str, Any], unsupported: Iterable[tuple[str, Any]], where: str
+    ) -> None:
         for name, value in given.items():
             if name == "app_uri":
                 if value:
                     self.app_uri = value
                 continue
             self.set(name, value, where)
-        for name in unsupported:
-            self.note_unsupported(name, where)
+        for name, value in unsupported:
+            self.note_unsupported(name, where, value)
 
     def apply_config_file(self, path: str) -> None:
         names = read_config_file(path)
@@ -1610,7 +1640,7 @@ class Settings:
             if key in SETTINGS_BY_NAME:
                 self.set(key, value, where)
             elif key in UNSUPPORTED_BY_NAME and not _is_off(value):
-                self.note_unsupported(key, where)
+                self.note_unsupported(key, where, value)
             # Anything else (imports, helper variables) is ignored, as by Gunicorn.
 
     def warnings(self) -> list[str]:
@@ -1902,12 +1932,16 @@ def markdown() -> str:
         "",
         "These are accepted (on the command line and in config files) so a",
         "Gunicorn deployment starts unchanged; each one given is reported once",
-        "as a warning and has no effect.",
+        "as a warning and has no effect. The ones marked *refused* are not",
+        "ignored when set: TLS (`certfile`, `keyfile`) and `protocol uwsgi`",
+        "would change what the port speaks, so the start stops with one line",
+        "saying so (terminate TLS in a proxy in front of fastwsgi).",
         "",
     ]
     for u in UNSUPPORTED:
         flags = ", ".join(f"`{f}`" for f in u.cli) if u.cli else "config file only"
-        out.append(f"- `{u.name}` ({flags})")
+        mark = " *refused*" if u.name in REFUSED else ""
+        out.append(f"- `{u.name}` ({flags}){mark}")
     out.append("")
     return "\n".join(out)
 

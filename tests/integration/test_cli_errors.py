@@ -46,6 +46,8 @@ def appdir(tmp_path: Path) -> Path:
         (["-c", "broken.conf.py", "errapp"], 2, "config file 'broken.conf.py': line 2: '[' was never closed"),
         (["-c", "nothere.py", "errapp"], 2, "cannot read config file 'nothere.py'"),
         (["-k", "eventlet", "errapp"], 2, "Gunicorn worker class fastwsgi does not provide"),
+        (["--certfile", "s.pem", "--keyfile", "s.key", "errapp"], 2, "TLS is not supported"),
+        (["--protocol", "uwsgi", "errapp"], 2, "only HTTP is supported"),
         (["errapp_nope:app"], 1, "no module named 'errapp_nope'"),
         (["errapp:app("], 2, "cannot parse"),
         ([], 2, "no APP given"),

@@ -90,12 +90,24 @@ def test_check_config_good(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_check_config_reports_unsupported_settings_once(capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
-    (isolated / "fastwsgi.conf.py").write_text("keyfile = 'k.pem'\n")
-    rc, _, err = run(capsys, "--check-config", "--keyfile", "k.pem", "--spew", "cliapp_ok")
+    (isolated / "fastwsgi.conf.py").write_text("ciphers = 'HIGH'\n")
+    rc, _, err = run(capsys, "--check-config", "--ciphers", "HIGH", "--spew", "cliapp_ok")
     assert rc == 0
     warned = [line for line in err.splitlines() if "[WARNING]" in line and "not supported" in line]
     assert len(warned) == 2
-    assert "keyfile (--keyfile) from config file" in warned[0] and "spew (--spew)" in warned[1]
+    assert "ciphers (--ciphers) from config file" in warned[0] and "spew (--spew)" in warned[1]
+
+
+def test_tls_settings_stop_the_start_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # A Gunicorn deployment that terminated TLS itself must not come up as
+    # plain HTTP on the port its clients believe is encrypted.
+    rc, out, err = run(capsys, "--certfile", "site.pem", "--keyfile", "site.key", "cliapp_ok")
+    assert rc != 0 and out == ""
+    assert err.splitlines() == [
+        "fastwsgi: error: certfile (command line): TLS is not supported: fastwsgi serves plain "
+        "HTTP only, so this port would not be encrypted; terminate TLS in front of it (nginx, "
+        "a load balancer; see docs/deploy.md)"
+    ]
 
 
 def test_print_config(capsys: pytest.CaptureFixture[str]) -> None:

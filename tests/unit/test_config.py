@@ -333,13 +333,13 @@ def test_hooks_from_config_file(empty_cwd: Path) -> None:
 
 
 def test_unsupported_flags_are_accepted_and_reported_once(empty_cwd: Path) -> None:
-    (empty_cwd / "fastwsgi.conf.py").write_text("certfile = 'c.pem'\nsyslog = True\n")
-    s = load(["--certfile", "c.pem", "--spew", "--reload-extra-file", "a", "--reload-extra-file", "b",
-              "-R", "app"], {"FASTWSGI_CMD_ARGS": "--keyfile k.pem"})
+    (empty_cwd / "fastwsgi.conf.py").write_text("ciphers = 'HIGH'\nsyslog = True\n")
+    s = load(["--ciphers", "HIGH", "--spew", "--reload-extra-file", "a", "--reload-extra-file", "b",
+              "-R", "app"], {"FASTWSGI_CMD_ARGS": "--ssl-version 2"})
     warnings = s.warnings()
     names = [w.split()[2] for w in warnings]
     assert sorted(names) == sorted(
-        ["certfile", "syslog", "keyfile", "spew", "reload_extra_files", "enable_stdio_inheritance"]
+        ["ciphers", "syslog", "ssl_version", "spew", "reload_extra_files", "enable_stdio_inheritance"]
     )
     assert all("not supported by fastwsgi" in w for w in warnings)
     assert s.app_uri == "app"
@@ -353,12 +353,43 @@ def test_unsupported_settings_left_off_in_a_config_file_are_not_reported(empty_c
     assert [w.split()[2] for w in load(["app"], {}).warnings()] == ["syslog"]
 
 
-@pytest.mark.parametrize("u", [u for u in UNSUPPORTED if u.cli], ids=lambda u: u.name)
+@pytest.mark.parametrize("u", [u for u in UNSUPPORTED if u.cli and u.name not in config.REFUSED],
+                         ids=lambda u: u.name)
 def test_each_unsupported_flag_is_accepted(u: config.Unsupported, empty_cwd: Path) -> None:
     argv = [u.cli[0], "x"] if u.takes_value else [u.cli[0]]
     s = load([*argv, "app:app"], {})
     assert [w.split()[2] for w in s.warnings()] == [u.name]
     assert s.app_uri == "app:app"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--certfile", "/etc/ssl/site.pem"], "^certfile \\(command line\\): TLS is not supported"),
+        (["--keyfile", "k.pem"], "^keyfile \\(command line\\): TLS is not supported"),
+        (["--protocol", "uwsgi"], "^protocol \\(command line\\): only HTTP is supported"),
+    ],
+)
+def test_settings_that_would_change_what_the_port_speaks_are_refused(
+    argv: list[str], message: str, empty_cwd: Path
+) -> None:
+    # Ignoring them with a warning would leave a port its owner believes is
+    # TLS (or uwsgi) serving plain HTTP: one line and no start instead.
+    with pytest.raises(ConfigError, match=message) as info:
+        load([*argv, "app"], {})
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="TLS is not supported"):
+        load(["app"], {config.CMD_ARGS_ENV: "--certfile c.pem"})
+
+
+def test_tls_in_a_config_file_is_refused_and_its_off_values_are_not(empty_cwd: Path) -> None:
+    conf = empty_cwd / "tls.conf.py"
+    conf.write_text("certfile = None\nkeyfile = ''\nprotocol = 'http'\nssl_version = 2\n")
+    s = load(["-c", str(conf), "app"], {})
+    assert [w.split()[2] for w in s.warnings()] == ["ssl_version"]  # ignored, with TLS off
+    conf.write_text("certfile = '/etc/ssl/site.pem'\nkeyfile = '/etc/ssl/site.key'\n")
+    with pytest.raises(ConfigError, match=f"^certfile \\(config file {conf}\\): TLS is not"):
+        load(["-c", str(conf), "app"], {})
 
 
 # --- validation -------------------------------------------------------------------
