@@ -1480,7 +1480,7 @@ def build_parser(prog: str = "fastwsgi") -> argparse.ArgumentParser:
 
 def parse_args(
     argv: Iterable[str], where: str = "command line"
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
     """Parse argv; return (explicitly given settings, unsupported (name, value) pairs)."""
     parser = build_parser()
     try:
@@ -1811,7 +1811,7 @@ def load(
     env = dict(os.environ if environ is None else environ)
     cli_given, cli_unsupported = parse_args(argv)
     env_given: dict[str, Any] = {}
-    env_unsupported: list[str] = []
+    env_unsupported: list[tuple[str, Any]] = []
     if env.get(CMD_ARGS_ENV, "").strip():
         import shlex  # rarely set; every module the master imports is in each worker's RSS
 
