@@ -1711,7 +1711,9 @@ cdef class RequestParser:
 cdef bint _in_names(const char* p, Py_ssize_t n, tuple names) except -1:
     """Field name p[:n] is one of ``names`` (upper-case str), or they hold "*"."""
     for name in names:
-        if name == "*" or _name_eq(p, n, (<str>name).encode("latin-1")):
+        if type(name) is not str:
+            continue  # config.py hands us validated str; anything else never matches
+        if name == "*" or _name_eq(p, n, (<str>name).encode("latin-1", "replace")):
             return True
     return False
 
