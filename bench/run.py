@@ -534,6 +534,10 @@ def headlines(cases: list[Case]) -> list[dict[str, Any]]:
             "cpu_us_per_req": c.median.get("cpu_us_per_req") if c.median else None,
             "baseline_cpu_us_per_req": base.median.get("cpu_us_per_req") if base.median else None,
             "cpu_ratio": ratio,
+            "machine_cpu_us_per_req": c.median.get("machine_cpu_us_per_req") if c.median else None,
+            "baseline_machine_cpu_us_per_req": (
+                base.median.get("machine_cpu_us_per_req") if base.median else None
+            ),
             "target": CPU_TARGET,
             "met": None if ratio is None else ratio <= CPU_TARGET,
         })
@@ -552,6 +556,10 @@ def headline_text(items: list[dict[str, Any]]) -> str:
             f"{h['baseline']} {_fmt(h['baseline_cpu_us_per_req'], 0)} µs/req = "
             f"{h['cpu_ratio']:.2f}× (target ≤ {h['target']:.2f}×: "
             f"{'met' if h['met'] else 'NOT met'})"
+            + (f"; whole machine {_fmt(h['machine_cpu_us_per_req'], 0)} vs "
+               f"{_fmt(h['baseline_machine_cpu_us_per_req'], 0)} µs/req"
+               if h.get("machine_cpu_us_per_req") and h.get("baseline_machine_cpu_us_per_req")
+               else "")
         )
     return "\n".join(lines)
 

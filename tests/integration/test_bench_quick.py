@@ -60,6 +60,9 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     (head,) = data["headline"]  # --quick has the sync-behind-nginx pair only
     assert head["server"] == "fastwsgi-sync" and head["baseline"] == "gunicorn-sync"
     assert head["cpu_ratio"] is not None and "µs/req" in proc.stdout
+    assert head["machine_cpu_us_per_req"] > head["cpu_us_per_req"]
+    assert head["baseline_machine_cpu_us_per_req"] > head["baseline_cpu_us_per_req"]
+    assert "; whole machine " in proc.stdout
     assert data["meta"]["options"]["quick"] is True
     got = [(r["scenario"], r["path"], r["server"]) for r in data["results"]]
     assert got == [
