@@ -1385,17 +1385,17 @@ _TLS_REFUSED = (
     "TLS is not supported: fastwsgi serves plain HTTP only, so this port would not be "
     "encrypted; terminate TLS in front of it (nginx, a load balancer; see docs/deploy.md)"
 )
-# Unsupported settings that are refused, not ignored, when set to a value
-# that would change what the port speaks: (is it on?, the one-line reason).
-REFUSED: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "certfile": (lambda v: not _is_off(v), _TLS_REFUSED),
-    "keyfile": (lambda v: not _is_off(v), _TLS_REFUSED),
-    "protocol": (
-        lambda v: not _is_off(v) and str(v).lower() != "http",
-        "only HTTP is supported (not the uwsgi protocol): point nginx's proxy_pass, "
-        "not uwsgi_pass, at fastwsgi",
-    ),
+# Unsupported settings that are refused, not ignored, when set (to anything
+# but an off value): they would change what the port speaks. The reason is
+# the one line the start stops with.
+REFUSED: dict[str, str] = {
+    "certfile": _TLS_REFUSED,
+    "keyfile": _TLS_REFUSED,
+    "protocol": "only HTTP is supported (not the uwsgi protocol): point nginx's proxy_pass, "
+    "not uwsgi_pass, at fastwsgi",
 }
+# Unsupported settings given the value fastwsgi has anyway: nothing to warn about.
+OURS: dict[str, str] = {"protocol": "http"}
 
 
 # --- Command-line parser, generated from the table ------------------------------
@@ -1611,11 +1611,10 @@ class Settings:
         would leave a port its owner believes is TLS serving plain HTTP, and
         --protocol uwsgi a port nginx speaks uwsgi to answering every request
         400. Those stop the start with one line instead."""
-        refusal = REFUSED.get(name)
-        if refusal is not None and refusal[0](value):
-            raise ConfigError(f"{name} ({where}): {refusal[1]}")
-        if name == "protocol" and str(value).lower() == "http":
-            return  # what we speak anyway: nothing is ignored
+        if name in OURS and str(value).lower() == OURS[name]:
+            return
+        if name in REFUSED and not _is_off(value):
+            raise ConfigError(f"{name} ({where}): {REFUSED[name]}")
         self._unsupported.setdefault(name, where)
 
     def apply_args(
