@@ -108,7 +108,8 @@ def machine_busy(path: str = "/proc/stat") -> dict[int, int]:
             if not (line.startswith("cpu") and line[3:4].isdigit()):
                 continue
             name, *vals = line.split()
-            v = [int(x) for x in vals[:7]] + [0] * (7 - min(len(vals), 7))
+            v = [int(x) for x in vals[:7]]
+            v += [0] * (7 - len(v))  # very old kernels print fewer fields
             out[int(name[3:])] = v[0] + v[1] + v[2] + v[5] + v[6]
     return out
 
