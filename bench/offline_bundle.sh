@@ -66,18 +66,13 @@ export PATH=$B/bin:$PATH LD_LIBRARY_PATH=$B/lib PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --target /tmp/fastwsgi-site "$B"/whl/*.whl || exit 3
 export PYTHONPATH=/tmp/fastwsgi-site PATH=/tmp/fastwsgi-site/bin:$PATH
 NOPIN=; command -v taskset >/dev/null || NOPIN=--no-pin
-if [ "${RUN:-}" = peers ]; then
+peers() {
     # Issue 8's method: one worker on CPU 0, nginx and the load on CPU 1.
-    { echo "cpus $(nproc), kernel $(uname -r), $(python3 -V)"
-      python3 bench/run.py --servers fastwsgi-sync,fastwsgi-gthread,gunicorn-sync,gunicorn-gthread,bjoern,uwsgi,granian,nginx-static \
+    python3 bench/run.py --servers fastwsgi-sync,fastwsgi-gthread,gunicorn-sync,gunicorn-gthread,bjoern,uwsgi,granian,nginx-static \
         --scenarios hello,file1m --paths nginx,direct --rounds 3 --duration "${DURATION:-1.5}" \
         --warmup 0.5 --pin --no-chart --out "$OUT/results/peers.json"
-    } 2>&1 | grep -v '^\[' | tee "$OUT/results/log.txt"
-    tar -C "$OUT" -czf "$OUT/results.tar.gz" results && rm -rf "$OUT/results"
-    exit 0
-fi
-{
-    echo "cpus $(nproc), kernel $(uname -r), $(python3 -V)"
+}
+scaling() {
     python3 bench/scaling.py --workers-list "${WORKERS:-1,2,4,8}" --scenarios hello \
         --paths nginx,direct --rounds 3 --duration 1.5 --warmup 0.5 --deadline 300 \
         --out "$OUT/results/hello" $NOPIN
@@ -87,6 +82,10 @@ fi
     [ -z "$NOPIN" ] && python3 bench/run.py --servers fastwsgi-sync,fastwsgi-gthread,gunicorn-sync,gunicorn-gthread \
         --scenarios hello,file1m --paths nginx,direct --rounds 3 --duration 2 --warmup 0.5 \
         --pin --no-chart --out "$OUT/results/pin1.json"
+}
+{
+    echo "cpus $(nproc), kernel $(uname -r), $(python3 -V)"
+    if [ "${RUN:-}" = peers ]; then peers; else scaling; fi
 } 2>&1 | grep -v '^\[' | tee "$OUT/results/log.txt"
 # One archive: such machines may hand back only a few files.
 tar -C "$OUT" -czf "$OUT/results.tar.gz" results && rm -rf "$OUT/results"
