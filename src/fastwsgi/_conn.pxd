@@ -71,6 +71,7 @@ cdef class Connection:
     cdef str _req_method                  # request_line, built only when read
     cdef object _req_uri
     cdef readonly long long requests
+    cdef readonly bint drained            # the last recv() left the socket empty
 
     cdef int _setup(self, WorkerContext ctx, int fd, object client, object server) except -1
     cdef Py_ssize_t _recv_into(self, char* buf, Py_ssize_t n, double deadline) except -2

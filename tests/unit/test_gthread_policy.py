@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -217,6 +218,7 @@ def _finishing_worker() -> ThreadWorker:
     w = object.__new__(ThreadWorker)
     w.busy, w.slow, w.returned = set(), {}, deque()
     w.fdmap, w._registered, w.waiting, w.deadline = {}, set(), {}, {}
+    w.early = set()
     w._nlock = threading.Lock()
     w.nconns, w.paused, w.alive = 1, False, True
     w._wake_pending = False
@@ -248,6 +250,7 @@ def test_a_connection_not_kept_is_closed_by_its_pool_thread_at_once() -> None:
     w.busy.add(conn)
     w.fdmap[fd], w.slow[conn] = conn, 0.0
     w._registered.add(fd)
+    w.early.add(fd)
     try:
         b.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert conn.poll_head() == 1
@@ -259,6 +262,7 @@ def test_a_connection_not_kept_is_closed_by_its_pool_thread_at_once() -> None:
             data += chunk
         assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"\r\n\r\nhi")
         assert fd not in w.fdmap and fd not in w._registered and conn not in w.slow
+        assert fd not in w.early
         assert not w.busy and not w.returned and w.nconns == 0
         assert _wake_bytes(w) == 0  # nothing for the selector to do
     finally:
@@ -292,5 +296,139 @@ def test_a_kept_connection_goes_back_to_the_selector_with_one_wake_up() -> None:
             c.close()
         for _a, b in pairs:
             b.close()
+        os.close(w.wake_r)
+        os.close(w.wake_w)
+
+
+def _selector_worker() -> ThreadWorker:
+    """The selector's state with a real epoll set, for driving its rounds by
+    hand: _on_event for what ep.poll reports, then _take_returned."""
+    w = _finishing_worker()
+    w.settings = WorkerSettings(header_timeout=5.0, timeout=5.0, keepalive=5.0)
+    w.jobs = JobQueue()
+    w.ep = select.epoll()
+    w.epfd = w.ep.fileno()
+    return w
+
+
+def _round(w: ThreadWorker, wait: float) -> list[int]:
+    """One selector round; the fds epoll reported."""
+    fds = [fd for fd, _ev in w.ep.poll(wait)]
+    for fd in fds:
+        w._on_event(fd)
+    w._take_returned()
+    if w.early:
+        w._unregister_busy()
+    return fds
+
+
+def _serve(w: ThreadWorker, app: Callable[..., Any] = _hello) -> Connection:
+    """What a pool thread does with the job at the head of the queue."""
+    conn = w.jobs._items.popleft()
+    assert conn is not None
+    keep = conn.handle_request(app)
+    ready = conn.buffered_head() == 1
+    w._finish(conn, keep, ready)
+    return conn
+
+
+def test_a_kept_connection_stays_in_the_edge_triggered_set_and_no_request_is_missed() -> None:
+    # Registered once (epoll_ctl ADD), parked again after each request with
+    # no syscall, and still every next request is seen: the ones that come
+    # after it is parked (a fresh edge), the ones that came while a pool
+    # thread had it (its event that round, before the hand-back), and the
+    # bytes of a long upload (taken out of the set meanwhile, so its
+    # segments do not wake the selector; ADD reports what is left).
+    w = _selector_worker()
+    ctx = WorkerContext(WorkerSettings(header_timeout=5.0, timeout=5.0), None, None, None)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.settimeout(WAIT)
+    conn = Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80))
+    fd = conn.fd
+    try:
+        w._dispatch(conn, 5.0)  # accepted, nothing sent yet: parked, added
+        assert w.waiting == {fd: conn} and fd in w._registered
+        for _ in range(3):
+            b.sendall(HEAD)
+            assert _round(w, WAIT) == [fd] and len(w.jobs) == 1 and not w.waiting
+            _serve(w)
+            assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+            _round(w, 0)  # the hand-back, read dry: parked as it is
+            assert w.waiting == {fd: conn} and fd in w._registered and conn.drained
+        # The next request arrives before the hand-back reaches the selector:
+        # its edge comes in the same round, ahead of the hand-back.
+        b.sendall(HEAD)
+        assert _round(w, WAIT) == [fd] and len(w.jobs) == 1
+        conn = _serve(w)
+        assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+        b.sendall(HEAD)
+        _until(lambda: select.select([a], [], [], 0)[0] != [], "the next request")
+        assert _round(w, WAIT) == [fd]
+        assert not w.waiting and len(w.jobs) == 1 and fd in w._registered
+        # A busy connection's bytes: reported once, then it leaves the set.
+        conn = w.jobs._items.popleft()
+        b.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+        assert _round(w, WAIT) == [fd]
+        assert fd not in w._registered and not w.early
+        b.sendall(b"ab")
+        assert _round(w, 0.05) == []  # out of the set: no wake-up for these
+        w.jobs._items.appendleft(conn)
+        _serve(w)  # the GET queued before the POST
+        assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+        assert _round(w, 0) == []  # the hand-back: parked, added again
+        assert w.waiting == {fd: conn} and fd in w._registered
+        # The POST's head and first body bytes were waiting in the kernel,
+        # with no new edge since: the ADD reported them.
+        assert _round(w, WAIT) == [fd] and len(w.jobs) == 1
+        b.sendall(b"cd")
+        _serve(w)
+        assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        conn.close()
+        b.close()
+        w.ep.close()
+        os.close(w.wake_r)
+        os.close(w.wake_w)
+
+
+def test_a_connection_not_read_dry_is_looked_at_before_it_is_parked() -> None:
+    # The selector's first recv() fills the parser's 4 KiB buffer and leaves
+    # the rest in the kernel, and the app reads its body straight into its
+    # own bytes, exactly to the end: the next request is already in the
+    # kernel, its edge long consumed. Parking the connection without a look
+    # would leave that request unanswered until the keep-alive timeout.
+    w = _selector_worker()
+    ctx = WorkerContext(WorkerSettings(header_timeout=5.0, timeout=5.0), None, None, None)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.settimeout(WAIT)
+    conn = Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80))
+    fd = conn.fd
+    body = b"x" * 20000
+    got: list[int] = []
+
+    def reader(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        got.append(len(environ["wsgi.input"].read()))
+        return _hello(environ, start_response)
+
+    try:
+        w._dispatch(conn, 5.0)
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+        b.sendall(head + body + HEAD)
+        assert _round(w, WAIT) == [fd] and len(w.jobs) == 1
+        assert not conn.drained  # the 4 KiB buffer is full, the rest is unread
+        _serve(w, reader)
+        assert got == [len(body)]
+        assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+        assert not conn.drained and conn.buffered == 0  # the GET is in the kernel
+        _round(w, 0)
+        assert len(w.jobs) == 1 and not w.waiting  # looked, found, submitted
+        _serve(w)
+        assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        conn.close()
+        b.close()
+        w.ep.close()
         os.close(w.wake_r)
         os.close(w.wake_w)

@@ -95,8 +95,11 @@ ACCEPT_BATCH = 64
 # Gunicorn retries at once and spins).
 ACCEPT_BACKOFF = 0.5
 
-# A waiting connection's registration: one event, then re-armed by us.
-ARM = select.EPOLLIN | select.EPOLLONESHOT
+# A connection's registration: edge-triggered, added once and kept while the
+# connection goes to the pool and back, so parking it again between
+# requests costs no syscall (with EPOLLONESHOT every request paid an
+# epoll_ctl to re-arm). See _wait_for_head and _unregister_busy.
+ARM = select.EPOLLIN | select.EPOLLET
 
 class JobQueue:
     """Connections from the selector thread to the pool: FIFO for the jobs,
@@ -199,10 +202,12 @@ class ThreadWorker(Worker):
         # request, and when they were last handed back (see _linger_or_poll).
         self.slow: dict[Connection, float] = {}
         self.linger = LINGER
-        # fd -> Connection registered (one-shot) in epoll, and its deadline.
+        # fd -> Connection parked for its next head, and its deadline.
         self.waiting: dict[int, Connection] = {}
         self.deadline: dict[int, float] = {}
         self._registered: set[int] = set()
+        # fds with an event this round while not waiting (see _readable).
+        self.early: set[int] = set()
         self.nconns = 0
         # Changed by the selector (accept, close) and by pool threads
         # (_close_here), so under a lock.
@@ -274,6 +279,8 @@ class ThreadWorker(Worker):
             for fd, _ev in events:
                 self._on_event(fd)
             self._take_returned()
+            if self.early:
+                self._unregister_busy()
             now = time.monotonic()
             if now >= next_sweep:
                 next_sweep = now + min(tick, 0.5)
@@ -336,7 +343,8 @@ class ThreadWorker(Worker):
             self._readable(kind)
 
     def _dispatch(self, conn: Connection, wait: float, check: bool = True) -> None:
-        # check=False: the pool thread has just looked (and found nothing yet).
+        # check=False: nothing can be there that epoll will not report (see
+        # _take_returned).
         r = conn.poll_head() if check else 0
         if r == 1:
             self._submit(conn)
@@ -352,6 +360,9 @@ class ThreadWorker(Worker):
     def _readable(self, conn: Connection) -> None:
         fd = conn.fd
         if self.waiting.pop(fd, None) is None:
+            # Not waiting here: a pool thread has it, or it is on its way
+            # back (see _take_returned and _unregister_busy).
+            self.early.add(fd)
             return
         if self.slow:
             since = self.slow.get(conn)
@@ -373,17 +384,43 @@ class ThreadWorker(Worker):
             self._wait_for_head(conn, deadline)
 
     def _wait_for_head(self, conn: Connection, deadline: float) -> None:
-        """Park ``conn`` in the selector until readable or ``deadline``
-        (one-shot epoll arm: registered once, re-armed after)."""
+        """Park ``conn`` in the selector until readable or ``deadline``.
+
+        Edge-triggered epoll reports bytes that arrive after it was last
+        told; bytes already there when a connection is added are reported
+        at once (epoll_ctl ADD looks). A connection still registered is
+        parked without a syscall: every caller has either just read it dry
+        (``poll_head`` returned 0) or checked ``drained`` (_take_returned),
+        so whatever comes next raises an event."""
         fd = conn.fd
         self.waiting[fd] = conn
         self.deadline[fd] = deadline
+        if fd in self._registered:
+            return
         try:
-            epoll_arm(self.epfd, fd, ARM, fd not in self._registered)
+            epoll_arm(self.epfd, fd, ARM, True)
         except OSError:
             self._close(conn)  # also forgets waiting/deadline
             return
         self._registered.add(fd)
+
+    def _unregister_busy(self) -> None:
+        """Bytes arrived for connections a pool thread still has (a request
+        body, a pipelined or lingered-for request): take them out of the
+        epoll set, so a long upload does not wake this thread for every
+        segment. One that comes back is added again, and that ADD reports
+        the bytes still unread."""
+        # Swapped, not iterated in place: a pool thread closing a connection
+        # discards its fd from self.early (_close).
+        early, self.early = self.early, set()
+        for fd in early:
+            # (A waiting fd is a new connection on a number just freed.)
+            if fd in self._registered and fd not in self.waiting:
+                self._registered.discard(fd)
+                try:
+                    self.ep.unregister(fd)
+                except (OSError, ValueError):
+                    pass  # closed by its pool thread meanwhile
 
     def _submit(self, conn: Connection) -> None:
         self.busy.add(conn)
@@ -402,6 +439,7 @@ class ThreadWorker(Worker):
         self.waiting.pop(fd, None)
         self.deadline.pop(fd, None)
         self._registered.discard(fd)
+        self.early.discard(fd)
         self.slow.pop(conn, None)
         try:
             conn.close()
@@ -414,10 +452,20 @@ class ThreadWorker(Worker):
         while self.returned:
             conn, ready = self.returned.popleft()
             if self.alive:
-                self._dispatch(conn, max(self.settings.keepalive, 0.0), check=ready)
-            elif ready or conn.buffered > 0:
+                # Look before parking it when its next request is known to be
+                # there (its event came in the same round, before it did) or
+                # may be (registered but not read dry: bytes that were
+                # already there when the selector last heard raise no edge).
+                fd = conn.fd
+                check = ready or fd in self.early or (
+                    not conn.drained and fd in self._registered
+                )
+                self.early.discard(fd)
+                self._dispatch(conn, max(self.settings.keepalive, 0.0), check=check)
+            elif ready or conn.buffered > 0 or conn.fd in self.early:
                 # Leaving, but the client has already sent (part of) its next
                 # request: serve it (answered Connection: close), do not drop it.
+                self.early.discard(conn.fd)
                 self._dispatch(conn, self.settings.header_timeout)
             else:
                 self._close(conn)
@@ -491,6 +539,8 @@ class ThreadWorker(Worker):
             for fd, _ev in events:
                 self._on_event(fd)
             self._take_returned()
+            if self.early:
+                self._unregister_busy()
             self._sweep(time.monotonic())
 
     # --- pool threads ------------------------------------------------------------------
@@ -518,7 +568,7 @@ class ThreadWorker(Worker):
         if conn not in self.slow:
             r: int = conn.wait_head(self.linger)
         else:
-            r = conn.poll_head()
+            r = conn.buffered_head()
         if r == 0:
             self.slow[conn] = time.monotonic()
         return r
@@ -586,13 +636,13 @@ class ThreadWorker(Worker):
                         # next request now would jump the line (and a busy
                         # client would hold the thread while they wait: p99
                         # under load). It goes to the back instead.
-                        r = conn.poll_head()
+                        r = conn.buffered_head()
                         if r == 1:
                             ready = True
                         else:
                             keep = r == 0
                         break
-                    r = self._linger_or_poll(conn) if self._may_linger() else conn.poll_head()
+                    r = self._linger_or_poll(conn) if self._may_linger() else conn.buffered_head()
                     if r != 1:
                         keep = r == 0
                         break
