@@ -4,7 +4,10 @@ thread (Gunicorn #2086)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import random
 import signal
 import socket
 import threading
@@ -328,6 +331,79 @@ def test_many_concurrent_keepalive_clients(server) -> None:
     for t in threads:
         t.join(60)
     assert not errors, errors[0]
+
+
+def test_mixed_keepalive_traffic_loses_no_request(server) -> None:
+    # The selector keeps connections in an edge-triggered epoll set across
+    # requests (an event is reported once): a request whose bytes arrive
+    # while a pool thread still holds the connection, or that sit unread in
+    # the kernel when it is parked, must still be seen. Twelve clients on
+    # four threads (so most requests go through the selector, not a
+    # lingering thread) mix single requests, pipelined bursts, heads split
+    # in two and uploads sent in pieces. A request whose event were lost
+    # would wait for the 30 s keep-alive timeout: the client's 10 s read
+    # timeout fails the test instead.
+    srv = server("-k", "gthread", "--threads", "4", "--keep-alive", "30", "apps.behave:app")
+    errors: list[BaseException] = []
+    served = [0] * 12
+
+    def client(n: int) -> None:
+        rng = random.Random(n)
+        try:
+            with connect(srv.port) as s, s.makefile("rb") as f:
+                for step in range(30):
+                    kind = rng.randrange(4)
+                    if kind == 0:
+                        s.sendall(_req(f"/env?c={n}&s={step}"))
+                        want = [200]
+                    elif kind == 1:
+                        burst = rng.randrange(2, 5)
+                        s.sendall(b"".join(_req(f"/env?b={i}") for i in range(burst)))
+                        want = [200] * burst
+                    elif kind == 2:
+                        raw = _req(f"/env?split={step}")
+                        cut = rng.randrange(1, len(raw))
+                        s.sendall(raw[:cut])
+                        s.sendall(raw[cut:])
+                        want = [200]
+                    else:
+                        body = rng.randbytes(rng.randrange(1, 100_000))
+                        head = (
+                            b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+                            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                        )
+                        # Half the time all at once with a GET behind it: the
+                        # selector's first recv() fills the 4 KiB buffer, the
+                        # app reads the body to its end, and the GET is left
+                        # unread in the kernel with no event still to come.
+                        then_get = rng.random() < 0.5
+                        if then_get:
+                            s.sendall(head + body + _req("/env?after=upload"))
+                        else:
+                            s.sendall(head)
+                            for i in range(0, len(body), 30_000):
+                                s.sendall(body[i : i + 30_000])
+                        r = read_response(f)
+                        assert r is not None and r.status == 200, (n, step, r)
+                        got = json.loads(r.body)
+                        assert got["len"] == len(body), (n, step)
+                        assert got["sha256"] == hashlib.sha256(body).hexdigest()
+                        served[n] += 1
+                        want = [200] if then_get else []
+                    for status in want:
+                        r = read_response(f)
+                        assert r is not None and r.status == status, (n, step, r)
+                        served[n] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[0]
+    assert all(count >= 30 for count in served), served
 
 
 def _close_wait(port: int) -> int:
