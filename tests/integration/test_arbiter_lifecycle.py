@@ -169,35 +169,57 @@ def test_memory_limit_recycles_the_worker(server: Start, worker: str) -> None:
 
 
 class Load:
-    """Sequential requests on loopback until stopped (bounded in count and time)."""
+    """Requests on loopback until stopped (bounded in count and time).
 
-    def __init__(self, port: int, max_requests: int = 20000, max_seconds: float = 60.0) -> None:
+    By default one client, a new connection per request (``Connection:
+    close``). With ``keepalive`` clients, that many threads each keep one
+    connection and send the next request as soon as the last answer is read,
+    as a busy client or a proxy's upstream pool does; a client reconnects
+    only when an answer says ``Connection: close``. A failure is a request
+    sent that got no answer (reset, EOF) or a status other than 200."""
+
+    def __init__(
+        self, port: int, max_requests: int = 20000, max_seconds: float = 60.0, keepalive: int = 0
+    ) -> None:
         self.port = port
         self.max_requests = max_requests
         self.max_seconds = max_seconds
         self.ok = 0
         self.failures: list[str] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
+        self._threads = [
+            threading.Thread(target=self._run, args=(keepalive > 0,))
+            for _ in range(max(keepalive, 1))
+        ]
 
-    def _run(self) -> None:
+    def _run(self, keepalive: bool) -> None:
         deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and self.ok + len(self.failures) < self.max_requests:
-            if time.monotonic() > deadline:
-                break
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-            try:
-                conn.request("GET", "/pid", headers={"Connection": "close"})
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status == 200:
-                    self.ok += 1
-                else:
-                    self.failures.append(f"status {resp.status}")
-            except Exception as exc:
-                self.failures.append(repr(exc))
-            finally:
-                conn.close()
+        headers = {} if keepalive else {"Connection": "close"}
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            while not self._stop.is_set() and self.ok + len(self.failures) < self.max_requests:
+                if time.monotonic() > deadline:
+                    break
+                try:
+                    # http.client reconnects by itself after an answer that
+                    # said "Connection: close".
+                    conn.request("GET", "/pid", headers=headers)
+                    resp = conn.getresponse()
+                    resp.read()
+                    with self._lock:
+                        if resp.status == 200:
+                            self.ok += 1
+                        else:
+                            self.failures.append(f"status {resp.status}")
+                except Exception as exc:
+                    with self._lock:
+                        self.failures.append(repr(exc))
+                    conn.close()
+                if not keepalive:
+                    conn.close()
+        finally:
+            conn.close()
 
     def wait_for(self, count: int, timeout: float = 20.0) -> None:
         """Until ``count`` more requests succeeded (proof the load is flowing)."""
@@ -208,12 +230,14 @@ class Load:
             time.sleep(0.01)
 
     def __enter__(self) -> Load:
-        self._thread.start()
+        for t in self._threads:
+            t.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(30)
+        for t in self._threads:
+            t.join(30)
 
 
 @pytest.mark.slow
@@ -228,6 +252,40 @@ def test_hup_under_load_fails_no_request(server: Start, worker: str) -> None:
         for pid in old:
             wait_until_gone(pid)
         load.wait_for(20)
+    assert load.failures == []
+
+
+def test_hup_under_keepalive_load_fails_no_request(server: Start) -> None:
+    # Eight clients keep their connections busy (the next request leaves as
+    # soon as the last answer is read). A retiring worker that closed its
+    # idle keep-alive connections at once reset requests already on their
+    # way (a few per retired worker); it keeps them for a short linger and
+    # answers each one's next request with "Connection: close" instead.
+    srv = server("-k", "gthread", "-w", "2", "--threads", "4", "testapp:app")
+    old = srv.wait_workers(2)
+    with Load(srv.port, keepalive=8) as load:
+        load.wait_for(200)
+        for _ in range(3):
+            srv.signal(signal.SIGHUP)
+            new = srv.wait_workers(2, exclude=old)
+            for pid in old:
+                wait_until_gone(pid)
+            old = new
+            load.wait_for(200)
+    assert load.failures == []
+
+
+def test_max_requests_under_keepalive_load_fails_no_request(server: Start) -> None:
+    # Gunicorn #3038: keep-alive requests reset when a gthread worker
+    # restarts at max_requests. Two workers recycle every 100 requests or so
+    # under eight busy keep-alive clients.
+    srv = server(
+        "-k", "gthread", "-w", "2", "--threads", "4", "--max-requests", "100", "testapp:app"
+    )
+    srv.wait_workers(2)
+    with Load(srv.port, keepalive=8) as load:
+        load.wait_for(1500, timeout=60)
+    assert srv.count_log("Autorestarting worker") >= 5
     assert load.failures == []
 
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import select
 import signal
 import socket
 import threading
@@ -472,11 +473,16 @@ def test_term_finishes_in_flight_request(server) -> None:
     srv.wait_exit(30)
 
 
-def test_term_serves_accepted_connections_closes_idle_keepalive(server) -> None:
+def test_term_serves_accepted_connections_and_lingers_on_idle_keepalive(server) -> None:
     """Graceful shutdown: a connection accepted before TERM whose request has
     not arrived yet is still served (closing it is a failed request); an idle
-    keep-alive connection is closed; answers during shutdown say close."""
-    srv = server("-k", "gthread", "--threads", "2", "--keep-alive", "30", "apps.behave:app")
+    keep-alive connection stays open for a short linger, so a request sent on
+    it then is answered (with "Connection: close") instead of reset; one
+    that sends nothing is closed when the linger ends."""
+    srv = server(
+        "-k", "gthread", "--threads", "2", "--keep-alive", "30", "--log-level", "debug",
+        "apps.behave:app",
+    )  # fmt: skip
     result: list[bytes] = []
 
     def in_flight() -> None:
@@ -485,21 +491,38 @@ def test_term_serves_accepted_connections_closes_idle_keepalive(server) -> None:
             r = read_response(f)
             result.append(r.body if r else b"")
 
-    with connect(srv.port, timeout=30) as fresh, fresh.makefile("rb") as fresh_f:
-        with connect(srv.port, timeout=30) as idle, idle.makefile("rb") as idle_f:
-            idle.sendall(_req())
-            r = read_response(idle_f)
+    with (
+        connect(srv.port, timeout=30) as fresh,
+        fresh.makefile("rb") as fresh_f,
+        connect(srv.port, timeout=30) as busy,
+        busy.makefile("rb") as busy_f,
+        connect(srv.port, timeout=30) as idle,
+        idle.makefile("rb") as idle_f,
+    ):
+        for s, f in ((busy, busy_f), (idle, idle_f)):
+            s.sendall(_req())
+            r = read_response(f)
             assert r is not None and r.header("Connection") == "keep-alive"
-            t = threading.Thread(target=in_flight)
-            t.start()
-            try:
-                srv.wait_for_log("sleep started")
-                srv.signal(signal.SIGTERM)
-                # The idle keep-alive connection closing is the sign that the
-                # worker has begun its shutdown.
-                assert at_eof(idle, timeout=20)
-            finally:
-                t.join(30)
+        t = threading.Thread(target=in_flight)
+        t.start()
+        try:
+            srv.wait_for_log("sleep started")
+            mark = srv.mark()
+            srv.signal(signal.SIGTERM)
+            srv.wait_for_log(r"Stopping: \d+ connection\(s\) open, 2 idle keep-alive", after=mark)
+            # The keep-alive client that sends its next request now is
+            # answered, told to close, and closed.
+            busy.sendall(_req("/env"))
+            r = read_response(busy_f)
+            assert r is not None and r.status == 200
+            assert r.header("Connection") == "close"
+            assert at_eof(busy)
+            # The idle one is still open at that point (the linger is 2 s),
+            # and is closed when the linger ends.
+            assert select.select([idle], [], [], 0)[0] == []
+            assert at_eof(idle, timeout=20)
+        finally:
+            t.join(30)
         fresh.sendall(_req("/env"))
         r = read_response(fresh_f)
         assert r is not None and r.status == 200
