@@ -61,11 +61,11 @@ Graceful shutdown (TERM, or retired by HUP/TTOU/USR2 or ``max_requests``):
 stop accepting and keep serving -- requests in progress, connections
 accepted whose first request has not arrived or not been dispatched yet
 (their client is waiting on an answer), and keep-alive connections idle
-between requests, for ``STOP_LINGER`` seconds at most (never past their
-keep-alive timeout) -- until done or ``graceful_timeout``. Answers given
-while leaving say ``Connection: close``, so a keep-alive client's next
-request is answered and its connection then closed; one that sends nothing
-meanwhile is closed when the linger ends.
+between requests, until ``STOP_GRACE`` seconds after their last answer
+(never past their keep-alive timeout) -- until done or ``graceful_timeout``.
+Answers given while leaving say ``Connection: close``, so a busy keep-alive
+client's next request is answered and its connection then closed; one idle
+longer than that is closed at once.
 """
 
 from __future__ import annotations
@@ -97,13 +97,22 @@ ACCEPT_BATCH = 64
 # Seconds without accepting after accept() ran out of fds or memory (ours;
 # Gunicorn retries at once and spins).
 ACCEPT_BACKOFF = 0.5
-# Seconds a leaving worker keeps its idle keep-alive connections open (at
-# most their keepalive timeout), for a request a client may already be
-# sending: it is answered "Connection: close" instead of being reset
-# (Gunicorn 27's STOP_KEEPALIVE_LINGER). Closing them at once lost about
-# three requests per retired worker under keep-alive load (wrk, 16 clients,
-# 2 workers, a HUP a second: 32 read errors in 5 HUPs).
-STOP_LINGER = 2.0
+# Seconds after its last answer that a leaving worker keeps an idle
+# keep-alive connection open (never past its keep-alive timeout), for a
+# request its client may already be sending: that request is answered
+# "Connection: close" instead of being reset. Closing them all at once lost
+# about three requests per retired worker under keep-alive load (wrk, 16
+# clients, 2 workers, a HUP a second: 32 read errors in 5 HUPs). Gunicorn 27
+# keeps every one for 2 s (STOP_KEEPALIVE_LINGER), and a worker retiring at
+# max_requests then holds off its replacement, which the arbiter starts
+# when it exits: with one worker and two idle connections in a proxy's
+# pool, new connections waited up to 1.6 s at every restart. Counted from
+# the last answer, a busy client's connection gets its next request in
+# (ours: 1 s covers a client's round trip and a short think time), while a
+# connection idle for longer, a cold one in a proxy's pool, is closed at
+# once: its client is not in the middle of sending, and proxies and HTTP
+# client pools drop a connection they see closed before reusing it.
+STOP_GRACE = 1.0
 
 # A connection's registration: edge-triggered, added once and kept while the
 # connection goes to the pool and back, so parking it again between
@@ -224,8 +233,6 @@ class ThreadWorker(Worker):
         self._nlock = threading.Lock()
         self.paused = False
         self.resume_at = 0.0
-        # When a leaving worker closes its idle keep-alive connections.
-        self.stop_at: float | None = None
         self.ep = select.epoll()
         self.epfd = self.ep.fileno()
         self._wake_pending = False
@@ -470,22 +477,12 @@ class ThreadWorker(Worker):
             fd = conn.fd
             check = ready or fd in self.early or (not conn.drained and fd in self._registered)
             self.early.discard(fd)
-            if self.alive:
-                wait = max(self.settings.keepalive, 0.0)
-            else:
-                # Leaving: kept until the linger ends, for a next request
-                # already on its way (answered "Connection: close").
-                wait = max(self._stop_deadline() - time.monotonic(), 0.0)
+            wait = max(self.settings.keepalive, 0.0)
+            if not self.alive:
+                # Leaving: kept a moment, for a next request already on its
+                # way (answered "Connection: close"; see STOP_GRACE).
+                wait = min(wait, max(conn.last_progress + STOP_GRACE - time.monotonic(), 0.0))
             self._dispatch(conn, wait, check=check)
-
-    def _stop_deadline(self) -> float:
-        """When a leaving worker closes its idle keep-alive connections: at
-        most STOP_LINGER from the first time it is asked, never past the
-        keep-alive timeout."""
-        if self.stop_at is None:
-            linger = min(max(self.settings.keepalive, 0.0), STOP_LINGER)
-            self.stop_at = time.monotonic() + linger
-        return self.stop_at
 
     def _sweep(self, now: float) -> None:
         expired = [fd for fd, dl in self.deadline.items() if dl <= now]
@@ -531,39 +528,39 @@ class ThreadWorker(Worker):
         closing it shows up as ``RemoteDisconnected``), so it is served,
         bounded by its header deadline and ``graceful_timeout``. A
         keep-alive connection between requests with nothing buffered stays
-        open until ``_stop_deadline`` (STOP_LINGER, at most its keep-alive
-        timeout): a busy client's next request is usually on its way, and
-        closing under it resets it (RFC 9112 section 9.3.1 lets a client
-        retry an idempotent request then, not a POST). Requests served from
-        here on answer ``Connection: close`` (``handle_request`` sees
-        ``alive`` False), so such a connection closes after one more
-        answer; one still idle when the linger ends is closed then (the
-        race that remains is inherent to keep-alive)."""
+        open until STOP_GRACE after its last answer (never past its
+        keep-alive timeout): a busy client's next request is usually on its
+        way, and closing under it resets it (RFC 9112 section 9.3.1 lets a
+        client retry an idempotent request then, not a POST). Requests
+        served from here on answer ``Connection: close`` (``handle_request``
+        sees ``alive`` False), so such a connection closes after one more
+        answer; one idle longer than that is closed at once (the race that
+        remains is inherent to keep-alive)."""
         if not self.paused:
             self._listen(False)
-        stop_at = self._stop_deadline()
         idle = 0
         for fd, conn in list(self.waiting.items()):
             if conn.requests > 0 and conn.buffered == 0:
-                self.deadline[fd] = min(self.deadline.get(fd, stop_at), stop_at)
+                grace = conn.last_progress + STOP_GRACE
+                self.deadline[fd] = min(self.deadline.get(fd, grace), grace)
                 idle += 1
         self.log.debug(
-            "Stopping: %d connection(s) open, %d idle keep-alive kept for %.1fs at most",
-            self.nconns,
-            idle,
-            max(stop_at - time.monotonic(), 0.0),
+            "Stopping: %d connection(s) open, %d idle keep-alive", self.nconns, idle
         )
         deadline = time.monotonic() + self.settings.graceful_timeout
         while self.nconns > 0:
             now = time.monotonic()
             if now >= deadline:
                 break
+            self._sweep(now)
             self.notify()
             live = [c for c in self.busy if c not in self.stuck_logged]
             if not live and not self.returned and not self.waiting:
                 break
+            # Wake for the next connection due to close, not a round later.
+            nearest = min(self.deadline.values(), default=deadline)
             try:
-                events = self.ep.poll(min(0.2, deadline - now))
+                events = self.ep.poll(max(min(0.2, deadline - now, nearest - now), 0.0))
             except InterruptedError:
                 events = []
             for fd, _ev in events:
