@@ -160,14 +160,19 @@ def _hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[
 HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def test_linger_stops_for_a_client_that_pauses_and_resumes_when_it_is_quick() -> None:
-    w = object.__new__(ThreadWorker)  # the policy only: no selector, no pool
-    w.slow, w.waiting, w.deadline, w.busy, w.jobs = {}, {}, {}, set(), JobQueue()
+def _client_conn() -> tuple[Connection, socket.socket]:
+    """A server-side Connection over a socketpair, and the client's end."""
     ctx = WorkerContext(WorkerSettings(header_timeout=5.0, timeout=5.0), None, None, None)
     a, b = socket.socketpair()
     a.setblocking(False)
     b.settimeout(WAIT)
-    conn = Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80))
+    return Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80)), b
+
+
+def test_linger_stops_for_a_client_that_pauses_and_resumes_when_it_is_quick() -> None:
+    w = object.__new__(ThreadWorker)  # the policy only: no selector, no pool
+    w.slow, w.waiting, w.deadline, w.busy, w.jobs = {}, {}, {}, set(), JobQueue()
+    conn, b = _client_conn()
 
     def serve_one() -> None:
         assert conn.handle_request(_hello) is True
@@ -228,6 +233,16 @@ def _finishing_worker() -> ThreadWorker:
     return w
 
 
+def _release(w: ThreadWorker, *others: Connection | socket.socket) -> None:
+    """Close ``others``, then what _finishing_worker and _selector_worker opened."""
+    for x in others:
+        x.close()
+    if hasattr(w, "ep"):
+        w.ep.close()
+    os.close(w.wake_r)
+    os.close(w.wake_w)
+
+
 def _wake_bytes(w: ThreadWorker) -> int:
     try:
         return len(os.read(w.wake_r, 64))
@@ -241,11 +256,7 @@ def test_a_connection_not_kept_is_closed_by_its_pool_thread_at_once() -> None:
     # selector thread running, and the selector's bookkeeping for that fd
     # (it was armed in epoll once) is gone before the fd number is reused.
     w = _finishing_worker()
-    ctx = WorkerContext(WorkerSettings(header_timeout=5.0, timeout=5.0), None, None, None)
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.settimeout(WAIT)
-    conn = Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80))
+    conn, b = _client_conn()
     fd = conn.fd
     w.busy.add(conn)
     w.fdmap[fd], w.slow[conn] = conn, 0.0
@@ -266,9 +277,7 @@ def test_a_connection_not_kept_is_closed_by_its_pool_thread_at_once() -> None:
         assert not w.busy and not w.returned and w.nconns == 0
         assert _wake_bytes(w) == 0  # nothing for the selector to do
     finally:
-        b.close()
-        os.close(w.wake_r)
-        os.close(w.wake_w)
+        _release(w, b)
 
 
 def test_a_kept_connection_goes_back_to_the_selector_with_one_wake_up() -> None:
@@ -296,8 +305,7 @@ def test_a_kept_connection_goes_back_to_the_selector_with_one_wake_up() -> None:
             c.close()
         for _a, b in pairs:
             b.close()
-        os.close(w.wake_r)
-        os.close(w.wake_w)
+        _release(w)
 
 
 def _selector_worker() -> ThreadWorker:
@@ -340,11 +348,7 @@ def test_a_kept_connection_stays_in_the_edge_triggered_set_and_no_request_is_mis
     # bytes of a long upload (taken out of the set meanwhile, so its
     # segments do not wake the selector; ADD reports what is left).
     w = _selector_worker()
-    ctx = WorkerContext(WorkerSettings(header_timeout=5.0, timeout=5.0), None, None, None)
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.settimeout(WAIT)
-    conn = Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80))
+    conn, b = _client_conn()
     fd = conn.fd
     try:
         w._dispatch(conn, 5.0)  # accepted, nothing sent yet: parked, added
@@ -363,7 +367,7 @@ def test_a_kept_connection_stays_in_the_edge_triggered_set_and_no_request_is_mis
         conn = _serve(w)
         assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
         b.sendall(HEAD)
-        _until(lambda: select.select([a], [], [], 0)[0] != [], "the next request")
+        _until(lambda: select.select([fd], [], [], 0)[0] != [], "the next request")
         assert _round(w, WAIT) == [fd]
         assert not w.waiting and len(w.jobs) == 1 and fd in w._registered
         # A busy connection's bytes: reported once, then it leaves the set.
@@ -385,11 +389,7 @@ def test_a_kept_connection_stays_in_the_edge_triggered_set_and_no_request_is_mis
         _serve(w)
         assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
     finally:
-        conn.close()
-        b.close()
-        w.ep.close()
-        os.close(w.wake_r)
-        os.close(w.wake_w)
+        _release(w, conn, b)
 
 
 def test_a_connection_not_read_dry_is_looked_at_before_it_is_parked() -> None:
@@ -399,11 +399,7 @@ def test_a_connection_not_read_dry_is_looked_at_before_it_is_parked() -> None:
     # kernel, its edge long consumed. Parking the connection without a look
     # would leave that request unanswered until the keep-alive timeout.
     w = _selector_worker()
-    ctx = WorkerContext(WorkerSettings(header_timeout=5.0, timeout=5.0), None, None, None)
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.settimeout(WAIT)
-    conn = Connection(ctx, a, ("10.1.2.3", 40000), ("127.0.0.1", 80))
+    conn, b = _client_conn()
     fd = conn.fd
     body = b"x" * 20000
     got: list[int] = []
@@ -427,8 +423,4 @@ def test_a_connection_not_read_dry_is_looked_at_before_it_is_parked() -> None:
         _serve(w)
         assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
     finally:
-        conn.close()
-        b.close()
-        w.ep.close()
-        os.close(w.wake_r)
-        os.close(w.wake_w)
+        _release(w, conn, b)
