@@ -552,7 +552,7 @@ class ThreadWorker(Worker):
             now = time.monotonic()
             if now >= deadline:
                 break
-            self._sweep(now)
+            self._sweep(now)  # idle keep-alive ones past their grace, first of all
             self.notify()
             live = [c for c in self.busy if c not in self.stuck_logged]
             if not live and not self.returned and not self.waiting:
@@ -568,7 +568,6 @@ class ThreadWorker(Worker):
             self._take_returned()
             if self.early:
                 self._unregister_busy()
-            self._sweep(time.monotonic())
 
     # --- pool threads ------------------------------------------------------------------
 
