@@ -25,7 +25,10 @@ signal at a time and calls ``handle_<name>``:
   master, exits), when it takes the plain name. The old master keeps serving
   until it receives TERM (or WINCH then TERM).
 * WINCH -- when daemonized, retire all workers (the master stays).
-* CHLD  -- not queued; it only wakes the loop, which reaps.
+* CHLD  -- not queued; it only wakes the loop, which reaps. A worker that
+  retires by itself (``max_requests``, ``max_worker_memory``, a stuck
+  thread) sends one too, after marking its heartbeat slot "leaving": the
+  loop then starts its replacement at once (``note_leaving_workers``).
 
 Every loop turn reaps exited children, checks heartbeats and tops the worker
 count up. A worker whose heartbeat (``heartbeat.py``) is older than
@@ -795,6 +798,7 @@ class Arbiter:
 
     def manage_workers(self) -> None:
         self.retire_replaced_generation()
+        self.note_leaving_workers()
         active = self.active_workers()
         for _ in range(self.num_workers - len(active)):
             self.spawn_worker()
@@ -811,6 +815,25 @@ class Arbiter:
                 count,
                 extra={"metric": "gunicorn.workers", "value": count, "mtype": "gauge"},
             )
+
+    def note_leaving_workers(self) -> None:
+        """Workers retiring by themselves (``max_requests``,
+        ``max_worker_memory``, a stuck thread) say so in their heartbeat slot
+        and wake us: count them as retiring from now, so manage_workers
+        starts their replacements while they finish their requests, and the
+        usual ``graceful_timeout`` bound applies. No TERM: they are leaving
+        already."""
+        for pid, worker in self.WORKERS.items():
+            if pid in self.retiring or pid in self.pending_retire:
+                continue
+            if worker.heartbeat.leaving():
+                worker.exit_reason = worker.heartbeat.note() or "leaving"
+                self.retiring[pid] = self.procops.monotonic() + self.graceful_timeout
+                self.log.debug(
+                    "Worker (pid:%s) is leaving (%s): starting its replacement",
+                    pid,
+                    worker.exit_reason,
+                )
 
     def retire_worker(self, pid: int, reason: str) -> None:
         """Graceful TERM; SIGKILL if still alive after ``graceful_timeout``."""
@@ -918,7 +941,7 @@ class Arbiter:
             deadline = self.retiring.get(pid)
             if deadline is not None and now >= deadline:
                 self.log.error(
-                    "Worker (pid:%s) still busy %ss after SIGTERM (%s): sending SIGKILL",
+                    "Worker (pid:%s) still busy %ss after it was retired (%s): sending SIGKILL",
                     pid,
                     self.graceful_timeout,
                     worker.exit_reason,

@@ -726,7 +726,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Worker Processes",
         v_pos_int,
         0,
-        "Restart a worker after this many requests (0 = never).",
+        "Restart a worker after this many requests (0 = never). Its replacement "
+        "starts at once, while it finishes the requests in hand.",
         cli=("--max-requests",),
         metavar="INT",
     ),

@@ -12,12 +12,15 @@ forking, so parent and child see the same bytes and no file is involved.
 
 Each slot is 256 bytes: an 8-byte float holding ``time.monotonic()``
 (CLOCK_MONOTONIC is system-wide, so the master can compare it with its own
-clock), an 8-byte "booted" flag the worker raises once its app is loaded
-(the master retires the old workers on HUP only when the new ones have
-booted), and a short note: the one-line reason a worker could not boot, which
-the master repeats in its own last line when it stops on that failure (the
-worker writes it before exiting, the master reads it after reaping, so the two
-never touch it at once). An aligned 8-byte store is a single machine write on every platform
+clock), an 8-byte state the worker moves from booting to booted once its app
+is loaded (the master retires the old workers on HUP only when the new ones
+have booted) and to leaving when it retires by itself (``max_requests``,
+``max_worker_memory``, a stuck thread: the master starts its replacement at
+once instead of when it exits), and a short note: the one-line reason a
+worker could not boot, which the master repeats in its own last line when it
+stops on that failure, or why it is leaving (the worker writes it before it
+exits or raises the leaving state, the master reads it after reaping or
+after seeing that state, so the two never touch it at once). An aligned 8-byte store is a single machine write on every platform
 we support, so a reader never sees a torn value in practice; a stale value
 only makes the master wait one more tick.
 
@@ -41,6 +44,8 @@ SLOT_SIZE = 256
 _NOTE_AT = _STAMP.size + _FLAG.size
 _NOTE_MAX = SLOT_SIZE - _NOTE_AT - _NOTE_LEN.size
 SLOTS_PER_PAGE = mmap.PAGESIZE // SLOT_SIZE
+# The state word.
+_BOOTING, _BOOTED, _LEAVING = 0, 1, 2
 
 
 class HeartbeatSlot:
@@ -75,11 +80,24 @@ class HeartbeatSlot:
 
     def mark_booted(self, booted: bool = True) -> None:
         """Worker side: the app is loaded and the loop is about to serve."""
-        _FLAG.pack_into(self._mm, self._offset + _STAMP.size, 1 if booted else 0)
+        _FLAG.pack_into(self._mm, self._offset + _STAMP.size, _BOOTED if booted else _BOOTING)
+
+    def _state(self) -> int:
+        state: int = _FLAG.unpack_from(self._mm, self._offset + _STAMP.size)[0]
+        return state
 
     def booted(self) -> bool:
-        flag: int = _FLAG.unpack_from(self._mm, self._offset + _STAMP.size)[0]
-        return flag != 0
+        """Booted, and maybe leaving since."""
+        return self._state() != _BOOTING
+
+    def mark_leaving(self, why: str) -> None:
+        """Worker side: it has stopped accepting and will exit when its
+        requests are done; ``why`` in a few words, for the master's log."""
+        self.set_note(why)
+        _FLAG.pack_into(self._mm, self._offset + _STAMP.size, _LEAVING)
+
+    def leaving(self) -> bool:
+        return self._state() == _LEAVING
 
     def set_note(self, text: str) -> None:
         """Worker side: a one-line reason for the master (UTF-8, cut to fit)."""

@@ -142,6 +142,30 @@ def test_max_requests_recycles_the_worker(server: Start, worker: str) -> None:
     assert int(srv.get("/pid")[1]) == second
 
 
+def test_a_worker_retiring_at_max_requests_is_replaced_before_it_exits(server: Start) -> None:
+    # One gthread worker reaches max_requests while a slow request is still
+    # in hand. It stops accepting at once; its replacement must be serving
+    # new connections while it finishes, not only after it exits (Gunicorn's
+    # arbiter learns when the worker exits, and nothing accepts meanwhile).
+    srv = server("-k", "gthread", "-w", "1", "--threads", "2", "--max-requests", "3", "testapp:app")
+    (first,) = srv.wait_workers(1)  # wait_ready spent request 1
+    assert int(srv.get("/pid")[1]) == first  # request 2
+    slow: list[tuple[int, bytes]] = []
+    t = threading.Thread(target=lambda: slow.append(srv.get("/slow?s=4", timeout=30)))
+    t.start()
+    try:
+        srv.wait_for_log(f"slow request started {first}")  # counted when done
+        mark = srv.mark()
+        assert int(srv.get("/pid")[1]) == first  # request 3: it retires
+        second = int(srv.wait_for_log(r"Booting worker with pid: (\d+)", after=mark).group(1))
+        assert int(srv.get("/pid")[1]) == second
+        assert pid_alive(first)  # still finishing the slow request
+    finally:
+        t.join(30)
+    assert slow and slow[0] == (200, f"slow done {first}".encode())
+    wait_until_gone(first)
+
+
 def test_max_requests_jitter_spreads_the_limit(server: Start) -> None:
     srv = server(
         *WORKER, "-w", "1", "--max-requests", "2", "--max-requests-jitter", "3", "testapp:app"

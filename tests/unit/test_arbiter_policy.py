@@ -293,6 +293,36 @@ def test_retired_worker_is_killed_after_graceful_timeout(
     assert f"Worker (pid:{oldest}) still busy" in log.text()
 
 
+def test_a_worker_leaving_by_itself_is_replaced_at_once(
+    ops: FakeProcOps, log: RecordingLog
+) -> None:
+    # max_requests, max_worker_memory or a stuck thread: the worker marks its
+    # slot and the master starts the replacement while the old one finishes
+    # its requests, instead of when it exits (one worker: nothing accepting
+    # meanwhile). It gets no TERM, and the graceful_timeout bound holds.
+    arb = make_arbiter(ops, log, workers=1)
+    arb.manage_workers()
+    (old,) = ops.forked
+    arb.WORKERS[old].heartbeat.mark_booted()
+    arb.WORKERS[old].heartbeat.mark_leaving("max_requests")
+    arb.manage_workers()
+    assert len(ops.forked) == 2 and sorted(arb.WORKERS) == ops.forked
+    assert ops.kills == []
+    assert f"Worker (pid:{old}) is leaving (max_requests)" in log.text()
+    new = ops.forked[1]
+    arb.manage_workers()  # counted once
+    assert len(ops.forked) == 2
+    ops.now += arb.graceful_timeout
+    arb.murder_workers()
+    # Never a TERM (it was leaving already), a KILL once graceful_timeout ran out.
+    assert [k for k in ops.kills if k[0] == old] == [(old, signal.SIGKILL)]
+    assert f"Worker (pid:{old}) still busy 5.0s after it was retired (max_requests)" in log.text()
+    ops.exits.append((old, killed(signal.SIGKILL)))
+    arb.reap_workers()
+    arb.manage_workers()
+    assert sorted(arb.WORKERS) == [new] and len(ops.forked) == 2
+
+
 def test_hup_retires_the_old_workers_once_the_new_have_booted(
     ops: FakeProcOps, log: RecordingLog
 ) -> None:

@@ -33,7 +33,9 @@ def make_worker(**settings: Any) -> tuple[Worker, Log]:
     log = Log()
     w = Worker(
         1,
-        os.getppid(),
+        # The "master" is this process: a worker that retires by itself
+        # wakes its master with SIGCHLD, which must not reach pytest's parent.
+        os.getpid(),
         [],
         lambda: None,
         WorkerSettings(**settings),
@@ -46,12 +48,23 @@ def make_worker(**settings: Any) -> tuple[Worker, Log]:
 
 def test_max_requests_retires_after_the_nth_request() -> None:
     w, log = make_worker(max_requests=3)
-    for _ in range(2):
+    woken: list[int] = []
+    previous = signal.signal(signal.SIGCHLD, lambda sig, frame: woken.append(sig))
+    try:
+        for _ in range(2):
+            w.request_done()
+            assert w.alive and not w.heartbeat.leaving()
         w.request_done()
-        assert w.alive
-    w.request_done()
-    assert not w.alive and w.nr == 3
-    assert any("max_requests 3 reached" in line for line in log.lines)
+        assert not w.alive and w.nr == 3
+        assert any("max_requests 3 reached" in line for line in log.lines)
+        # The master learns now, not when this process exits: the slot says
+        # why, and SIGCHLD wakes its loop to start the replacement.
+        assert w.heartbeat.leaving() and w.heartbeat.note() == "max_requests"
+        assert woken == [signal.SIGCHLD]
+        w.request_done()  # a request already in hand when it retired
+        assert woken == [signal.SIGCHLD]  # told once
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
 
 
 def test_no_max_requests_means_never() -> None:
@@ -72,8 +85,12 @@ def test_memory_limit_retires_a_worker_over_it() -> None:
     # Any Python process is far above 1 MiB resident.
     w, log = make_worker(max_worker_memory=1)
     assert rss_bytes() > 1024 * 1024
-    w.request_done()
-    assert not w.alive
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        w.request_done()
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert not w.alive and w.heartbeat.note() == "max_worker_memory"
     assert any("exceeds max_worker_memory 1 MiB" in line for line in log.lines)
 
 

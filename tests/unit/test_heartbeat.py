@@ -77,6 +77,26 @@ def test_booted_flag_is_shared_and_reset_on_reuse() -> None:
     assert again.index == slot.index and not again.booted()
 
 
+def test_a_leaving_worker_is_seen_by_the_master_with_its_reason() -> None:
+    pool = HeartbeatPool(2)
+    slot, neighbour = pool.acquire(), pool.acquire()
+    slot.mark_booted()
+    assert not slot.leaving()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            slot.mark_leaving("max_requests")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    # Leaving is still booted (a HUP waiting on it must not wait forever).
+    assert slot.leaving() and slot.booted() and slot.note() == "max_requests"
+    assert not neighbour.leaving()
+    pool.release(slot)
+    again = pool.acquire()
+    assert again.index == slot.index and not again.leaving() and not again.booted()
+
+
 def test_a_note_left_by_the_child_is_read_by_the_parent_and_cleared_on_reuse() -> None:
     pool = HeartbeatPool(2)
     slot, neighbour = pool.acquire(), pool.acquire()

@@ -38,9 +38,14 @@ EINTR or holds the GIL never runs it, and the master's SIGKILL follows
 
 Liveness: a loop calls :meth:`notify` at least every ``timeout / 2`` seconds
 (even when idle), which stamps this worker's shared-memory heartbeat slot.
-Recycling: the loop calls :meth:`request_done` after every response; it flips
-``alive`` when ``max_requests`` (plus a random jitter, so workers do not all
-restart together) or ``max_worker_memory`` is reached.
+Recycling: the loop calls :meth:`request_done` after every response; it
+retires the worker (:meth:`retire`) when ``max_requests`` (plus a random
+jitter, so workers do not all restart together) or ``max_worker_memory`` is
+reached. A worker that retires by itself says so in its heartbeat slot and
+wakes the master (SIGCHLD, which the master takes as "look at your
+children"), so its replacement starts accepting while it finishes its
+requests; Gunicorn's arbiter learns only when it exits, and with one worker
+nothing accepts meanwhile.
 """
 
 from __future__ import annotations
@@ -379,7 +384,7 @@ class Worker:
                     self.max_requests,
                     os.getpid(),
                 )
-            self.alive = False
+                self.retire("max_requests")
             return
         if self.max_rss > 0:
             rss = rss_bytes(self._statm_fd)
@@ -392,7 +397,18 @@ class Worker:
                         self.settings.max_worker_memory,
                         os.getpid(),
                     )
-                self.alive = False
+                    self.retire("max_worker_memory")
+
+    def retire(self, why: str) -> None:
+        """Leave by our own decision: stop accepting, finish the requests in
+        hand (the loop sees ``alive`` False), and have the master start a
+        replacement now rather than when this process exits."""
+        self.alive = False
+        self.heartbeat.mark_leaving(why)
+        try:
+            os.kill(self.ppid, signal.SIGCHLD)
+        except OSError:
+            pass  # the master is gone; the loop's parent check ends us
 
     # --- hooks ---------------------------------------------------------------------
 

@@ -103,15 +103,14 @@ ACCEPT_BACKOFF = 0.5
 # "Connection: close" instead of being reset. Closing them all at once lost
 # about three requests per retired worker under keep-alive load (wrk, 16
 # clients, 2 workers, a HUP a second: 32 read errors in 5 HUPs). Gunicorn 27
-# keeps every one for 2 s (STOP_KEEPALIVE_LINGER), and a worker retiring at
-# max_requests then holds off its replacement, which the arbiter starts
-# when it exits: with one worker and two idle connections in a proxy's
-# pool, new connections waited up to 1.6 s at every restart. Counted from
-# the last answer, a busy client's connection gets its next request in
-# (ours: 1 s covers a client's round trip and a short think time), while a
-# connection idle for longer, a cold one in a proxy's pool, is closed at
-# once: its client is not in the middle of sending, and proxies and HTTP
-# client pools drop a connection they see closed before reusing it.
+# keeps every one for 2 s from the stop (STOP_KEEPALIVE_LINGER), so cold
+# connections in a proxy's pool hold every leaving worker (and its memory,
+# and with Gunicorn's arbiter the start of its replacement) for the whole
+# 2 s. Counted from the last answer, a busy client's connection gets its
+# next request in (ours: 1 s covers a client's round trip and a short think
+# time), while a connection idle for longer is closed at once: its client
+# is not in the middle of sending, and proxies and HTTP client pools drop a
+# connection they see closed before reusing it.
 STOP_GRACE = 1.0
 
 # A connection's registration: edge-triggered, added once and kept while the
@@ -517,7 +516,7 @@ class ThreadWorker(Worker):
                     conn.request_line,
                     os.getpid(),
                 )
-                self.alive = False
+                self.retire("a request stuck in a thread")
 
     def _shutdown(self) -> None:
         """Graceful exit: stop accepting, serve everything that is owed an
