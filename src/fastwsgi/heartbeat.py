@@ -14,9 +14,9 @@ Each slot is 256 bytes: an 8-byte float holding ``time.monotonic()``
 (CLOCK_MONOTONIC is system-wide, so the master can compare it with its own
 clock), an 8-byte state the worker moves from booting to booted once its app
 is loaded (the master retires the old workers on HUP only when the new ones
-have booted) and to leaving when it retires by itself (``max_requests``,
-``max_worker_memory``, a stuck thread: the master starts its replacement at
-once instead of when it exits), and a short note: the one-line reason a
+have booted) and to leaving when it retires by itself (``max_requests``, a
+stuck thread: the master starts its replacement at once instead of when it
+exits), and a short note: the one-line reason a
 worker could not boot, which the master repeats in its own last line when it
 stops on that failure, or why it is leaving (the worker writes it before it
 exits or raises the leaving state, the master reads it after reaping or

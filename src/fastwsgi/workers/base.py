@@ -39,13 +39,15 @@ EINTR or holds the GIL never runs it, and the master's SIGKILL follows
 Liveness: a loop calls :meth:`notify` at least every ``timeout / 2`` seconds
 (even when idle), which stamps this worker's shared-memory heartbeat slot.
 Recycling: the loop calls :meth:`request_done` after every response; it
-retires the worker (:meth:`retire`) when ``max_requests`` (plus a random
-jitter, so workers do not all restart together) or ``max_worker_memory`` is
-reached. A worker that retires by itself says so in its heartbeat slot and
-wakes the master (SIGCHLD, which the master takes as "look at your
-children"), so its replacement starts accepting while it finishes its
-requests; Gunicorn's arbiter learns only when it exits, and with one worker
-nothing accepts meanwhile.
+flips ``alive`` when ``max_requests`` (plus a random jitter, so workers do
+not all restart together) or ``max_worker_memory`` is reached. At
+``max_requests`` (and for a gthread pool thread stuck past ``timeout``) the
+worker also says so in its heartbeat slot and wakes the master (SIGCHLD,
+which the master takes as "look at your children": :meth:`retire`), so its
+replacement starts accepting while it finishes its requests; Gunicorn's
+arbiter learns only when it exits, and with one worker nothing accepts
+meanwhile. Over ``max_worker_memory`` it does not: memory is what is short,
+and the replacement waits until this process has gone.
 """
 
 from __future__ import annotations
@@ -397,7 +399,10 @@ class Worker:
                         self.settings.max_worker_memory,
                         os.getpid(),
                     )
-                    self.retire("max_worker_memory")
+                    # Not retire(): a replacement started now would add a
+                    # process while memory is what is short; it starts when
+                    # this one has exited.
+                    self.alive = False
 
     def retire(self, why: str) -> None:
         """Leave by our own decision: stop accepting, finish the requests in
