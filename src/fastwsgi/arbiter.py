@@ -26,8 +26,9 @@ signal at a time and calls ``handle_<name>``:
   until it receives TERM (or WINCH then TERM).
 * WINCH -- when daemonized, retire all workers (the master stays).
 * CHLD  -- not queued; it only wakes the loop, which reaps. A worker that
-  retires by itself (``max_requests``, a stuck thread) sends one too, after marking its heartbeat slot "leaving": the
-  loop then starts its replacement at once (``note_leaving_workers``).
+  retires by itself (``max_requests``, a stuck thread) sends one too, after
+  marking its heartbeat slot "leaving": the loop then starts its
+  replacement at once (``note_leaving_workers``).
 
 Every loop turn reaps exited children, checks heartbeats and tops the worker
 count up. A worker whose heartbeat (``heartbeat.py``) is older than
@@ -816,12 +817,11 @@ class Arbiter:
             )
 
     def note_leaving_workers(self) -> None:
-        """Workers retiring by themselves (``max_requests``, a stuck
-        thread) say so in their heartbeat slot
-        and wake us: count them as retiring from now, so manage_workers
-        starts their replacements while they finish their requests, and the
-        usual ``graceful_timeout`` bound applies. No TERM: they are leaving
-        already."""
+        """Workers retiring by themselves (``max_requests``, a stuck thread)
+        say so in their heartbeat slot and wake us: count them as retiring
+        from now, so manage_workers starts their replacements while they
+        finish their requests, and the usual ``graceful_timeout`` bound
+        applies. No TERM: they are leaving already."""
         for pid, worker in self.WORKERS.items():
             if pid in self.retiring or pid in self.pending_retire:
                 continue

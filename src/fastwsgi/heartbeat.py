@@ -16,13 +16,14 @@ clock), an 8-byte state the worker moves from booting to booted once its app
 is loaded (the master retires the old workers on HUP only when the new ones
 have booted) and to leaving when it retires by itself (``max_requests``, a
 stuck thread: the master starts its replacement at once instead of when it
-exits), and a short note: the one-line reason a
-worker could not boot, which the master repeats in its own last line when it
-stops on that failure, or why it is leaving (the worker writes it before it
-exits or raises the leaving state, the master reads it after reaping or
-after seeing that state, so the two never touch it at once). An aligned 8-byte store is a single machine write on every platform
-we support, so a reader never sees a torn value in practice; a stale value
-only makes the master wait one more tick.
+exits), and a short note: the one-line reason a worker could not boot,
+which the master repeats in its own last line when it stops on that
+failure, or why it is leaving (the worker writes it before it exits or
+raises the leaving state, the master reads it after reaping or after seeing
+that state, so the two never touch it at once). An aligned 8-byte store is
+a single machine write on every platform we support, so a reader never sees
+a torn value in practice; a stale value only makes the master wait one more
+tick.
 
 Slots live in pages of ``SLOTS_PER_PAGE``; the pool adds a page when the
 arbiter grows past what it has (TTIN), so the number of workers is not fixed
