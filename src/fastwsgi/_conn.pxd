@@ -72,6 +72,7 @@ cdef class Connection:
     cdef object _req_uri
     cdef readonly long long requests
     cdef readonly bint drained            # the last recv() left the socket empty
+    cdef readonly bint fin_sent           # the write side is shut down (_send_final)
 
     cdef int _setup(self, WorkerContext ctx, int fd, object client, object server) except -1
     cdef Py_ssize_t _recv_into(self, char* buf, Py_ssize_t n, double deadline) except -2
@@ -89,6 +90,8 @@ cdef class Connection:
     cdef int _buffered_head(self) except -2
     cdef object _build_env(self, dict head)
     cdef int _send_result(self, object result) except -1
+    cdef int _send_final(self, object out) except -1
+    cdef int _send_closing(self, bytes out) except -1
     cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1
     cdef bint _drain_body(self) except -1
     cdef int _revise_keep(self) except -1

@@ -29,6 +29,12 @@ Output goes through the sans-IO ``Response``: a small response is one
 ``writev`` next to its head; a ``wsgi.file_wrapper`` over a regular file
 goes out with ``sendfile(2)``, after one ``writev`` of the head and the
 file's first bytes (``LEAD_BLOCK``: a full first segment without corking).
+When a response ends its connection (every sync response, ``Connection:
+close``, HTTP/1.0, an error answer), its last small buffer goes out with
+``MSG_MORE`` and the write side is shut down at once (``_send_final``,
+``_send_closing``): the FIN rides in the same segment as the last bytes, and
+the client sees the end of the response before the access log,
+``post_request`` or the iterable's ``close()`` run.
 A Content-Length request body read in blocks of 8 KiB or more is received
 straight into the ``bytes`` the app gets (``DIRECT_MIN``).
 
@@ -1093,7 +1099,8 @@ cdef class Connection:
                     if resp.overflow:
                         break
         elif (t is list or t is tuple) and len(result) == 1:
-            self._send_out(self._frame(result[0], True))
+            self._send_final(self._frame(result[0], True))
+            return 0
         else:
             total = -1
             if (t is list or t is tuple) and len(result) > 1 and not resp.headers_sent:
@@ -1106,8 +1113,8 @@ cdef class Connection:
                         break
                     total += PyBytes_GET_SIZE(item)
                 if 0 <= total <= 16384:
-                    self._send_out(self._frame(b"".join(result), True))
-                    result = ()
+                    self._send_final(self._frame(b"".join(result), True))
+                    return 0
                 elif total > 16384:
                     resp.expect_length(total)
             for item in result:
@@ -1117,9 +1124,56 @@ cdef class Connection:
                 if resp.overflow:
                     break
         self._revise_keep()
-        tail = resp.finish()
-        if tail:
-            self._send_buf(PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail), 0)
+        self._send_final(b"")
+        return 0
+
+    cdef int _send_final(self, object out) except -1:
+        """Send ``out``, the response's last body bytes (framed), and what
+        ``Response.finish()`` adds (the chunked terminator, or the whole head
+        when nothing was written).
+
+        When the response ends the connection, a last buffer that is
+        ``bytes`` (at most a small body with its head, or a terminator) goes
+        out with ``MSG_MORE`` and the write side is shut down right after:
+        the kernel holds the partial segment and ``shutdown`` sends it with
+        the FIN set (``tcp_send_fin`` tacks the FIN onto an unsent tail).
+        One packet instead of two, and one wake-up of the peer: behind nginx
+        (HTTP/1.0 upstream, a connection per request) that measured 65-68 ->
+        56-59 µs of sync worker CPU per request, for one more syscall
+        (shutdown; close then has no FIN left to send). The client also sees
+        the end of the response before the access log, ``post_request`` and
+        the iterable's ``close()`` run. A ``writev`` tuple (a body over
+        16 KiB) has no flags and spans several segments anyway: it goes out
+        as before and the FIN with ``close()``."""
+        cdef Response resp = self.resp
+        cdef bytes tail = resp.finish()
+        if resp.keep_alive or self.fin_sent:
+            self._send_out(out)
+            if PyBytes_GET_SIZE(tail):
+                self._send_buf(PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail), 0)
+            return 0
+        if PyBytes_GET_SIZE(tail):
+            if type(out) is bytes and PyBytes_GET_SIZE(out) > 0:
+                out = <bytes>out + tail
+            else:
+                self._send_out(out)
+                out = tail
+        if type(out) is not bytes or PyBytes_GET_SIZE(out) == 0:
+            # Nothing to carry the FIN: close() sends it alone, as it would.
+            self._send_out(out)
+            return 0
+        self._send_closing(<bytes>out)
+        return 0
+
+    cdef int _send_closing(self, bytes out) except -1:
+        """Send the last bytes this connection will ever write, then shut
+        its write side: with ``MSG_MORE`` the kernel holds the partial
+        segment, and ``shutdown`` sends it with the FIN set (see
+        ``_send_final``). An error from shutdown (the peer reset) is left
+        for close()."""
+        self._send_buf(PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), MSG_MORE)
+        if shutdown(self.fd, SHUT_WR) == 0:
+            self.fin_sent = True
         return 0
 
     cdef bint _drain_body(self) except -1:
@@ -1157,7 +1211,8 @@ cdef class Connection:
             return
         out = error_response(status, exc.reason, self.ctx.server)
         try:
-            self._send_buf(PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), 0)
+            # Every caller closes the connection after this answer.
+            self._send_closing(out)
         except Exception:
             pass
 
@@ -1230,7 +1285,7 @@ cdef class Connection:
                 if not resp.headers_sent:
                     out = error_response(500, "Internal Server Error", ctx.server)
                     try:
-                        self._send_buf(PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), 0)
+                        self._send_closing(out)  # must_close: nothing follows
                         status = "500 Internal Server Error"
                     except Exception:
                         pass
@@ -1305,7 +1360,8 @@ cdef class Connection:
         # closes (measured: 14.6 against 9.3 futex calls per request, gthread
         # behind nginx).
         if self.linger and not self.eof:
-            shutdown(self.fd, SHUT_WR)
+            if not self.fin_sent:
+                shutdown(self.fd, SHUT_WR)
             for i in range(16):
                 r = recv(self.fd, scratch, 16384, MSG_DONTWAIT)
                 if r <= 0:

@@ -545,6 +545,7 @@ def test_parse_error_is_answered_and_closes() -> None:
     assert r.header("Connection") == "close"
     assert calls == []
     assert s.keeps == [False]
+    assert s.conn.fin_sent  # the answer carried the FIN (MSG_MORE + shutdown)
 
 
 def test_partial_head_then_eof_closes_without_answer() -> None:
@@ -585,6 +586,7 @@ def test_app_exception_before_start_is_500_without_traceback() -> None:
     assert r.status == 500
     assert b"secret" not in s.data and b"Traceback" not in s.data
     assert closed == [1]
+    assert s.conn.fin_sent
     assert any("secret detail" in m for lvl, m in s.log.records if lvl == "exception")
     assert s.keeps == [False]
 
@@ -1188,3 +1190,134 @@ def test_wait_head_times_out_then_sees_a_head_then_eof() -> None:
     finally:
         conn.close()
         b.close()
+
+
+# --- a response that ends its connection: the FIN goes with its last bytes ---------------------
+
+
+def _list_app(status: str, body: list[bytes]) -> App:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response(status, [("Content-Type", "text/plain")])
+        return list(body)
+
+    return app
+
+
+def _serve_tcp_until_eof(request: bytes, app: App, keepalive: bool) -> tuple[bytes, bool, bool]:
+    """One request over real loopback TCP (accepted with ``accept()``), served
+    in a thread whose post_request hook waits for the client to have read the
+    response to EOF. Returns what the client read, whether the hook saw that
+    EOF while it ran, and the connection's ``fin_sent``."""
+    eof = threading.Event()
+    during_hook: list[bool] = []
+    hooks = Hooks(post_request=lambda worker, req, env, resp: during_hook.append(eof.wait(3)))
+    ctx = WorkerContext(settings(), RecLog(access=True), hooks, None, keepalive=keepalive)
+    errors: list[BaseException] = []
+    fin: list[bool] = []
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        server = lsock.getsockname()
+
+        def run() -> None:
+            try:
+                sel = select.poll()
+                sel.register(lsock.fileno(), select.POLLIN)
+                sel.poll(10_000)
+                conn = accept(ctx, lsock.fileno(), server)
+                assert conn is not None
+                try:
+                    conn.handle_request(app)
+                    fin.append(conn.fin_sent)
+                finally:
+                    conn.close()
+            except BaseException as exc:  # surfaced in the test thread
+                errors.append(exc)
+                eof.set()
+
+        lsock.setblocking(False)
+        t = threading.Thread(target=run)
+        t.start()
+        try:
+            with socket.create_connection(server, timeout=10) as client:
+                client.sendall(request)
+                chunks = []
+                while d := client.recv(65536):
+                    chunks.append(d)
+                eof.set()
+        finally:
+            t.join(15)
+    assert not t.is_alive()
+    if errors:
+        raise errors[0]
+    return b"".join(chunks), during_hook[0], fin[0]
+
+
+CLOSE_GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "request_bytes, app, keepalive, body",
+    [
+        (CLOSE_GET, _list_app("200 OK", [b"hello"]), True, b"hello"),
+        (CLOSE_GET, _list_app("200 OK", [b"he", b"llo"]), True, b"hello"),
+        (CLOSE_GET, _list_app("302 Found", []), True, b""),
+        (b"GET / HTTP/1.0\r\n\r\n", _list_app("200 OK", [b"hello"]), True, b"hello"),
+        (GET, _list_app("200 OK", [b"x" * 16000]), False, b"x" * 16000),  # the sync worker
+        (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", _list_app("200 OK", [b"hello"]), False, b""),
+    ],
+    ids=["one-item", "joined-items", "empty-body", "http10", "sync-16k", "head"],
+)
+def test_closing_response_reaches_eof_before_post_request_runs(
+    request_bytes: bytes, app: App, keepalive: bool, body: bytes
+) -> None:
+    data, eof_during_hook, fin_sent = _serve_tcp_until_eof(request_bytes, app, keepalive)
+    [r] = split_responses(data, head_only=request_bytes.startswith(b"HEAD"))
+    assert r.header("Connection") == "close" and r.body == body
+    # The last bytes went out with MSG_MORE and the write side was shut down
+    # at once: the client had the whole response and its EOF while the hook
+    # (after the response, before close()) was still running.
+    assert fin_sent and eof_during_hook
+
+
+def test_keepalive_response_keeps_the_write_side_open() -> None:
+    ctx = WorkerContext(settings(), RecLog(), None, None)
+    a, b = socket.socketpair()
+    conn = Connection(ctx, a, PEER, ("127.0.0.1", 80))
+    try:
+        b.sendall(GET)
+        assert conn.handle_request(hello) is True
+        assert not conn.fin_sent
+        b.settimeout(10)
+        assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+        b.sendall(GET)  # the same connection carries the next request
+        assert conn.handle_request(hello) is True
+        assert b.recv(1000).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        conn.close()
+        b.close()
+
+
+def test_500_reaches_eof_before_the_iterables_close_runs() -> None:
+    eof = threading.Event()
+    during_close: list[bool] = []
+    got: list[bytes] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            raise RuntimeError("boom")
+            yield b""
+
+        def close(self) -> None:
+            during_close.append(eof.wait(3))
+
+    def client(sock: socket.socket) -> None:
+        sock.sendall(GET)
+        while d := sock.recv(65536):
+            got.append(d)
+        eof.set()
+
+    serve(client, lambda environ, start_response: Body())
+    [r] = split_responses(b"".join(got))
+    assert r.status == 500 and r.header("Connection") == "close"
+    assert during_close == [True]

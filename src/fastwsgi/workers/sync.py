@@ -9,8 +9,9 @@ idle worker for each connection: the thundering herd). The worker accepts
 a connection (``_conn.accept``: ``accept4`` on the raw fd, no Python socket
 object), serves its single request through the compiled ``Connection`` and
 closes it, then accepts again while connections are queued, and waits when
-none is. Per request that is accept4, recv, send, close and, when the queue
-ran dry, epoll_wait.
+none is. Per request that is accept4, recv, send (``MSG_MORE``), shutdown
+(the FIN leaves in the response's segment, see ``Connection._send_final``),
+close and, when the queue ran dry, epoll_wait.
 
 The wait is bounded by ``timeout / 2`` so the heartbeat (``notify``) is
 stamped even when idle, and the signal wake-up pipe is in the wait set so
