@@ -1120,7 +1120,14 @@ cdef class Connection:
             for item in result:
                 if len(item) == 0 and not resp.headers_sent:
                     continue
-                self._send_out(self._frame(item))
+                out = self._frame(item)
+                if (type(out) is bytes and PyBytes_GET_SIZE(out) > 0 and not self.fin_sent
+                        and resp.body_done_and_closing()):
+                    # The declared length is reached (Flask, Django: one item
+                    # with a Content-Length): the last bytes, as in _send_final.
+                    self._send_closing(<bytes>out)
+                else:
+                    self._send_out(out)
                 if resp.overflow:
                     break
         self._revise_keep()

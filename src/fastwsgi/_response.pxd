@@ -51,4 +51,5 @@ cdef class Response:
     cpdef bytes finish(self)
     cdef void _decide(self, bint last, long long n)
     cdef bint _conn_keep(self)
+    cdef bint body_done_and_closing(self)
     cdef bytes _build_head(self, const char* body, Py_ssize_t body_len, bint chunk)

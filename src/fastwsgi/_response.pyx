@@ -385,6 +385,18 @@ cdef class Response:
         return (self.want_keep_alive and not self._app_close
                 and self.framing != FRAME_CLOSE)
 
+    cdef bint body_done_and_closing(self):
+        """Is everything the body will put on the wire already framed, and
+        will the connection carry no other request? Then what is sent now
+        is the last the connection carries (``_conn``: the FIN goes with
+        it). Only for framings whose end is known without a terminator."""
+        if self.framing == FRAME_LENGTH:
+            if self.sent != self.content_length:
+                return False
+        elif self.framing != FRAME_NONE:
+            return False
+        return not (self.want_keep_alive and not self._app_close and not self.overflow)
+
     @property
     def keep_alive_header(self):
         """What the ``Connection`` header says (decided with the framing)."""

@@ -683,6 +683,7 @@ def test_more_than_content_length_truncated_and_closed() -> None:
     s = serve(GET + GET, app)
     assert s.data.endswith(b"\r\n\r\nabcd")
     assert s.keeps == [False]
+    assert s.conn.fin_sent  # the truncated last bytes carried the FIN
 
 
 def test_fewer_than_content_length_closes() -> None:
@@ -1256,9 +1257,22 @@ def _serve_tcp_until_eof(request: bytes, app: App, keepalive: bool) -> tuple[byt
 CLOSE_GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
+def _iter_app(body: bytes) -> App:
+    """Flask's and Django's shape: an iterable that is not a list, with a
+    Content-Length header."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        yield body[:3]
+        yield body[3:]
+
+    return app
+
+
 @pytest.mark.parametrize(
     "request_bytes, app, keepalive, body",
     [
+        (CLOSE_GET, _iter_app(b"hello"), True, b"hello"),
         (CLOSE_GET, _list_app("200 OK", [b"hello"]), True, b"hello"),
         (CLOSE_GET, _list_app("200 OK", [b"he", b"llo"]), True, b"hello"),
         (CLOSE_GET, _list_app("302 Found", []), True, b""),
@@ -1266,7 +1280,8 @@ CLOSE_GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         (GET, _list_app("200 OK", [b"x" * 16000]), False, b"x" * 16000),  # the sync worker
         (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", _list_app("200 OK", [b"hello"]), False, b""),
     ],
-    ids=["one-item", "joined-items", "empty-body", "http10", "sync-16k", "head"],
+    ids=["iterable-with-length", "one-item", "joined-items", "empty-body", "http10", "sync-16k",
+         "head"],
 )
 def test_closing_response_reaches_eof_before_post_request_runs(
     request_bytes: bytes, app: App, keepalive: bool, body: bytes
