@@ -19,7 +19,8 @@ Gunicorn does in the master, so forked workers inherit the same ``sys.path``.
 
 With ``--reload`` (development) ``load()`` also starts a daemon thread in the
 worker that polls the modification times of every loaded module's file once a
-second (Gunicorn's polling reloader); on a change the worker sends itself
+second (Gunicorn's polling reloader), and the ``--reload-extra-file`` paths
+and glob patterns (expanded at every check); on a change the worker sends itself
 SIGTERM, finishes its request and exits, and the arbiter forks a fresh worker
 that imports the new code. Not with ``--preload``: the master would watch.
 A worker whose app cannot be loaded under ``--reload`` (the edit just saved
@@ -35,6 +36,7 @@ master repeats; the traceback is kept on ``__cause__`` for debug logging.
 from __future__ import annotations
 
 import ast
+import glob
 import importlib
 import importlib.util
 import os
@@ -173,6 +175,7 @@ class AppLoader:
         pythonpath: Iterable[str] = (),
         reload: bool = False,
         log: Any = None,
+        extra_files: Iterable[str] = (),
     ) -> None:
         self.uri = uri
         self.chdir = chdir
@@ -180,6 +183,7 @@ class AppLoader:
         self.spec = parse_app_uri(uri)
         self.reload = reload
         self.log = log
+        self.extra_files = tuple(extra_files)  # --reload-extra-file
         self.watcher: CodeWatcher | None = None
 
     def prepare(self) -> None:
@@ -247,7 +251,9 @@ class AppLoader:
         return obj
 
     def _watch(self, extra_files: Iterable[str]) -> None:
-        self.watcher = watcher = CodeWatcher(on_change=self._code_changed, extra_files=extra_files)
+        self.watcher = watcher = CodeWatcher(
+            on_change=self._code_changed, extra_files=self.extra_files + tuple(extra_files)
+        )
         # The baseline is taken here, before the worker serves anything:
         # taken in the thread instead, a starved thread on a busy machine
         # could record a file already edited after the worker was ready, and
@@ -330,7 +336,10 @@ class CodeWatcher(threading.Thread):
 
     A file counts as changed when its mtime (in nanoseconds), size or inode
     moved: the inode catches an editor's save-by-rename, the size a rewrite
-    within one tick of a coarse filesystem clock."""
+    within one tick of a coarse filesystem clock. ``extra_files`` entries
+    with ``*``, ``?`` or ``[`` are glob patterns (``**`` recurses),
+    expanded at every scan: a file that appears later is recorded when first
+    seen, and its first edit after that is a change (Gunicorn's rule)."""
 
     def __init__(
         self, on_change: Callable[[str], None], interval: float = 1.0, extra_files: Iterable[str] = ()
@@ -342,7 +351,12 @@ class CodeWatcher(threading.Thread):
         self.stamps: dict[str, tuple[int, int, int]] = {}
 
     def files(self) -> list[str]:
-        out = list(self.extra_files)
+        out = []
+        for entry in self.extra_files:
+            if any(c in entry for c in "*?["):
+                out.extend(sorted(glob.glob(entry, recursive=True)))
+            else:
+                out.append(entry)
         for module in list(sys.modules.values()):
             path = getattr(module, "__file__", None)
             if path and path.endswith((".py", ".so", ".pyd")):

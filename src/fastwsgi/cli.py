@@ -118,7 +118,8 @@ def prepare(
     _apply_env(groups.raw_env)
     try:
         loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath,
-                           reload=groups.arbiter.reload and not groups.arbiter.preload_app)
+                           reload=groups.arbiter.reload and not groups.arbiter.preload_app,
+                           extra_files=groups.arbiter.reload_extra_files)
     except AppImportError as exc:  # a malformed APP is a usage error
         raise ConfigError(str(exc)) from exc
     loader.prepare()
@@ -150,7 +151,8 @@ def make_reloader(
         if groups.app_uri == app_uri:
             return groups
         loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath,
-                           reload=groups.arbiter.reload and not groups.arbiter.preload_app)
+                           reload=groups.arbiter.reload and not groups.arbiter.preload_app,
+                           extra_files=groups.arbiter.reload_extra_files)
         loader.log = log
         loader.prepare()
         loader.check()

@@ -134,6 +134,7 @@ class ArbiterSettings:
     proc_name: str | None = None
     worker_tmp_dir: str | None = None
     reload: bool = False
+    reload_extra_files: tuple[str, ...] = ()
     max_worker_memory: int = 0
 
 
@@ -151,6 +152,7 @@ class LogSettings:
     logconfig_dict: dict[str, Any] | None = None
     statsd_host: str | None = None
     statsd_prefix: str = ""
+    dogstatsd_tags: str = ""
     proc_name: str | None = None
     # Workers switch to these (-u/-g): log files are chowned so they can reopen them on USR1.
     user: int | None = None
@@ -1177,6 +1179,16 @@ SETTINGS: tuple[Setting, ...] = (
         cli=("--statsd-prefix",),
         metavar="STATSD_PREFIX",
     ),
+    S(
+        "dogstatsd_tags",
+        "Logging",
+        v_str,
+        "",
+        "Comma-separated DogStatsD tags added to every statsd metric "
+        "(e.g. 'env:prod,app:shop'), as '|#TAGS'.",
+        cli=("--dogstatsd-tags",),
+        metavar="DOGSTATSD_TAGS",
+    ),
     # Debugging
     S(
         "reload",
@@ -1186,6 +1198,31 @@ SETTINGS: tuple[Setting, ...] = (
         "Restart workers when application code changes (development).",
         cli=("--reload",),
         action="store_true",
+    ),
+    S(
+        "reload_extra_files",
+        "Debugging",
+        v_str_list,
+        (),
+        "With --reload, also restart workers when these files change (templates, "
+        "configuration); repeatable. Entries with *, ? or [ are glob patterns (** "
+        "recurses), expanded again at every check, so a file created later is watched "
+        "from its first edit. Relative paths are relative to the working directory "
+        "(after --chdir).",
+        cli=("--reload-extra-file",),
+        action="append",
+        metavar="FILES",
+    ),
+    S(
+        "reload_engine",
+        "Debugging",
+        choice("auto", "poll", "inotify"),
+        "auto",
+        "Gunicorn's reloader choice; accepted for compatibility. fastwsgi always polls "
+        "the watched files once a second, which works on every filesystem (all three "
+        "values mean that).",
+        cli=("--reload-engine",),
+        metavar="STRING",
     ),
     S(
         "check_config",
@@ -1318,8 +1355,6 @@ class Unsupported:
 U = Unsupported
 # Gunicorn 27's remaining settings (gunicorn/config.py KNOWN_SETTINGS).
 UNSUPPORTED: tuple[Unsupported, ...] = (
-    U("reload_engine", ("--reload-engine",)),
-    U("reload_extra_files", ("--reload-extra-file",), repeatable=True),
     U("spew", ("--spew",), takes_value=False),
     U("initgroups", ("--initgroups",), takes_value=False),
     U("tmp_upload_dir"),
@@ -1334,7 +1369,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
     U("syslog_prefix", ("--log-syslog-prefix",)),
     U("syslog_facility", ("--log-syslog-facility",)),
     U("enable_stdio_inheritance", ("-R", "--enable-stdio-inheritance"), takes_value=False),
-    U("dogstatsd_tags", ("--dogstatsd-tags",)),
     U("enable_backlog_metric", ("--enable-backlog-metric",), takes_value=False),
     U("default_proc_name"),
     U("paste", ("--paste", "--paster")),
@@ -1396,7 +1430,10 @@ REFUSED: dict[str, str] = {
     "not uwsgi_pass, at fastwsgi",
 }
 # Unsupported settings given the value fastwsgi has anyway: nothing to warn about.
-OURS: dict[str, str] = {"protocol": "http"}
+# initgroups: switching to --user/--group, workers always take the user's
+# supplementary groups (Gunicorn without --initgroups keeps the root
+# master's, see arbiter._drop_privileges).
+OURS: dict[str, str] = {"protocol": "http", "initgroups": "true"}
 
 
 # --- Command-line parser, generated from the table ------------------------------
@@ -1723,6 +1760,7 @@ class Settings:
             proc_name=proc_name,
             worker_tmp_dir=v["worker_tmp_dir"],
             reload=v["reload"],
+            reload_extra_files=v["reload_extra_files"],
             max_worker_memory=v["max_worker_memory"],
         )
         log = LogSettings(
@@ -1736,6 +1774,7 @@ class Settings:
             logconfig_dict=v["logconfig_dict"] or self._logconfig_json(),
             statsd_host=v["statsd_host"],
             statsd_prefix=v["statsd_prefix"],
+            dogstatsd_tags=v["dogstatsd_tags"],
             proc_name=proc_name,
             user=v["user"],
             group=v["group"],

@@ -369,7 +369,7 @@ class Logger:
         if cfg.statsd_host:
             from fastwsgi.statsd import Statsd
 
-            self.statsd = Statsd(cfg.statsd_host, cfg.statsd_prefix, self)
+            self.statsd = Statsd(cfg.statsd_host, cfg.statsd_prefix, self, cfg.dogstatsd_tags)
         else:
             self.statsd = None
 

@@ -11,7 +11,8 @@ slow down or fail a request. Names are Gunicorn's (``gunicorn.requests``,
 when the worker count changes) so existing dashboards keep working; a log
 call with ``extra={"metric": ..., "value": ..., "mtype": ...}`` sends that
 metric too, as Gunicorn's statsd logger does. The prefix is
-``--statsd-prefix`` followed by a dot.
+``--statsd-prefix`` followed by a dot; ``--dogstatsd-tags`` are appended to
+every metric as ``|#TAGS`` (DogStatsD's extension, Gunicorn's format).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Any
 
 
 class Statsd:
-    def __init__(self, host: str, prefix: str = "", log: Any = None) -> None:
+    def __init__(self, host: str, prefix: str = "", log: Any = None, tags: str = "") -> None:
         self.host = host
         self.prefix = prefix.rstrip(".") + "." if prefix else ""
+        self.suffix = f"|#{tags}" if tags else ""
         self.log = log
         self._sock: socket.socket | None = None
         self._pid = -1
@@ -58,7 +60,7 @@ class Statsd:
         if sock is None:
             return
         try:
-            sock.send((self.prefix + metric).encode("ascii", "replace"))
+            sock.send((self.prefix + metric + self.suffix).encode("ascii", "replace"))
         except OSError:
             pass  # metrics are best effort
 

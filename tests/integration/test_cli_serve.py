@@ -583,6 +583,27 @@ def test_reload_picks_up_changed_code(appdir: Path, start: Callable[..., Server]
     assert server.proc.poll() is None
 
 
+def test_reload_extra_file_change_restarts_the_worker(appdir: Path, start: Callable[..., Server]) -> None:
+    """A template the app reads at import is not a module: --reload-extra-file
+    (a glob here) makes its edit restart the worker, as in Gunicorn."""
+    (appdir / "templates").mkdir()
+    tpl = appdir / "templates" / "page.txt"
+    tpl.write_text("page v1")
+    (appdir / "tplapp.py").write_text(
+        "TEXT = open('templates/page.txt').read().encode()\n"
+        "def application(e, s):\n    s('200 OK', [])\n    return [TEXT]\n"
+    )
+    server = start("--reload", "--reload-extra-file", "templates/*.txt", "tplapp")
+    assert server.wait_ready() == (200, b"page v1")
+    save(tpl, "page v2", 2)
+    wait_for("the edited template to be served", lambda: server.get("/") == (200, b"page v2"),
+             READY_TIMEOUT)
+    assert re.search(r"\[INFO\] Worker reloading: .*page\.txt modified$", server.stderr, re.M), (
+        server.stderr
+    )
+    assert server.proc.poll() is None
+
+
 def save(path: Path, text: str, mtime_step: float) -> None:
     """Write whole and rename into place (as editors save), the mtime moved
     on so neither the watcher nor the bytecode cache can miss the change."""

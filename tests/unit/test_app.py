@@ -249,6 +249,48 @@ def test_code_watcher_sees_a_rewrite_within_one_clock_tick(appdir: Path) -> None
     assert watcher.changed() == str(path)
 
 
+def test_code_watcher_watches_extra_files_and_globs_expanded_at_each_scan(tmp_path: Path) -> None:
+    from fastwsgi.app import CodeWatcher
+
+    plain = tmp_path / "settings.yaml"
+    plain.write_text("a: 1\n")
+    (tmp_path / "tpl" / "sub").mkdir(parents=True)
+    old = tmp_path / "tpl" / "index.html"
+    old.write_text("<p>")
+    watcher = CodeWatcher(
+        on_change=lambda path: None,
+        extra_files=[str(plain), str(tmp_path / "tpl" / "**" / "*.html"), str(tmp_path / "gone.txt")],
+    )
+    assert watcher.changed() is None  # baseline (a missing plain path is skipped)
+    new = tmp_path / "tpl" / "sub" / "late.html"
+    new.write_text("<p>")
+    assert watcher.changed() is None  # created after start: recorded, not a change
+    new.write_text("<p>edited</p>")
+    assert watcher.changed() == str(new)  # its first edit is
+    old.write_text("<p>edited</p>")
+    assert watcher.changed() == str(old)
+    plain.write_text("a: 2\n")
+    assert watcher.changed() == str(plain)
+    (tmp_path / "tpl" / "notes.txt").write_text("x")  # outside the pattern
+    assert watcher.changed() is None
+
+
+def test_loader_passes_its_extra_files_to_the_watcher(
+    appdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastwsgi.app import CodeWatcher
+
+    monkeypatch.setattr(CodeWatcher, "start", lambda self: None)
+    extra = tmp_path / "conf.toml"
+    extra.write_text("x = 1\n")
+    loader = AppLoader("appmod_t1", reload=True, extra_files=[str(extra)])
+    loader.prepare()
+    loader.load()
+    assert loader.watcher is not None
+    extra.write_text("x = 2\n")
+    assert loader.watcher.changed() == str(extra)
+
+
 def test_reload_baseline_is_taken_before_load_returns(appdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An edit made once the worker serves must be seen even if the watcher
     thread has not run yet (a starved thread on a busy machine)."""

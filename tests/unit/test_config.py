@@ -72,7 +72,10 @@ FLAG_CASES: dict[str, tuple[str | None, object]] = {
     "logconfig_json": ("/tmp/log.json", "/tmp/log.json"),
     "statsd_host": ("127.0.0.1:9125", "127.0.0.1:9125"),
     "statsd_prefix": ("app", "app"),
+    "dogstatsd_tags": ("env:prod,app:shop", "env:prod,app:shop"),
     "reload": (None, True),
+    "reload_extra_files": ("templates/*.html", ("templates/*.html",)),
+    "reload_engine": ("inotify", "inotify"),
     "check_config": (None, True),
     "print_config": (None, True),
 }
@@ -334,12 +337,13 @@ def test_hooks_from_config_file(empty_cwd: Path) -> None:
 
 def test_unsupported_flags_are_accepted_and_reported_once(empty_cwd: Path) -> None:
     (empty_cwd / "fastwsgi.conf.py").write_text("ciphers = 'HIGH'\nsyslog = True\n")
-    s = load(["--ciphers", "HIGH", "--spew", "--reload-extra-file", "a", "--reload-extra-file", "b",
+    s = load(["--ciphers", "HIGH", "--spew", "--paste-global", "a", "--paste-global", "b",
               "-R", "app"], {"FASTWSGI_CMD_ARGS": "--ssl-version 2"})
     warnings = s.warnings()
     names = [w.split()[2] for w in warnings]
     assert sorted(names) == sorted(
-        ["ciphers", "syslog", "ssl_version", "spew", "reload_extra_files", "enable_stdio_inheritance"]
+        ["ciphers", "syslog", "ssl_version", "spew", "raw_paste_global_conf",
+         "enable_stdio_inheritance"]
     )
     assert all("not supported by fastwsgi" in w for w in warnings)
     assert s.app_uri == "app"
@@ -353,13 +357,37 @@ def test_unsupported_settings_left_off_in_a_config_file_are_not_reported(empty_c
     assert [w.split()[2] for w in load(["app"], {}).warnings()] == ["syslog"]
 
 
-@pytest.mark.parametrize("u", [u for u in UNSUPPORTED if u.cli and u.name not in config.REFUSED],
+@pytest.mark.parametrize("u", [u for u in UNSUPPORTED
+                               if u.cli and u.name not in config.REFUSED and u.name not in config.OURS],
                          ids=lambda u: u.name)
 def test_each_unsupported_flag_is_accepted(u: config.Unsupported, empty_cwd: Path) -> None:
     argv = [u.cli[0], "x"] if u.takes_value else [u.cli[0]]
     s = load([*argv, "app:app"], {})
     assert [w.split()[2] for w in s.warnings()] == [u.name]
     assert s.app_uri == "app:app"
+
+
+def test_initgroups_is_what_fastwsgi_does_anyway(empty_cwd: Path) -> None:
+    # Workers switching to --user/--group always take the user's groups, so
+    # Gunicorn's --initgroups asks for nothing new: no warning, from either source.
+    (empty_cwd / "fastwsgi.conf.py").write_text("initgroups = True\n")
+    assert load(["--initgroups", "app"], {}).warnings() == []
+
+
+def test_reload_extra_files_from_flags_and_config_file(empty_cwd: Path) -> None:
+    s = load(["--reload-extra-file", "a.cfg", "--reload-extra-file", "tpl/**/*.html", "app"], {})
+    assert s["reload_extra_files"] == ("a.cfg", "tpl/**/*.html")
+    (empty_cwd / "fastwsgi.conf.py").write_text(
+        "reload = True\nreload_extra_files = ['x.yaml', 'y.yaml']\nreload_engine = 'poll'\n"
+    )
+    s = load(["app"], {})
+    assert s.groups().arbiter.reload_extra_files == ("x.yaml", "y.yaml")
+    assert s.groups().arbiter.reload and s.warnings() == []
+
+
+def test_unknown_reload_engine_is_one_line(empty_cwd: Path) -> None:
+    with pytest.raises(ConfigError, match="--reload-engine.*'fsevents' is not one of auto, poll, inotify"):
+        load(["--reload-engine", "fsevents", "app"], {})
 
 
 @pytest.mark.parametrize(

@@ -325,6 +325,19 @@ def test_statsd_metrics_over_udp(tmp_path: Path, statsd_udp: socket.socket) -> N
     }
 
 
+def test_dogstatsd_tags_end_every_metric(tmp_path: Path, statsd_udp: socket.socket) -> None:
+    port = statsd_udp.getsockname()[1]
+    log = make(tmp_path, statsd_host=f"127.0.0.1:{port}", dogstatsd_tags="env:prod,app:shop")
+    log.access(environ(), "200 OK", [], 0, 0.002)
+    got = {statsd_udp.recv(512).decode() for _ in range(3)}
+    log.close()
+    assert got == {
+        "gunicorn.request.duration:2.000|ms|#env:prod,app:shop",
+        "gunicorn.requests:1|c|#env:prod,app:shop",
+        "gunicorn.request.status.200:1|c|#env:prod,app:shop",
+    }
+
+
 def test_log_extra_metric_goes_to_statsd_like_gunicorn(
     tmp_path: Path, statsd_udp: socket.socket
 ) -> None:
