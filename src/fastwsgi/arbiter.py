@@ -541,7 +541,9 @@ class Arbiter:
         return self.app_loader
 
     def daemonize(self) -> None:
-        """Detach: double fork, new session, stdio to /dev/null (Gunicorn's util.daemonize)."""
+        """Detach: double fork, new session, stdio to /dev/null (Gunicorn's
+        util.daemonize); with --enable-stdio-inheritance only stdin, so
+        output the launcher redirected to a file keeps going there."""
         if self.procops.fork():
             os._exit(0)
         os.setsid()
@@ -549,7 +551,7 @@ class Arbiter:
             os._exit(0)
         os.umask(0o22)
         devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
+        for fd in (0,) if self.cfg.enable_stdio_inheritance else (0, 1, 2):
             os.dup2(devnull, fd)
         if devnull > 2:
             os.close(devnull)

@@ -126,6 +126,7 @@ class ArbiterSettings:
     reuse_port: bool = False
     preload_app: bool = False
     daemon: bool = False
+    enable_stdio_inheritance: bool = False
     pidfile: str | None = None
     user: int | None = None
     group: int | None = None
@@ -1019,6 +1020,16 @@ SETTINGS: tuple[Setting, ...] = (
         action="store_true",
     ),
     S(
+        "enable_stdio_inheritance",
+        "Server Mechanics",
+        v_bool,
+        False,
+        "With --daemon, keep stdout and stderr as the launching shell set them (a "
+        "redirection to a file, say) instead of /dev/null; stdin is /dev/null either way.",
+        cli=("-R", "--enable-stdio-inheritance"),
+        action="store_true",
+    ),
+    S(
         "pidfile",
         "Server Mechanics",
         v_opt_str,
@@ -1368,7 +1379,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
     U("syslog", ("--log-syslog",), takes_value=False),
     U("syslog_prefix", ("--log-syslog-prefix",)),
     U("syslog_facility", ("--log-syslog-facility",)),
-    U("enable_stdio_inheritance", ("-R", "--enable-stdio-inheritance"), takes_value=False),
     U("enable_backlog_metric", ("--enable-backlog-metric",), takes_value=False),
     U("default_proc_name"),
     U("paste", ("--paste", "--paster")),
@@ -1752,6 +1762,7 @@ class Settings:
             reuse_port=v["reuse_port"],
             preload_app=v["preload_app"],
             daemon=v["daemon"],
+            enable_stdio_inheritance=v["enable_stdio_inheritance"],
             pidfile=v["pidfile"],
             user=v["user"],
             group=v["group"],

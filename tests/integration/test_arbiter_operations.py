@@ -177,6 +177,30 @@ def test_daemon_mode_detaches_and_winch_stops_the_workers(tmp_path: Path) -> Non
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_daemon_with_stdio_inheritance_keeps_the_launchers_stderr(tmp_path: Path) -> None:
+    # -R: the error log (stderr by default) keeps going where the launching
+    # shell redirected it; without it the daemon's stderr is /dev/null.
+    pidfile = tmp_path / "r.pid"
+    srv = Server([*WORKER, "-D", "-R", "--pid", str(pidfile), "testapp:app"], tmp_path)
+    srv.start()
+    daemon = 0
+    workers: list[int] = []
+    try:
+        assert srv.wait_exit(30) == 0
+        m = wait_for_text(srv.log_path, r"Listening at: .* \((\d+)\)$")
+        daemon = int(m.group(1))
+        assert daemon != srv.pid
+        workers = srv.wait_workers(1, master=daemon)
+        srv.wait_ready(daemon=True)
+        srv.signal(signal.SIGTERM, pid=daemon)
+        wait_until_gone(daemon)
+        wait_for_text(srv.log_path, r"Shutting down: ")
+    finally:
+        for pid in [daemon, *workers]:
+            if pid and pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_preload_imports_the_app_once_in_the_master(server: Start) -> None:
     srv = server(*WORKER, "-w", "2", "--preload", "preloadapp:app")
     srv.wait_workers(2)

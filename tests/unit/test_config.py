@@ -55,6 +55,7 @@ FLAG_CASES: dict[str, tuple[str | None, object]] = {
     "pythonpath": ("/a,/b", ("/a", "/b")),
     "raw_env": ("A=1", ("A=1",)),
     "daemon": (None, True),
+    "enable_stdio_inheritance": (None, True),
     "pidfile": ("/tmp/p.pid", "/tmp/p.pid"),
     "worker_tmp_dir": ("/dev/shm", "/dev/shm"),
     "user": ("0", 0),
@@ -338,12 +339,12 @@ def test_hooks_from_config_file(empty_cwd: Path) -> None:
 def test_unsupported_flags_are_accepted_and_reported_once(empty_cwd: Path) -> None:
     (empty_cwd / "fastwsgi.conf.py").write_text("ciphers = 'HIGH'\nsyslog = True\n")
     s = load(["--ciphers", "HIGH", "--spew", "--paste-global", "a", "--paste-global", "b",
-              "-R", "app"], {"FASTWSGI_CMD_ARGS": "--ssl-version 2"})
+              "--log-syslog-prefix", "x", "app"], {"FASTWSGI_CMD_ARGS": "--ssl-version 2"})
     warnings = s.warnings()
     names = [w.split()[2] for w in warnings]
     assert sorted(names) == sorted(
         ["ciphers", "syslog", "ssl_version", "spew", "raw_paste_global_conf",
-         "enable_stdio_inheritance"]
+         "syslog_prefix"]
     )
     assert all("not supported by fastwsgi" in w for w in warnings)
     assert s.app_uri == "app"
