@@ -9,7 +9,7 @@ config-file reader, ``--print-config`` and ``docs/settings.md``
 (``python -m fastwsgi.config --markdown``) are all generated from it; nothing
 else lists settings by hand.
 
-``UNSUPPORTED`` lists the remaining Gunicorn 27 settings (TLS, syslog, paste,
+``UNSUPPORTED`` lists the remaining Gunicorn 27 settings (TLS, paste,
 ASGI, HTTP/2, ...). They are accepted on the command line and in config files
 so a Gunicorn deployment starts unchanged, and each is reported once as a
 warning; except ``REFUSED``, those that would change what the port speaks
@@ -41,6 +41,7 @@ import ipaddress
 import json
 import os
 import pwd
+import socket
 import sys
 import types
 from collections.abc import Callable, Iterable, Mapping
@@ -154,6 +155,11 @@ class LogSettings:
     statsd_host: str | None = None
     statsd_prefix: str = ""
     dogstatsd_tags: str = ""
+    syslog: bool = False
+    syslog_addr: str = "udp://localhost:514"  # Gunicorn
+    syslog_prefix: str | None = None
+    syslog_facility: str = "user"  # Gunicorn
+    disable_redirect_access_to_syslog: bool = False
     proc_name: str | None = None
     # Workers switch to these (-u/-g): log files are chowned so they can reopen them on USR1.
     user: int | None = None
@@ -498,6 +504,48 @@ def v_access_format(value: Any) -> str:
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"not a valid access log format: {exc}") from None
     return fmt
+
+
+# syslog facility names and codes (RFC 5424 section 6.2.1; Gunicorn's table).
+SYSLOG_FACILITIES: dict[str, int] = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "security": 4, "syslog": 5,
+    "lpr": 6, "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    "local0": 16, "local1": 17, "local2": 18, "local3": 19,
+    "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}
+SYSLOG_PORT = 514  # RFC 5426
+
+
+def parse_syslog_address(addr: str) -> tuple[int | None, str | tuple[str, int]]:
+    """Gunicorn's syslog_addr forms: ``unix://PATH[#dgram|#stream]``,
+    ``udp://HOST[:PORT]``, ``tcp://HOST[:PORT]`` (``[IPv6]`` in brackets,
+    port 514 when omitted). Returns ``(socktype, address)`` for
+    ``logging.handlers.SysLogHandler``: socktype None for a unix path with no
+    ``#TYPE`` (the handler tries datagram, then stream)."""
+    if addr.startswith("unix://"):
+        path, _, kind = addr[len("unix://"):].partition("#")
+        if not path or kind not in ("", "dgram", "stream"):
+            raise ValueError(f"{addr!r} is not unix://PATH[#dgram|#stream]")
+        socktype = {"": None, "dgram": socket.SOCK_DGRAM, "stream": socket.SOCK_STREAM}[kind]
+        return socktype, path
+    for scheme, socktype in (("udp://", socket.SOCK_DGRAM), ("tcp://", socket.SOCK_STREAM)):
+        if addr.startswith(scheme):
+            rest = addr[len(scheme):]
+            if rest.startswith("["):
+                host, _, tail = rest[1:].partition("]")
+                port = tail[1:] if tail.startswith(":") else ("" if not tail else "x")
+            else:
+                host, _, port = rest.partition(":")
+            if port and not (port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"{addr!r}: {port!r} is not a port number")
+            return socktype, (host.lower() or "localhost", int(port) if port else SYSLOG_PORT)
+    raise ValueError(f"{addr!r} is not unix://PATH, udp://HOST:PORT or tcp://HOST:PORT")
+
+
+def v_syslog_addr(value: Any) -> str:
+    text = v_str(value).strip()
+    parse_syslog_address(text)
+    return text
 
 
 def v_statsd_host(value: Any) -> str | None:
@@ -1173,6 +1221,56 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="FILE",
     ),
     S(
+        "syslog",
+        "Logging",
+        v_bool,
+        False,
+        "Also send the error log to syslog, and the access log too unless "
+        "--disable-redirect-access-to-syslog. Entries are tagged "
+        "gunicorn.PREFIX.error / gunicorn.PREFIX.access (Gunicorn's names, so existing "
+        "syslog filters keep matching).",
+        cli=("--log-syslog",),
+        action="store_true",
+    ),
+    S(
+        "syslog_addr",
+        "Logging",
+        v_syslog_addr,
+        "udp://localhost:514",
+        "Where syslog entries go: unix://PATH[#dgram|#stream] (e.g. unix:///dev/log), "
+        "udp://HOST:PORT or tcp://HOST:PORT.",
+        cli=("--log-syslog-to",),
+        metavar="SYSLOG_ADDR",
+    ),
+    S(
+        "syslog_prefix",
+        "Logging",
+        v_opt_str,
+        None,
+        "PREFIX in the syslog tag; default: the process name (proc_name, else the APP, "
+        "':' made '.').",
+        cli=("--log-syslog-prefix",),
+        metavar="SYSLOG_PREFIX",
+    ),
+    S(
+        "syslog_facility",
+        "Logging",
+        choice(*SYSLOG_FACILITIES),
+        "user",
+        "Syslog facility name.",
+        cli=("--log-syslog-facility",),
+        metavar="SYSLOG_FACILITY",
+    ),
+    S(
+        "disable_redirect_access_to_syslog",
+        "Logging",
+        v_bool,
+        False,
+        "With --log-syslog, keep the access log out of syslog.",
+        cli=("--disable-redirect-access-to-syslog",),
+        action="store_true",
+    ),
+    S(
         "statsd_host",
         "Logging",
         v_statsd_host,
@@ -1369,16 +1467,7 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
     U("spew", ("--spew",), takes_value=False),
     U("initgroups", ("--initgroups",), takes_value=False),
     U("tmp_upload_dir"),
-    U(
-        "disable_redirect_access_to_syslog",
-        ("--disable-redirect-access-to-syslog",),
-        takes_value=False,
-    ),
     U("logger_class", ("--logger-class",)),
-    U("syslog_addr", ("--log-syslog-to",)),
-    U("syslog", ("--log-syslog",), takes_value=False),
-    U("syslog_prefix", ("--log-syslog-prefix",)),
-    U("syslog_facility", ("--log-syslog-facility",)),
     U("enable_backlog_metric", ("--enable-backlog-metric",), takes_value=False),
     U("default_proc_name"),
     U("paste", ("--paste", "--paster")),
@@ -1786,6 +1875,11 @@ class Settings:
             statsd_host=v["statsd_host"],
             statsd_prefix=v["statsd_prefix"],
             dogstatsd_tags=v["dogstatsd_tags"],
+            syslog=v["syslog"],
+            syslog_addr=v["syslog_addr"],
+            syslog_prefix=v["syslog_prefix"],
+            syslog_facility=v["syslog_facility"],
+            disable_redirect_access_to_syslog=v["disable_redirect_access_to_syslog"],
             proc_name=proc_name,
             user=v["user"],
             group=v["group"],

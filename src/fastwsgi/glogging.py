@@ -20,6 +20,14 @@ so a client cannot forge log lines; the JSON log escapes via ``json.dumps``.
 
 ``-`` means stderr for the error log and stdout for the access log (Gunicorn).
 ``reopen_files()`` reopens both on SIGUSR1 for log rotation.
+
+``--log-syslog`` adds a ``SysLogHandler`` (made in the master, inherited by
+the workers) to the error logger and, unless
+``disable_redirect_access_to_syslog``, to the access logger, whose lines
+then also go through ``logging``. Entries are tagged as Gunicorn tags them,
+``gunicorn.PREFIX.error: [pid] message``, so syslog rules written for a
+Gunicorn deployment keep matching (the statsd metric names follow the same
+rule).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
 from typing import Any
 
-from fastwsgi.config import LogSettings
+from fastwsgi.config import SYSLOG_FACILITIES, LogSettings, parse_syslog_address
 
 ERROR_FMT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 DATE_FMT = "[%Y-%m-%d %H:%M:%S %z]"
@@ -332,6 +340,7 @@ class Logger:
         self._access_fd: int | None = None
         self._access_own_fd = False
         self._access_via_logging = False
+        self._access_syslog = False
         self._time_cache: tuple[int, str] = (-1, "")
         self._iso_cache: tuple[int, str] = (-1, "")
         self._format: AccessFormatter | None = None
@@ -363,6 +372,15 @@ class Logger:
             handler._fastwsgi = True  # type: ignore[attr-defined]
             self.error_log.addHandler(handler)
         self.error_log.setLevel(level)
+        self._access_syslog = False
+        if cfg.syslog:
+            self._add_syslog(self.error_log, cfg, "error")
+            if not cfg.disable_redirect_access_to_syslog:
+                self._add_syslog(self.access_log, cfg, "access")
+                if not (cfg.logconfig or cfg.logconfig_dict):
+                    self.access_log.propagate = False
+                    self.access_log.setLevel(logging.INFO)
+                self._access_syslog = True
         self._setup_access(cfg)
         if self.statsd is not None:
             self.statsd.close()
@@ -372,6 +390,20 @@ class Logger:
             self.statsd = Statsd(cfg.statsd_host, cfg.statsd_prefix, self, cfg.dogstatsd_tags)
         else:
             self.statsd = None
+
+    def _add_syslog(self, log: logging.Logger, cfg: LogSettings, name: str) -> None:
+        # Imported here: logging.handlers costs every worker memory (see
+        # _apply_log_config), and few deployments log to syslog.
+        import logging.handlers
+
+        socktype, address = parse_syslog_address(cfg.syslog_addr)
+        prefix = cfg.syslog_prefix or (cfg.proc_name or "fastwsgi").replace(":", ".")
+        handler = logging.handlers.SysLogHandler(
+            address=address, facility=SYSLOG_FACILITIES[cfg.syslog_facility], socktype=socktype
+        )
+        handler.setFormatter(logging.Formatter(f"gunicorn.{prefix}.{name}: [%(process)d] %(message)s"))
+        handler._fastwsgi = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
 
     def _chown(self, path: str) -> None:
         """Let workers running as -u/-g reopen the file (Gunicorn does the same)."""
@@ -388,8 +420,7 @@ class Logger:
             for h in list(log.handlers):
                 if getattr(h, "_fastwsgi", False):
                     log.removeHandler(h)
-                    if isinstance(h, logging.FileHandler):
-                        h.close()
+                    h.close()  # a file, a syslog socket; a stderr StreamHandler keeps stderr open
         if self._access_fd is not None and self._access_own_fd:
             os.close(self._access_fd)
         self._access_fd = None
@@ -453,7 +484,9 @@ class Logger:
             and bool(cfg.logconfig or cfg.logconfig_dict)
             and bool(self.access_log.handlers)
         )
-        self.access_enabled = cfg.accesslog is not None or self._access_via_logging
+        self.access_enabled = (
+            cfg.accesslog is not None or self._access_via_logging or self._access_syslog
+        )
         if cfg.accesslog is not None:
             if cfg.accesslog == "-":
                 self._access_fd, self._access_own_fd = 1, False
@@ -581,9 +614,10 @@ class Logger:
         )
 
     def _write_access(self, line: str) -> None:
-        if self._access_via_logging:
-            self.access_log.info(line)
-            return
+        if self._access_via_logging or self._access_syslog:
+            self.access_log.info(line)  # a log config's handlers, and/or syslog
+            if self._access_via_logging:
+                return
         fd = self._access_fd
         if fd is None:
             return

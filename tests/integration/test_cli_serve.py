@@ -657,6 +657,26 @@ def test_statsd_metrics_for_a_real_request(appdir: Path, start: Callable[..., Se
     assert "web.gunicorn.workers:1|g" in got
 
 
+def test_syslog_gets_the_masters_and_the_workers_lines(appdir: Path, start: Callable[..., Server]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(WAIT_TIMEOUT)
+        server = start("--log-syslog", "--log-syslog-to", f"udp://127.0.0.1:{udp.getsockname()[1]}",
+                       "--log-syslog-prefix", "web", "serveapp")
+        server.wait_ready("/ready")
+        got: list[str] = []
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while not any("gunicorn.web.access:" in m and "GET /ready" in m for m in got):
+            assert time.monotonic() < deadline, got
+            got.append(udp.recv(2048).decode())
+    master = server.proc.pid
+    assert any(re.fullmatch(rf"<14>gunicorn\.web\.error: \[{master}\] Listening at: .*\x00", m)
+               for m in got), got
+    access = next(m for m in got if "GET /ready" in m)
+    worker = int(re.match(r"<14>gunicorn\.web\.access: \[(\d+)\] ", access).group(1))  # type: ignore[union-attr]
+    assert worker != master
+
+
 # --- where the app and its output live ------------------------------------------------------
 
 

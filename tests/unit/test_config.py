@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +75,11 @@ FLAG_CASES: dict[str, tuple[str | None, object]] = {
     "logconfig_json": ("/tmp/log.json", "/tmp/log.json"),
     "statsd_host": ("127.0.0.1:9125", "127.0.0.1:9125"),
     "statsd_prefix": ("app", "app"),
+    "syslog": (None, True),
+    "syslog_addr": ("unix:///dev/log#dgram", "unix:///dev/log#dgram"),
+    "syslog_prefix": ("web", "web"),
+    "syslog_facility": ("LOCAL3", "local3"),
+    "disable_redirect_access_to_syslog": (None, True),
     "dogstatsd_tags": ("env:prod,app:shop", "env:prod,app:shop"),
     "reload": (None, True),
     "reload_extra_files": ("templates/*.html", ("templates/*.html",)),
@@ -337,14 +344,13 @@ def test_hooks_from_config_file(empty_cwd: Path) -> None:
 
 
 def test_unsupported_flags_are_accepted_and_reported_once(empty_cwd: Path) -> None:
-    (empty_cwd / "fastwsgi.conf.py").write_text("ciphers = 'HIGH'\nsyslog = True\n")
+    (empty_cwd / "fastwsgi.conf.py").write_text("ciphers = 'HIGH'\nlogger_class = 'x.Log'\n")
     s = load(["--ciphers", "HIGH", "--spew", "--paste-global", "a", "--paste-global", "b",
-              "--log-syslog-prefix", "x", "app"], {"FASTWSGI_CMD_ARGS": "--ssl-version 2"})
+              "--paste", "x.ini", "app"], {"FASTWSGI_CMD_ARGS": "--ssl-version 2"})
     warnings = s.warnings()
     names = [w.split()[2] for w in warnings]
     assert sorted(names) == sorted(
-        ["ciphers", "syslog", "ssl_version", "spew", "raw_paste_global_conf",
-         "syslog_prefix"]
+        ["ciphers", "logger_class", "ssl_version", "spew", "raw_paste_global_conf", "paste"]
     )
     assert all("not supported by fastwsgi" in w for w in warnings)
     assert s.app_uri == "app"
@@ -353,9 +359,9 @@ def test_unsupported_flags_are_accepted_and_reported_once(empty_cwd: Path) -> No
 def test_unsupported_settings_left_off_in_a_config_file_are_not_reported(empty_cwd: Path) -> None:
     (empty_cwd / "fastwsgi.conf.py").write_text(
         "spew = False\ntmp_upload_dir = None\nkeyfile = ''\nreload_extra_files = []\n"
-        "logger_class = 'gunicorn.glogging.Logger'\nsyslog = True\n"
+        "logger_class = 'gunicorn.glogging.Logger'\nspew = True\n"
     )
-    assert [w.split()[2] for w in load(["app"], {}).warnings()] == ["syslog"]
+    assert [w.split()[2] for w in load(["app"], {}).warnings()] == ["spew"]
 
 
 @pytest.mark.parametrize("u", [u for u in UNSUPPORTED
@@ -384,6 +390,31 @@ def test_reload_extra_files_from_flags_and_config_file(empty_cwd: Path) -> None:
     s = load(["app"], {})
     assert s.groups().arbiter.reload_extra_files == ("x.yaml", "y.yaml")
     assert s.groups().arbiter.reload and s.warnings() == []
+
+
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [
+        ("unix:///dev/log", (None, "/dev/log")),
+        ("unix:///run/log#stream", (socket.SOCK_STREAM, "/run/log")),
+        ("udp://LogHost", (socket.SOCK_DGRAM, ("loghost", 514))),
+        ("udp://:5514", (socket.SOCK_DGRAM, ("localhost", 5514))),
+        ("tcp://10.0.0.1:601", (socket.SOCK_STREAM, ("10.0.0.1", 601))),
+        ("udp://[::1]:5514", (socket.SOCK_DGRAM, ("::1", 5514))),
+        ("udp://[::1]", (socket.SOCK_DGRAM, ("::1", 514))),
+    ],
+)
+def test_syslog_address_forms(addr: str, expected: tuple[Any, Any]) -> None:
+    assert config.parse_syslog_address(addr) == expected
+
+
+@pytest.mark.parametrize(
+    "addr", ["syslog.local:514", "udp://host:http", "udp://host:70000", "unix://", "unix:///x#raw"]
+)
+def test_bad_syslog_address_is_one_line(addr: str, empty_cwd: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid value for --log-syslog-to") as info:
+        load(["--log-syslog-to", addr, "app"], {})
+    assert "\n" not in str(info.value)
 
 
 def test_unknown_reload_engine_is_one_line(empty_cwd: Path) -> None:

@@ -457,3 +457,50 @@ def test_escape_json() -> None:
     assert escape_json("plain") == "plain"
     assert escape_json('a"\\\n\xe9') == 'a\\"\\\\\\u000a\\u00e9'
     assert json.loads(f'"{escape_json(chr(0x1F600))}"') == chr(0x1F600)
+
+
+# --- syslog ------------------------------------------------------------------------------
+
+
+def test_syslog_gets_error_and_access_lines_tagged_like_gunicorn(
+    tmp_path: Path, statsd_udp: socket.socket
+) -> None:
+    # (statsd_udp is just a UDP socket on loopback: here it is the syslog server.)
+    port = statsd_udp.getsockname()[1]
+    log = make(tmp_path, syslog=True, syslog_addr=f"udp://127.0.0.1:{port}",
+               syslog_prefix="web", syslog_facility="local3", proc_name="shop:app")
+    assert log.access_enabled  # no --access-logfile: syslog alone turns it on
+    log.error("disk %s", "full")
+    log.access(environ(), "200 OK", [], 5, 0.001)
+    got = [statsd_udp.recv(2048).decode() for _ in range(2)]
+    log.close()
+    pid = os.getpid()
+    # <PRI> = facility * 8 + severity: local3 (19), error (3) and info (6).
+    assert got[0] == f"<155>gunicorn.web.error: [{pid}] disk full\x00"
+    assert got[1].startswith(f"<158>gunicorn.web.access: [{pid}] 127.0.0.1 - - [")
+    assert '"GET /p/a%20th?x=1&y=2 HTTP/1.1" 200 5' in got[1]
+    assert (tmp_path / "error.log").read_text().endswith("[ERROR] disk full\n")  # still there too
+
+
+def test_syslog_over_a_unix_datagram_socket_without_access_lines(tmp_path: Path) -> None:
+    path = str(tmp_path / "log.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        server.settimeout(10)
+        log = make(tmp_path, syslog=True, syslog_addr=f"unix://{path}#dgram",
+                   disable_redirect_access_to_syslog=True, proc_name="shop:app")
+        assert not log.access_enabled
+        log.access(environ(), "200 OK", [], 5, 0.001)
+        log.warning("slow")
+        got = server.recv(2048).decode()
+        log.close()
+    # Default prefix: the process name with ':' made '.'; facility user (1), warning (4).
+    assert got == f"<12>gunicorn.shop.app.error: [{os.getpid()}] slow\x00"
+
+
+def test_syslog_over_tcp_that_nobody_answers_fails_the_setup(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connect is refused
+        with pytest.raises(OSError):
+            make(tmp_path, syslog=True, syslog_addr=f"tcp://127.0.0.1:{port}")
