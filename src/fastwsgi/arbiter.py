@@ -239,6 +239,7 @@ class Arbiter:
         self.pidfile: Pidfile | None = None
         self.worker_age = 0
         self._last_worker_count = -1  # the statsd gauge is sent on change
+        self._next_backlog = 0.0  # --enable-backlog-metric
         self.preloaded_app: WSGIApp | None = None
         # pid -> deadline for workers we TERMed on purpose (HUP, TTOU, WINCH).
         self.retiring: dict[int, float] = {}
@@ -331,6 +332,7 @@ class Arbiter:
                     self.reap_workers()
                     self.murder_workers()
                     self.manage_workers()
+                    self.send_backlog_metric()
                     continue
                 name = SIG_NAMES.get(sig)
                 handler = getattr(self, f"handle_{name}", None) if name else None
@@ -816,6 +818,25 @@ class Arbiter:
                 "%d workers",
                 count,
                 extra={"metric": "gunicorn.workers", "value": count, "mtype": "gauge"},
+            )
+
+    def send_backlog_metric(self) -> None:
+        """--enable-backlog-metric: Gunicorn's ``gunicorn.backlog`` statsd
+        histogram, the connections waiting in the TCP listeners' accept
+        queues, at most once per LOOP_TICK."""
+        if not self.cfg.enable_backlog_metric:
+            return
+        now = self.procops.monotonic()
+        if now < self._next_backlog:
+            return
+        self._next_backlog = now + LOOP_TICK
+        queued = [b for b in (lnr.backlog() for lnr in self.LISTENERS) if b is not None]
+        if queued:
+            total = sum(queued)
+            self.log.debug(
+                "socket backlog: %d",
+                total,
+                extra={"metric": "gunicorn.backlog", "value": total, "mtype": "histogram"},
             )
 
     def note_leaving_workers(self) -> None:

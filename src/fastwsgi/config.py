@@ -138,6 +138,7 @@ class ArbiterSettings:
     reload: bool = False
     reload_extra_files: tuple[str, ...] = ()
     max_worker_memory: int = 0
+    enable_backlog_metric: bool = False
 
 
 @dataclass(frozen=True)
@@ -1271,6 +1272,16 @@ SETTINGS: tuple[Setting, ...] = (
         action="store_true",
     ),
     S(
+        "enable_backlog_metric",
+        "Logging",
+        v_bool,
+        False,
+        "Once a second the master sends the listeners' accept-queue length (connections "
+        "no worker has taken yet) as the statsd histogram gunicorn.backlog (Linux, TCP).",
+        cli=("--enable-backlog-metric",),
+        action="store_true",
+    ),
+    S(
         "statsd_host",
         "Logging",
         v_statsd_host,
@@ -1468,7 +1479,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
     U("initgroups", ("--initgroups",), takes_value=False),
     U("tmp_upload_dir"),
     U("logger_class", ("--logger-class",)),
-    U("enable_backlog_metric", ("--enable-backlog-metric",), takes_value=False),
     U("default_proc_name"),
     U("paste", ("--paste", "--paster")),
     U("ssl_context"),
@@ -1861,6 +1871,7 @@ class Settings:
             worker_tmp_dir=v["worker_tmp_dir"],
             reload=v["reload"],
             reload_extra_files=v["reload_extra_files"],
+            enable_backlog_metric=v["enable_backlog_metric"],
             max_worker_memory=v["max_worker_memory"],
         )
         log = LogSettings(

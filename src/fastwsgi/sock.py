@@ -29,6 +29,7 @@ import errno
 import os
 import socket
 import stat
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ FD_ENV = "FASTWSGI_FD"
 DEFAULT_PORT = 8000  # Gunicorn
 BIND_RETRIES = 5  # Gunicorn
 BIND_RETRY_DELAY = 1.0  # Gunicorn
+# struct tcp_info (include/uapi/linux/tcp.h): 8 one-byte fields, then u32s;
+# tcpi_unacked is the fifth u32. 104 bytes cover it on every kernel since 2.6.
+TCP_INFO_LEN = 104
+TCP_INFO_UNACKED = 8 + 4 * 4
 
 Address = tuple[str, int] | str | int  # (host, port), unix path, or fd
 
@@ -106,6 +111,21 @@ class Listener:
         if self.sock.family == socket.AF_INET6:
             return f"http://[{name[0]}]:{name[1]}"
         return f"http://{name[0]}:{name[1]}"
+
+    def backlog(self) -> int | None:
+        """Connections in the accept queue, not yet taken by a worker (Linux
+        TCP listeners: ``tcpi_unacked`` of TCP_INFO is the queue length on a
+        listening socket); None for a unix socket or when the kernel does
+        not say."""
+        if self.sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        try:
+            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_LEN)
+        except OSError:
+            return None
+        if len(info) < TCP_INFO_UNACKED + 4:
+            return None
+        return int.from_bytes(info[TCP_INFO_UNACKED : TCP_INFO_UNACKED + 4], sys.byteorder)
 
     def close(self, unlink: bool = False) -> None:
         if unlink and self.owns_path and isinstance(self.address, str):

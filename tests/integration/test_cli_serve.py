@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from server import children
 
 import fastwsgi
 
@@ -655,6 +656,38 @@ def test_statsd_metrics_for_a_real_request(appdir: Path, start: Callable[..., Se
     assert "web.gunicorn.requests:1|c" in got
     # The master's worker-count gauge, as Gunicorn's arbiter sends it.
     assert "web.gunicorn.workers:1|g" in got
+
+
+def test_backlog_metric_reports_connections_waiting_for_a_worker(
+    appdir: Path, start: Callable[..., Server]
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(WAIT_TIMEOUT)
+        server = start("--statsd-host", f"127.0.0.1:{udp.getsockname()[1]}",
+                       "--enable-backlog-metric", "serveapp")
+        server.wait_ready("/ready")
+
+        def wait_metric(value: str) -> None:
+            deadline = time.monotonic() + WAIT_TIMEOUT
+            seen: list[str] = []
+            while f"gunicorn.backlog:{value}|ms" not in seen:
+                assert time.monotonic() < deadline, seen
+                seen.append(udp.recv(512).decode())
+
+        wait_metric("0.000")
+        [worker] = children(server.proc.pid)
+        clients: list[socket.socket] = []
+        os.kill(worker, signal.SIGSTOP)  # nobody accepts: connections queue up
+        try:
+            for _ in range(3):
+                clients.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            wait_metric("3.000")
+        finally:
+            os.kill(worker, signal.SIGCONT)
+            for c in clients:
+                c.close()
+        wait_metric("0.000")
 
 
 def test_syslog_gets_the_masters_and_the_workers_lines(appdir: Path, start: Callable[..., Server]) -> None:

@@ -75,6 +75,7 @@ FLAG_CASES: dict[str, tuple[str | None, object]] = {
     "logconfig_json": ("/tmp/log.json", "/tmp/log.json"),
     "statsd_host": ("127.0.0.1:9125", "127.0.0.1:9125"),
     "statsd_prefix": ("app", "app"),
+    "enable_backlog_metric": (None, True),
     "syslog": (None, True),
     "syslog_addr": ("unix:///dev/log#dgram", "unix:///dev/log#dgram"),
     "syslog_prefix": ("web", "web"),

@@ -104,6 +104,28 @@ def test_reuse_port_and_backlog() -> None:
         lnr.close()
 
 
+def test_backlog_counts_connections_not_yet_accepted(tmp_path: Path) -> None:
+    lnr = bind_one("127.0.0.1:0", retries=1)
+    clients: list[socket.socket] = []
+    try:
+        assert lnr.backlog() == 0
+        for _ in range(3):  # the kernel completes each handshake and queues it
+            clients.append(socket.create_connection(lnr.sock.getsockname(), timeout=10))
+        assert lnr.backlog() == 3
+        conn, _ = lnr.sock.accept()
+        conn.close()
+        assert lnr.backlog() == 2
+    finally:
+        for c in clients:
+            c.close()
+        lnr.close()
+    unix = bind_one(f"unix:{tmp_path / 's.sock'}", retries=1)
+    try:
+        assert unix.backlog() is None  # no TCP_INFO: not reported
+    finally:
+        unix.close()
+
+
 def test_address_in_use_is_a_bind_error() -> None:
     lnr = bind_one("127.0.0.1:0", retries=1)
     try:
