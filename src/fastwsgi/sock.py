@@ -113,19 +113,7 @@ class Listener:
         return f"http://{name[0]}:{name[1]}"
 
     def backlog(self) -> int | None:
-        """Connections in the accept queue, not yet taken by a worker (Linux
-        TCP listeners: ``tcpi_unacked`` of TCP_INFO is the queue length on a
-        listening socket); None for a unix socket or when the kernel does
-        not say."""
-        if self.sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return None
-        try:
-            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_LEN)
-        except OSError:
-            return None
-        if len(info) < TCP_INFO_UNACKED + 4:
-            return None
-        return int.from_bytes(info[TCP_INFO_UNACKED : TCP_INFO_UNACKED + 4], sys.byteorder)
+        return accept_queue_length(self.sock)
 
     def close(self, unlink: bool = False) -> None:
         if unlink and self.owns_path and isinstance(self.address, str):
@@ -134,6 +122,22 @@ class Listener:
             except OSError:
                 pass
         self.sock.close()
+
+
+def accept_queue_length(sock: socket.socket) -> int | None:
+    """Connections in a listening socket's accept queue, not yet taken by a
+    worker (Linux TCP: ``tcpi_unacked`` of TCP_INFO is the queue length on a
+    listening socket); None for a unix socket or when the kernel does not
+    say."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_LEN)
+    except OSError:
+        return None
+    if len(info) < TCP_INFO_UNACKED + 4:
+        return None
+    return int.from_bytes(info[TCP_INFO_UNACKED : TCP_INFO_UNACKED + 4], sys.byteorder)
 
 
 def _tcp_socket(host: str, port: int, backlog: int, reuse_port: bool) -> socket.socket:

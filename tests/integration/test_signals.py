@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -105,6 +106,52 @@ def test_term_lets_an_in_flight_request_finish(server: Start) -> None:
     status, body = result["resp"]  # type: ignore[misc]
     assert status == 200 and body.startswith(b"slow done")
     assert "Shutting down: Master" in srv.log()
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [["-k", "sync"], ["-k", "gthread", "--threads", "1", "--worker-connections", "1"]],
+    ids=["sync", "gthread-at-its-connection-cap"],
+)
+def test_term_serves_the_requests_waiting_in_the_accept_queue(
+    server: Start, worker: list[str]
+) -> None:
+    """Gunicorn #2529: requests sent while the only worker was busy wait in
+    the listener's accept queue; on TERM they are served before the worker
+    exits, not reset with the listener."""
+    srv = server(*worker, "-w", "1", "--graceful-timeout", "20", "testapp:app")
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        try:
+            result["slow"] = srv.get("/slow?s=1.5", timeout=20)
+        except Exception as exc:  # reported by the assertion below
+            result["slow"] = exc
+
+    t = threading.Thread(target=slow)
+    t.start()
+    queued: list[socket.socket] = []
+    try:
+        srv.wait_for_log(r"slow request started")
+        for i in range(3):  # the worker is busy (or at its cap): nobody accepts these
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+            queued.append(s)
+            s.sendall(f"GET /pid?n={i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        srv.signal(signal.SIGTERM)
+        answers = []
+        for s in queued:
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            answers.append(data.split(b"\r\n", 1)[0])
+        assert answers == [b"HTTP/1.1 200 OK"] * 3
+        assert srv.wait_exit(20) == 0
+    finally:
+        for s in queued:
+            s.close()
+        t.join(30)
+    status, body = result["slow"]  # type: ignore[misc]
+    assert status == 200 and body.startswith(b"slow done")
 
 
 def test_term_kills_requests_that_outlive_graceful_timeout(server: Start) -> None:

@@ -79,6 +79,7 @@ import time
 from collections import deque
 
 from fastwsgi._conn import Connection, WorkerContext, accept, epoll_arm, pipe_drain, pipe_wake
+from fastwsgi.sock import accept_queue_length
 from fastwsgi.workers.base import Worker, register_listener
 
 # Requests served back to back on one connection while nobody is queued,
@@ -318,13 +319,16 @@ class ThreadWorker(Worker):
         # thread that appends later sees False and writes again.
         self._wake_pending = False
 
-    def _accept(self, lfd: int) -> None:
+    def _accept(self, lfd: int, limit: int = ACCEPT_BATCH) -> int:
+        """Accept and dispatch up to ``limit`` queued connections; returns how
+        many (fewer: the queue ran dry, the cap or an fd shortage)."""
         server = self.lsocks[lfd][1]
         cap = self.settings.worker_connections
-        for _ in range(ACCEPT_BATCH):
+        taken = 0
+        for _ in range(limit):
             if self.nconns >= cap:
                 self._listen(False)
-                return
+                return taken
             try:
                 conn = accept(self.ctx, lfd, server)
             except OSError as exc:
@@ -336,15 +340,17 @@ class ThreadWorker(Worker):
                     )
                     self._listen(False)
                     self.resume_at = time.monotonic() + ACCEPT_BACKOFF
-                    return
+                    return taken
                 raise
             if conn is None:
-                return
+                return taken
+            taken += 1
             with self._nlock:
                 self.nconns += 1
             # The request usually arrives with (or right after) the handshake:
             # look before paying for an epoll registration.
             self._dispatch(conn, self.settings.header_timeout)
+        return taken
 
     def _on_event(self, fd: int) -> None:
         kind = self.fdmap.get(fd)
@@ -519,8 +525,9 @@ class ThreadWorker(Worker):
                 self.retire("a request stuck in a thread")
 
     def _shutdown(self) -> None:
-        """Graceful exit: stop accepting, serve everything that is owed an
-        answer, give idle keep-alive connections a short linger.
+        """Graceful exit: take what waits in the accept queue, stop
+        accepting, serve everything that is owed an answer, give idle
+        keep-alive connections a short linger.
 
         A connection accepted but not yet through its first request is a
         request in flight from the client's side (it connected to be served;
@@ -535,8 +542,16 @@ class ThreadWorker(Worker):
         sees ``alive`` False), so such a connection closes after one more
         answer; one idle longer than that is closed at once (the race that
         remains is inherent to keep-alive)."""
-        if not self.paused:
-            self._listen(False)
+        # What already waits in the accept queue is owed an answer too (its
+        # client sent a request before the stop; see sync.py): up to the
+        # queue's length now, as worker_connections allows, the rest as
+        # connections close.
+        queued = {
+            lfd: n for lfd, (lsock, _server) in self.lsocks.items()
+            if (n := accept_queue_length(lsock) or 0) > 0
+        }
+        self._listen(False)
+        self._take_queued(queued)
         idle = 0
         for fd, conn in list(self.waiting.items()):
             if conn.requests > 0 and conn.buffered == 0:
@@ -547,14 +562,16 @@ class ThreadWorker(Worker):
             "Stopping: %d connection(s) open, %d idle keep-alive", self.nconns, idle
         )
         deadline = time.monotonic() + self.settings.graceful_timeout
-        while self.nconns > 0:
+        while self.nconns > 0 or queued:
             now = time.monotonic()
             if now >= deadline:
                 break
             self._sweep(now)  # idle keep-alive ones past their grace, first of all
+            if queued:
+                self._take_queued(queued)  # room made by connections closed since
             self.notify()
             live = [c for c in self.busy if c not in self.stuck_logged]
-            if not live and not self.returned and not self.waiting:
+            if not live and not self.returned and not self.waiting and not queued:
                 break
             # Wake for the next connection due to close, not a round later.
             nearest = min(self.deadline.values(), default=deadline)
@@ -567,6 +584,19 @@ class ThreadWorker(Worker):
             self._take_returned()
             if self.early:
                 self._unregister_busy()
+
+    def _take_queued(self, queued: dict[int, int]) -> None:
+        """Leaving: accept what is left of each listener's queue snapshot
+        (fd -> count), within worker_connections; a listener whose queue ran
+        dry (other workers took them, clients gave up) is done."""
+        for lfd in list(queued):
+            want = min(queued[lfd], self.settings.worker_connections - self.nconns)
+            if want <= 0:
+                return
+            got = self._accept(lfd, want)
+            queued[lfd] -= got
+            if got < want or queued[lfd] <= 0:
+                del queued[lfd]
 
     # --- pool threads ------------------------------------------------------------------
 

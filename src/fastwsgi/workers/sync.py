@@ -21,6 +21,14 @@ than ``timeout`` gets the worker killed by the arbiter.
 
 Keep-alive is off by design: a sync worker that waited on an idle client
 would serve nobody else meanwhile.
+
+Leaving gracefully (TERM, a reload, max_requests), the worker first serves
+the connections that were already waiting in the accept queue: their
+clients sent a request before the stop, and when the whole server stops,
+nobody else would take them (closing the listener resets them: Gunicorn
+#2529). At most the queue's length at that moment (``TCP_INFO``; 64 for a
+unix socket), so connections that keep arriving cannot hold the worker;
+``graceful_timeout`` still bounds the whole exit.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import socket
 import time
 
 from fastwsgi._conn import Connection, WorkerContext, accept
+from fastwsgi.sock import accept_queue_length
 from fastwsgi.workers.base import Worker, register_listener
 
 # Seconds to wait after accept() ran out of fds or memory (ours).
@@ -83,8 +92,24 @@ class SyncWorker(Worker):
                         self.drain_wakeup()
                         continue
                     self._accept_and_serve(ctx, app, fd, servers[fd])
+            self._serve_queued(ctx, app, servers)
         finally:
             ep.close()
+
+    def _serve_queued(self, ctx: WorkerContext, app: object, servers: dict[int, object]) -> None:
+        """Leaving: serve what was waiting in the accept queue (see above)."""
+        for lsock in self.listeners:
+            queued = accept_queue_length(lsock)
+            lfd = lsock.fileno()
+            for _ in range(ACCEPT_BATCH if queued is None else queued):
+                try:
+                    conn = accept(ctx, lfd, servers[lfd])
+                except OSError:
+                    break  # out of fds: nothing more to do on the way out
+                if conn is None:
+                    break  # taken by another worker, or the queue is empty
+                self.serve(app, conn)
+                self.notify()
 
     def _accept_and_serve(self, ctx: WorkerContext, app: object, lfd: int, server: object) -> None:
         # No "if not self.alive: return" before the first accept: with
