@@ -154,6 +154,37 @@ def test_term_serves_the_requests_waiting_in_the_accept_queue(
     assert status == 200 and body.startswith(b"slow done")
 
 
+@pytest.mark.parametrize(
+    "worker",
+    [["-k", "sync"], ["-k", "gthread", "--threads", "1", "--worker-connections", "1"]],
+    ids=["sync", "gthread-at-its-connection-cap"],
+)
+def test_a_silent_connection_in_the_accept_queue_does_not_hold_the_stop(
+    server: Start, worker: list[str]
+) -> None:
+    # A preconnect or a TCP health check queued behind a busy worker: closed
+    # a moment after the worker gets to it, not waited on for the 30 s
+    # header timeout (which would outlast this graceful_timeout).
+    srv = server(*worker, "-w", "1", "--graceful-timeout", "60", "testapp:app")
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        result["slow"] = srv.get("/slow?s=1", timeout=20)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    try:
+        srv.wait_for_log(r"slow request started")
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as silent:
+            srv.signal(signal.SIGTERM)
+            assert silent.recv(1) == b""  # closed, without an answer
+            assert srv.wait_exit(20) == 0
+    finally:
+        t.join(30)
+    status, _ = result["slow"]  # type: ignore[misc]
+    assert status == 200
+
+
 def test_term_kills_requests_that_outlive_graceful_timeout(server: Start) -> None:
     srv = server(*WORKER, "-w", "1", "--graceful-timeout", "1", "testapp:app")
     (worker,) = srv.wait_workers(1)

@@ -319,9 +319,10 @@ class ThreadWorker(Worker):
         # thread that appends later sees False and writes again.
         self._wake_pending = False
 
-    def _accept(self, lfd: int, limit: int = ACCEPT_BATCH) -> int:
-        """Accept and dispatch up to ``limit`` queued connections; returns how
-        many (fewer: the queue ran dry, the cap or an fd shortage)."""
+    def _accept(self, lfd: int, limit: int = ACCEPT_BATCH, wait: float | None = None) -> int:
+        """Accept and dispatch up to ``limit`` queued connections, each given
+        ``wait`` (default header_timeout) for its request; returns how many
+        (fewer: the queue ran dry, the cap or an fd shortage)."""
         server = self.lsocks[lfd][1]
         cap = self.settings.worker_connections
         taken = 0
@@ -349,7 +350,7 @@ class ThreadWorker(Worker):
                 self.nconns += 1
             # The request usually arrives with (or right after) the handshake:
             # look before paying for an epoll registration.
-            self._dispatch(conn, self.settings.header_timeout)
+            self._dispatch(conn, self.settings.header_timeout if wait is None else wait)
         return taken
 
     def _on_event(self, fd: int) -> None:
@@ -593,7 +594,9 @@ class ThreadWorker(Worker):
             want = min(queued[lfd], self.settings.worker_connections - self.nconns)
             if want <= 0:
                 return
-            got = self._accept(lfd, want)
+            # STOP_GRACE for the request: a silent connection (a preconnect,
+            # a TCP health check) must not hold the leaving worker.
+            got = self._accept(lfd, want, STOP_GRACE)
             queued[lfd] -= got
             if got < want or queued[lfd] <= 0:
                 del queued[lfd]

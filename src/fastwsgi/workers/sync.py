@@ -27,8 +27,10 @@ the connections that were already waiting in the accept queue: their
 clients sent a request before the stop, and when the whole server stops,
 nobody else would take them (closing the listener resets them: Gunicorn
 #2529). At most the queue's length at that moment (``TCP_INFO``; 64 for a
-unix socket), so connections that keep arriving cannot hold the worker;
-``graceful_timeout`` still bounds the whole exit.
+unix socket), so connections that keep arriving cannot hold the worker, and
+only those whose request is there within ``QUEUED_HEAD_WAIT``: a silent one
+(a browser's preconnect, a TCP health check) is closed rather than waited
+for; ``graceful_timeout`` still bounds the whole exit.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ from fastwsgi.workers.base import Worker, register_listener
 ACCEPT_BACKOFF = 0.5
 # Connections accepted back to back before looking at signals again (ours).
 ACCEPT_BATCH = 64
+# Leaving: how long a connection taken from the accept queue may take to
+# show its request (ours, gthread's STOP_GRACE: a proxy sends it with the
+# connection; nothing within a second means nobody is about to).
+QUEUED_HEAD_WAIT = 1.0
 
 
 class SyncWorker(Worker):
@@ -108,8 +114,21 @@ class SyncWorker(Worker):
                     break  # out of fds: nothing more to do on the way out
                 if conn is None:
                     break  # taken by another worker, or the queue is empty
-                self.serve(app, conn)
+                if self._head_soon(conn):
+                    self.serve(app, conn)
+                else:
+                    conn.close()
                 self.notify()
+
+    @staticmethod
+    def _head_soon(conn: Connection) -> bool:
+        """A complete head (or a protocol error to answer) within
+        QUEUED_HEAD_WAIT; False for a connection closed or silent."""
+        deadline = time.monotonic() + QUEUED_HEAD_WAIT
+        while True:
+            r: int = conn.wait_head(max(deadline - time.monotonic(), 0.0))
+            if r != 0 or time.monotonic() >= deadline:
+                return r == 1
 
     def _accept_and_serve(self, ctx: WorkerContext, app: object, lfd: int, server: object) -> None:
         # No "if not self.alive: return" before the first accept: with
