@@ -8,11 +8,12 @@ the suite fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -84,24 +85,32 @@ def test_ttou_never_goes_below_one_worker(server: Start) -> None:
     assert srv.workers() == [only]
 
 
-def test_term_lets_an_in_flight_request_finish(server: Start) -> None:
-    srv = server(*WORKER, "-w", "1", "--graceful-timeout", "10", "testapp:app")
+@contextlib.contextmanager
+def slow_request_in_flight(srv: Server, seconds: float) -> Iterator[dict[str, object]]:
+    """A ``/slow`` request that the worker is serving for the whole block;
+    after the block its outcome is under "resp" (status, body) or "error"."""
     result: dict[str, object] = {}
 
     def client() -> None:
         try:
-            result["resp"] = srv.get("/slow?s=1.5", timeout=20)
-        except Exception as exc:  # reported by the assertion below
+            result["resp"] = srv.get(f"/slow?s={seconds}", timeout=20)
+        except Exception as exc:  # reported by the caller's assertions
             result["error"] = exc
 
     t = threading.Thread(target=client)
     t.start()
     try:
         srv.wait_for_log(r"slow request started")
-        srv.signal(signal.SIGTERM)
-        assert srv.wait_exit(20) == 0
+        yield result
     finally:
         t.join(30)
+
+
+def test_term_lets_an_in_flight_request_finish(server: Start) -> None:
+    srv = server(*WORKER, "-w", "1", "--graceful-timeout", "10", "testapp:app")
+    with slow_request_in_flight(srv, 1.5) as result:
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
     assert "error" not in result, result
     status, body = result["resp"]  # type: ignore[misc]
     assert status == 200 and body.startswith(b"slow done")
@@ -120,37 +129,23 @@ def test_term_serves_the_requests_waiting_in_the_accept_queue(
     the listener's accept queue; on TERM they are served before the worker
     exits, not reset with the listener."""
     srv = server(*worker, "-w", "1", "--graceful-timeout", "20", "testapp:app")
-    result: dict[str, object] = {}
-
-    def slow() -> None:
-        try:
-            result["slow"] = srv.get("/slow?s=1.5", timeout=20)
-        except Exception as exc:  # reported by the assertion below
-            result["slow"] = exc
-
-    t = threading.Thread(target=slow)
-    t.start()
-    queued: list[socket.socket] = []
-    try:
-        srv.wait_for_log(r"slow request started")
+    with slow_request_in_flight(srv, 1.5) as result, contextlib.ExitStack() as queued:
+        socks = []
         for i in range(3):  # the worker is busy (or at its cap): nobody accepts these
-            s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
-            queued.append(s)
+            s = queued.enter_context(socket.create_connection(("127.0.0.1", srv.port), timeout=20))
             s.sendall(f"GET /pid?n={i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            socks.append(s)
         srv.signal(signal.SIGTERM)
         answers = []
-        for s in queued:
+        for s in socks:
             data = b""
             while chunk := s.recv(65536):
                 data += chunk
             answers.append(data.split(b"\r\n", 1)[0])
         assert answers == [b"HTTP/1.1 200 OK"] * 3
         assert srv.wait_exit(20) == 0
-    finally:
-        for s in queued:
-            s.close()
-        t.join(30)
-    status, body = result["slow"]  # type: ignore[misc]
+    assert "error" not in result, result
+    status, body = result["resp"]  # type: ignore[misc]
     assert status == 200 and body.startswith(b"slow done")
 
 
@@ -166,22 +161,15 @@ def test_a_silent_connection_in_the_accept_queue_does_not_hold_the_stop(
     # a moment after the worker gets to it, not waited on for the 30 s
     # header timeout (which would outlast this graceful_timeout).
     srv = server(*worker, "-w", "1", "--graceful-timeout", "60", "testapp:app")
-    result: dict[str, object] = {}
-
-    def slow() -> None:
-        result["slow"] = srv.get("/slow?s=1", timeout=20)
-
-    t = threading.Thread(target=slow)
-    t.start()
-    try:
-        srv.wait_for_log(r"slow request started")
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as silent:
-            srv.signal(signal.SIGTERM)
-            assert silent.recv(1) == b""  # closed, without an answer
-            assert srv.wait_exit(20) == 0
-    finally:
-        t.join(30)
-    status, _ = result["slow"]  # type: ignore[misc]
+    with (
+        slow_request_in_flight(srv, 1) as result,
+        socket.create_connection(("127.0.0.1", srv.port), timeout=20) as silent,
+    ):
+        srv.signal(signal.SIGTERM)
+        assert silent.recv(1) == b""  # closed, without an answer
+        assert srv.wait_exit(20) == 0
+    assert "error" not in result, result
+    status, _ = result["resp"]  # type: ignore[misc]
     assert status == 200
 
 
