@@ -85,6 +85,15 @@ def test_ttou_never_goes_below_one_worker(server: Start) -> None:
     assert srv.workers() == [only]
 
 
+# One worker that a single slow request keeps from accepting anything else:
+# a sync worker, or a gthread worker at its connection cap.
+ONE_BUSY_WORKER = pytest.mark.parametrize(
+    "worker",
+    [["-k", "sync"], ["-k", "gthread", "--threads", "1", "--worker-connections", "1"]],
+    ids=["sync", "gthread-at-its-connection-cap"],
+)
+
+
 @contextlib.contextmanager
 def slow_request_in_flight(srv: Server, seconds: float) -> Iterator[dict[str, object]]:
     """A ``/slow`` request that the worker is serving for the whole block;
@@ -117,11 +126,7 @@ def test_term_lets_an_in_flight_request_finish(server: Start) -> None:
     assert "Shutting down: Master" in srv.log()
 
 
-@pytest.mark.parametrize(
-    "worker",
-    [["-k", "sync"], ["-k", "gthread", "--threads", "1", "--worker-connections", "1"]],
-    ids=["sync", "gthread-at-its-connection-cap"],
-)
+@ONE_BUSY_WORKER
 def test_term_serves_the_requests_waiting_in_the_accept_queue(
     server: Start, worker: list[str]
 ) -> None:
@@ -149,11 +154,7 @@ def test_term_serves_the_requests_waiting_in_the_accept_queue(
     assert status == 200 and body.startswith(b"slow done")
 
 
-@pytest.mark.parametrize(
-    "worker",
-    [["-k", "sync"], ["-k", "gthread", "--threads", "1", "--worker-connections", "1"]],
-    ids=["sync", "gthread-at-its-connection-cap"],
-)
+@ONE_BUSY_WORKER
 def test_a_silent_connection_in_the_accept_queue_does_not_hold_the_stop(
     server: Start, worker: list[str]
 ) -> None:
