@@ -648,11 +648,14 @@ class Arbiter:
     # --- reload and re-exec --------------------------------------------------------
 
     def reload(self) -> None:
-        """HUP. Everything that can fail (config, worker class, preload, new
-        listeners) is prepared first; if any of it fails nothing changes and
-        the running workers keep serving."""
+        """HUP. Everything that can fail (config, worker class, preload, the
+        new logging, new listeners) is prepared first; if any of it fails
+        nothing changes (the logging is set back) and the running workers
+        keep serving."""
         old_pidfile = self.cfg.pidfile
         old_log = self.groups.log
+        setup = getattr(self.log, "setup", None)
+        log_switched = False
         try:
             groups, loader = self.groups, self.app_loader
             if self.reloader is not None:
@@ -662,8 +665,20 @@ class Arbiter:
             app_loader: AppLoaderFn = load if callable(load) else loader
             load_worker_class(groups.worker.worker_class, groups.worker.threads)
             preloaded = app_loader() if groups.arbiter.preload_app else None
+            # New logging (a file that cannot be opened, a TCP syslog that
+            # does not answer) is part of what can fail: tried here, before
+            # anything is committed, and undone below if it or a later step
+            # fails. Gunicorn's master dies of it.
+            if callable(setup) and groups.log != old_log:
+                log_switched = True
+                setup(groups.log)
             listeners, retired = self._rebind(groups.arbiter)
         except Exception:
+            if log_switched:
+                try:
+                    setup(old_log)  # type: ignore[misc]
+                except Exception:
+                    pass  # logging's last resort (stderr) still reports the failure
             self.log.exception("Reload failed; the running workers keep serving")
             return
         self._apply(groups, app_loader)
@@ -674,10 +689,7 @@ class Arbiter:
             close_listeners(retired, unlink=True)
             self.LISTENERS = listeners
             self.log.info("Listening at: %s", ",".join(str(lnr) for lnr in self.LISTENERS))
-        setup = getattr(self.log, "setup", None)
-        if callable(setup) and self.groups.log != old_log:
-            setup(self.groups.log)
-        else:
+        if not log_switched:
             self.log.reopen_files()
         self.call_hook("on_reload", self)
         if self.cfg.pidfile != old_pidfile:

@@ -533,6 +533,33 @@ def test_hup_rereads_the_config_file(appdir: Path, start: Callable[..., Server])
     assert server.proc.poll() is None
 
 
+def test_hup_with_a_log_file_that_cannot_be_opened_keeps_the_server(
+    appdir: Path, start: Callable[..., Server]
+) -> None:
+    """Gunicorn's master dies when the reloaded configuration's log cannot be
+    set up; here the reload fails as a whole, the old logging and workers
+    carry on, and a later good configuration is taken."""
+    conf = appdir / "logconf.py"
+    conf.write_text("errorlog = '-'\n")
+    server = start("-c", str(conf), "serveapp")
+    server.wait_ready("/ready")
+    master = server.proc.pid
+    conf.write_text(f"errorlog = {str(appdir / 'no-such-dir' / 'error.log')!r}\n")
+    os.kill(master, signal.SIGHUP)
+    wait_for("the reload failure on the old error log",
+             lambda: "Reload failed; the running workers keep serving" in server.stderr)
+    assert "No such file or directory" in server.stderr
+    status, body = server.get("/still") or (0, b"")
+    assert status == 200 and body.startswith(b"/still")
+    assert server.proc.poll() is None
+    good = appdir / "error.log"
+    conf.write_text(f"errorlog = {str(good)!r}\n")
+    os.kill(master, signal.SIGHUP)
+    wait_for("the new workers' lines in the new error log",
+             lambda: good.exists() and "Booting worker" in good.read_text())
+    assert server.proc.poll() is None
+
+
 def test_hup_after_a_relative_chdir_rereads_a_relative_config(appdir: Path, start: Callable[..., Server]) -> None:
     """-c, --chdir and --pythonpath given relative: the master has moved into
     --chdir since it started, and HUP must still find the same config file and
