@@ -629,11 +629,20 @@ class Logger:
     # -- rotation ------------------------------------------------------------------
 
     def reopen_files(self) -> None:
-        """SIGUSR1: reopen log files (after logrotate moved them)."""
+        """SIGUSR1: reopen log files (after logrotate moved them).
+
+        A file that cannot be opened again (its directory was removed or
+        made unwritable) keeps the descriptor it had, and the error is
+        logged there: a log rotation gone wrong must not stop the server
+        (Gunicorn's master and workers die of the exception)."""
         cfg = self.settings
+        failed: list[str] = []
         with self._lock:
             if cfg.capture_output and cfg.errorlog != "-":
-                self._capture(cfg.errorlog)
+                try:
+                    self._capture(cfg.errorlog)
+                except OSError as exc:
+                    failed.append(f"{cfg.errorlog} (captured output): {exc.strerror or exc}")
             # Every logger, as Gunicorn does: a log config may put file
             # handlers on the root or on the app's own loggers.
             loggers = [logging.getLogger()] + [
@@ -648,14 +657,22 @@ class Logger:
                             if h.stream:
                                 old, h.stream = h.stream, h._open()
                                 old.close()
+                        except OSError as exc:
+                            failed.append(f"{h.baseFilename}: {exc.strerror or exc}")
                         finally:
                             h.release()
             if self._access_own_fd and self._access_fd is not None and cfg.accesslog:
-                new = os.open(
-                    cfg.accesslog, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
-                )
-                os.dup2(new, self._access_fd, inheritable=False)
-                os.close(new)
+                try:
+                    new = os.open(
+                        cfg.accesslog, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+                    )
+                except OSError as exc:
+                    failed.append(f"{cfg.accesslog}: {exc.strerror or exc}")
+                else:
+                    os.dup2(new, self._access_fd, inheritable=False)
+                    os.close(new)
+        for what in failed:
+            self.error("Cannot reopen log file %s; still writing to the one open before", what)
 
     def close(self) -> None:
         """Drop our handlers and descriptors (tests; a process exiting needs nothing)."""

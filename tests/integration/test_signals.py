@@ -269,6 +269,24 @@ def test_usr1_reopens_log_files_in_master_and_workers(server: Start, tmp_path: P
     assert "Worker exiting" not in rotated.read_text()
 
 
+def test_usr1_with_the_log_directory_gone_keeps_the_server_up(server: Start, tmp_path: Path) -> None:
+    # Gunicorn's master and workers die of the FileNotFoundError.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    srv = server(*WORKER, "-w", "1", "--error-logfile", str(logs / "error.log"),
+                 "--access-logfile", str(logs / "access.log"), "testapp:app")
+    srv.wait_for_log(r"Booting worker", path=logs / "error.log")
+    (worker,) = srv.wait_workers(1)
+    moved = tmp_path / "moved"
+    os.rename(logs, moved)
+    srv.signal(signal.SIGUSR1)
+    wait_for_text(moved / "error.log", r"Cannot reopen log file .*access\.log: .*; still writing")
+    status, body = srv.get("/pid")
+    assert status == 200 and int(body) == worker  # the same worker, still serving
+    wait_for_text(moved / "access.log", r'"GET /pid HTTP/1\.1" 200')
+    assert pid_alive(srv.pid) and pid_alive(worker)
+
+
 def test_usr2_starts_a_new_master_and_the_old_one_drains_on_term(
     server: Start, tmp_path: Path
 ) -> None:

@@ -227,6 +227,26 @@ def test_reopen_files_after_rotation(tmp_path: Path) -> None:
     assert lines(tmp_path / "error.log")[0].endswith("after")
 
 
+def test_reopen_files_when_the_directory_is_gone_keeps_writing_to_the_old_files(
+    tmp_path: Path,
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = make(tmp_path, errorlog=str(logs / "error.log"), accesslog=str(logs / "a.log"))
+    log.info("before")
+    os.rename(logs, tmp_path / "moved")  # a rotation gone wrong: logs/ is no more
+    log.reopen_files()  # does not raise
+    log.info("after")
+    log.access(environ(), 200, [], 1, 0.0)
+    log.close()
+    errors = lines(tmp_path / "moved" / "error.log")
+    assert errors[0].endswith("before") and errors[-1].endswith("after")
+    assert sum("Cannot reopen log file" in line and "No such file or directory" in line
+               for line in errors) == 2  # the error log and the access log
+    assert " 200 " in lines(tmp_path / "moved" / "a.log")[0]
+    assert not logs.exists()
+
+
 # --- log configuration ---------------------------------------------------------------
 
 
