@@ -125,6 +125,11 @@ class HaltServer(FastWSGIError):
         self.exit_status = exit_status
 
 
+# exit_reason of the workers of a HUP generation retired because one of them
+# could not boot (_abort_reload).
+RELOAD_FAILED = "reload failed"
+
+
 def _reason(what: str, note: str) -> str:
     """The worker's own line (``Failed to load application 'm:app': ...``) when it left one."""
     return note or what
@@ -743,6 +748,31 @@ class Arbiter:
         )
         return keep + new, [lnr for lnr in self.LISTENERS if lnr not in keep]
 
+    def _previous_generation_alive(self) -> bool:
+        return any(pid in self.WORKERS and pid not in self.retiring for pid in self.pending_retire)
+
+    def _abort_reload(self, why: str) -> None:
+        """A worker of the generation a HUP started could not boot (the code
+        just deployed does not import, say) while the previous generation
+        still serves: the reload fails as a whole, as it does for a broken
+        configuration. The rest of the new generation is retired, the
+        previous workers stay and are no longer due to retire, and the
+        worker count is theirs, so nothing is spawned from the broken code
+        (no crash loop). Gunicorn's master halts, taking the working
+        workers down with it. A worker that has to be replaced later (it
+        crashed, reached max_requests) meets the broken code again, and that
+        failure halts the master as at any other time."""
+        self.log.error(
+            "Reload failed: %s; the %d previous worker(s) keep serving (fix it and send HUP again)",
+            why,
+            len([pid for pid in self.pending_retire if pid in self.WORKERS]),
+        )
+        for pid in sorted(self.generation):
+            self.retire_worker(pid, RELOAD_FAILED)
+        self.generation.clear()
+        self.pending_retire.clear()
+        self.num_workers = len(self.active_workers())
+
     def retire_replaced_generation(self) -> None:
         """After HUP: once the new workers have all booted, retire the old ones."""
         if not self.pending_retire:
@@ -1037,6 +1067,12 @@ class Arbiter:
             elif code:
                 self.log.error("Worker (pid:%s) exited with code %s%s", pid, code, reason)
             self.call_hook("child_exit", self, worker)
+            if code in (WORKER_BOOT_ERROR, APP_LOAD_ERROR):
+                if worker.exit_reason == RELOAD_FAILED:
+                    continue  # retired by _abort_reload, which told why
+                if pid in self.generation and self._previous_generation_alive():
+                    self._abort_reload(_reason("a new worker failed to boot", note))
+                    continue
             if halt is None and halt_on_boot_error:
                 # The worker's own one-line reason, when it left one, makes
                 # the master's last line say what is wrong.

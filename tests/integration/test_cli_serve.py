@@ -533,6 +533,32 @@ def test_hup_rereads_the_config_file(appdir: Path, start: Callable[..., Server])
     assert server.proc.poll() is None
 
 
+def test_hup_after_a_broken_deploy_keeps_the_old_workers(
+    appdir: Path, start: Callable[..., Server]
+) -> None:
+    """New code that does not import, then HUP: Gunicorn's master halts and
+    takes the working workers with it. Here the reload fails, the previous
+    workers keep answering, and HUP after the fix is taken."""
+    mod = appdir / "deployapp.py"
+    version = "def application(e, s):\n    s('200 OK', [])\n    return [b'%s']\n"
+    mod.write_text(version % "v1")
+    server = start("-w", "2", "deployapp")
+    assert server.wait_ready("/") == (200, b"v1")
+    master = server.proc.pid
+    save(mod, "import no_such_module_anywhere\n" + version % "v2", 2)
+    os.kill(master, signal.SIGHUP)
+    wait_for("the failed reload", lambda: "Reload failed: Failed to load application 'deployapp'"
+             in server.stderr)
+    assert "the 2 previous worker(s) keep serving" in server.stderr
+    for _ in range(4):
+        assert server.get("/") == (200, b"v1")
+    assert server.proc.poll() is None
+    save(mod, version % "v3", 4)
+    os.kill(master, signal.SIGHUP)
+    wait_for("the fixed code to answer", lambda: server.get("/") == (200, b"v3"), READY_TIMEOUT)
+    assert server.proc.poll() is None
+
+
 def test_hup_with_a_log_file_that_cannot_be_opened_keeps_the_server(
     appdir: Path, start: Callable[..., Server]
 ) -> None:

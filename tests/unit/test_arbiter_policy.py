@@ -381,6 +381,43 @@ def test_hup_with_a_broken_config_keeps_the_workers(ops: FakeProcOps, log: Recor
     assert "Reload failed" in log.text()
 
 
+@pytest.mark.parametrize("code", [3, 4])
+def test_hup_whose_new_workers_cannot_boot_keeps_the_old_ones(
+    ops: FakeProcOps, log: RecordingLog, code: int
+) -> None:
+    """The code deployed before HUP does not import: the reload fails, the
+    previous generation keeps serving, nothing more is spawned from it."""
+    arb = make_arbiter(ops, log, workers=2, reloader=lambda: make_groups(workers=3))
+    arb.manage_workers()
+    old = list(ops.forked)
+    arb.WORKERS[old[0]].heartbeat.mark_booted()
+    arb.WORKERS[old[1]].heartbeat.mark_booted()
+    arb.handle_hup()
+    new = ops.forked[2:]
+    line = "Failed to load application 'm:app': SyntaxError: invalid syntax (m.py:9)"
+    arb.WORKERS[new[0]].heartbeat.set_note(line)
+    ops.exits.append((new[0], exited(code)))
+    arb.reap_workers()  # no HaltServer
+    assert f"Reload failed: {line}; the 2 previous worker(s) keep serving" in log.text()
+    # The rest of the new generation is retired; the old workers are not.
+    assert sorted(ops.kills) == sorted((pid, signal.SIGTERM) for pid in new[1:])
+    assert [pid for pid, _ in arb.active_workers()] == old and arb.num_workers == 2
+    # They fail the same way on their way out: told once, no halt.
+    ops.exits += [(pid, exited(code)) for pid in new[1:]]
+    arb.reap_workers()
+    arb.manage_workers()
+    assert len(ops.forked) == 5 and sorted(arb.WORKERS) == old
+    assert log.text().count("Reload failed") == 1
+    # A later boot failure outside a reload halts as at any other time.
+    ops.exits.append((old[0], killed(signal.SIGKILL)))
+    arb.reap_workers()
+    arb.manage_workers()
+    replacement = ops.forked[-1]
+    ops.exits.append((replacement, exited(code)))
+    with pytest.raises(HaltServer):
+        arb.reap_workers()
+
+
 def test_usr1_reopens_logs_and_forwards(ops: FakeProcOps, log: RecordingLog) -> None:
     arb = make_arbiter(ops, log)
     arb.manage_workers()
