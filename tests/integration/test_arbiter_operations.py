@@ -187,16 +187,19 @@ def test_daemon_with_stdio_inheritance_keeps_the_launchers_stderr(tmp_path: Path
     workers: list[int] = []
     try:
         assert srv.wait_exit(30) == 0
-        m = wait_for_text(srv.log_path, r"Listening at: .* \((\d+)\)$")
-        daemon = int(m.group(1))
+        # From the pidfile (written with or without -R), so the daemon is
+        # known, and cleaned up, even when the log assertion below fails.
+        daemon = int(wait_for_text(pidfile, r"^(\d+)$").group(1))
         assert daemon != srv.pid
         workers = srv.wait_workers(1, master=daemon)
+        m = wait_for_text(srv.log_path, r"Listening at: .* \((\d+)\)$")
+        assert int(m.group(1)) == daemon
         srv.wait_ready(daemon=True)
         srv.signal(signal.SIGTERM, pid=daemon)
         wait_until_gone(daemon)
         wait_for_text(srv.log_path, r"Shutting down: ")
     finally:
-        for pid in [daemon, *workers]:
+        for pid in [daemon, *workers, *(children(daemon) if daemon else [])]:
             if pid and pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
