@@ -7,7 +7,9 @@ fastwsgi and Gunicorn are always attempted (fastwsgi is the product; a build
 that does not serve yet shows up as "failed to start", not as a crash of the
 harness); bjoern, waitress, granian and uWSGI run only when installed, and
 ``nginx-static`` (nginx answering hello and file1m itself, no Python: the C
-ceiling, ``bench/nginx_static.py``) whenever nginx is.
+ceiling, ``bench/nginx_static.py``) whenever nginx is; ``floor`` (fastwsgi's
+system calls for hello and file1m and nothing else, ``bench/floor.py``)
+always.
 
 Each server is started in its own session (``start_new_session``) so that it
 and every worker it forks share one process group that only we own: stop is
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from bench import nginx_static
+from bench import floor, nginx_static
 from bench.nginx import available as nginx_available
 from bench.nginx import free_port, wait_connect
 
@@ -140,6 +142,10 @@ def _nginx_static(bind: str, app: str, workers: int, threads: int) -> list[str]:
             "--workers", str(workers)]
 
 
+def _floor(bind: str, app: str, workers: int, threads: int) -> list[str]:
+    return [PY, "-m", "bench.floor", "--port", str(_port(bind)), "--app", app]
+
+
 def _has_nginx() -> str | None:
     return None if nginx_available() else "nginx not installed (apt-get install nginx-light)"
 
@@ -165,6 +171,10 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("nginx-static", "nginx", False, "gunicorn-gthread", _nginx_static,
                    _has_nginx, apps=frozenset(nginx_static.SCENARIO_CONF),
                    paths=frozenset({"direct"})),
+        # The kernel's floor: fastwsgi's system calls for hello/file1m and
+        # nothing else, one thread (bench/floor.py).
+        ServerSpec("floor", "floor", False, "gunicorn-gthread", _floor,
+                   apps=frozenset(floor.SCENARIO_BODY), paths=frozenset({"direct", "nginx"})),
     )
 }
 

@@ -1,0 +1,129 @@
+"""bench/floor.py, the kernel floor the benchmark measures fastwsgi against.
+
+A floor that answered anything else than the scenario's bytes, or kept a
+connection the client asked to end, would make the comparison a lie: these
+tests run the real process over real loopback sockets and check the bytes,
+keep-alive and pipelining, the HTTP/1.0 close (nginx's upstream) and a clean
+stop on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import fastwsgi
+from bench import apps, servers
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> dict[str, str]:
+    e = dict(os.environ)
+    paths = [str(Path(fastwsgi.__file__).resolve().parent.parent), str(REPO)]
+    e["PYTHONPATH"] = os.pathsep.join(paths + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
+    e["FASTWSGI_BENCH_FILE"] = str(tmp_path / "file1m.bin")
+    return e
+
+
+@pytest.fixture(params=["bench.apps:hello", "bench.apps:file1m"])
+def floor(request: pytest.FixtureRequest, env: dict[str, str]) -> Iterator[servers.Server]:
+    srv = servers.Server(servers.SERVERS["floor"], request.param, env=env)
+    try:
+        srv.start(60)
+        yield srv
+    finally:
+        srv.stop()
+
+
+def expected_body(srv: servers.Server, env: dict[str, str]) -> bytes:
+    if srv.app == "bench.apps:hello":
+        return apps.HELLO
+    return Path(apps.ensure_file(env["FASTWSGI_BENCH_FILE"])).read_bytes()
+
+
+def read_response(s: socket.socket, buf: bytearray) -> tuple[bytes, bytes]:
+    """One response (head, body) from ``s``; ``buf`` keeps what follows it."""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, f"EOF inside a head: {bytes(buf)!r}"
+        buf += chunk
+    end = buf.index(b"\r\n\r\n") + 4
+    head = bytes(buf[:end])
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    del buf[:end]
+    while len(buf) < length:
+        chunk = s.recv(1 << 20)
+        assert chunk, "EOF inside a body"
+        buf += chunk
+    body = bytes(buf[:length])
+    del buf[:length]
+    return head, body
+
+
+GET11 = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+GET10 = b"GET / HTTP/1.0\r\n\r\n"
+
+
+def test_keep_alive_pipelined_and_split_requests(
+    floor: servers.Server, env: dict[str, str]
+) -> None:
+    body = expected_body(floor, env)
+    with socket.create_connection(("127.0.0.1", floor.port), timeout=10) as s:
+        buf = bytearray()
+        s.sendall(GET11 * 2)  # pipelined: both answered, in order
+        for _ in range(2):
+            head, got = read_response(s, buf)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert got == body
+        for b in GET11:  # a head in one-byte pieces, on the same connection
+            s.send(bytes([b]))
+        head, got = read_response(s, buf)
+        assert got == body
+        assert not buf
+
+
+def test_http10_request_gets_its_answer_then_eof(
+    floor: servers.Server, env: dict[str, str]
+) -> None:
+    body = expected_body(floor, env)
+    with socket.create_connection(("127.0.0.1", floor.port), timeout=10) as s:
+        s.sendall(GET10)
+        buf = bytearray()
+        _, got = read_response(s, buf)
+        assert got == body
+        assert not buf and s.recv(1) == b""  # closed by the server
+
+
+def test_refuses_a_scenario_it_cannot_answer(env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.floor", "--port", "1", "--app", "bench.apps:sleep10"],
+        capture_output=True, text=True, timeout=30, env=env, cwd=str(REPO),
+    )
+    assert proc.returncode == 2
+    assert "cannot answer bench.apps:sleep10" in proc.stderr
+    assert servers.SERVERS["floor"].apps == {"bench.apps:hello", "bench.apps:file1m"}
+
+
+def test_sigterm_stops_it_with_status_0(env: dict[str, str]) -> None:
+    srv = servers.Server(servers.SERVERS["floor"], "bench.apps:hello", env=env)
+    try:
+        srv.start(60)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(GET11)
+            read_response(s, bytearray())  # an open keep-alive connection
+            os.kill(srv.pid, signal.SIGTERM)
+            assert srv.proc is not None
+            assert srv.proc.wait(timeout=10) == 0
+            assert s.recv(1) == b""  # its connections closed on the way out
+    finally:
+        srv.stop()
