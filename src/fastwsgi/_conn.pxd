@@ -33,6 +33,9 @@ cdef class WorkerContext:
     cdef object access
     cdef char last_ip[48]                 # INET6_ADDRSTRLEN + 1
     cdef str last_ip_str
+    cdef double* beat                     # the worker's heartbeat stamp, or NULL
+    cdef object beat_view                 # keeps the shared page exported meanwhile
+    cdef double beat_every                # longest unstamped wait on a client
 
 
 cdef class Input:
@@ -79,6 +82,7 @@ cdef class Connection:
     cdef Py_ssize_t _recv(self, double deadline) except -2
     cdef object _recv_direct(self, Py_ssize_t want, double deadline)
     cdef bytes _pread(self, int fd, Py_ssize_t k, long long pos)
+    cdef void _progress(self) noexcept
     cdef int _wait(self, short events, double deadline) except -1
     cdef int _send_buf(self, const char* buf, Py_ssize_t n, int flags) except -1
     cdef int _send_out(self, object out) except -1

@@ -34,6 +34,7 @@ class WorkerContext:
         multiprocess: bool = True,
         keepalive: bool = True,
     ) -> None: ...
+    def stamp_heartbeat(self, slot: Any, every: float) -> None: ...
 
 class Input:
     done: bool

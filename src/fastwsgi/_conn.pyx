@@ -278,6 +278,30 @@ cdef class WorkerContext:
             "SCRIPT_NAME": "",
         }
 
+    def stamp_heartbeat(self, slot, double every):
+        """Let this worker's client I/O stamp its heartbeat ``slot``.
+
+        For the sync worker, whose only thread is inside the request: every
+        byte received from or sent to the client, and every ``every``
+        seconds of a wait on the client (bounded by its own deadline:
+        header, body or send timeout), stamps the slot, so a long download
+        or upload that keeps moving never reads as a stuck worker, while an
+        app silent for ``timeout`` still does (Gunicorn's sync worker is
+        killed mid-transfer: its #1186, #1736, #3259). The stamp is one
+        8-byte store into the shared page, on the same CLOCK_MONOTONIC as
+        ``HeartbeatSlot.beat``; the page stays exported (it cannot be closed
+        under us) as long as this context lives."""
+        cdef unsigned char[::1] view
+        mem, offset = slot.stamp_location()
+        view = mem
+        if offset < 0 or offset % 8 or offset + 8 > view.shape[0]:
+            raise ValueError(f"bad heartbeat stamp offset {offset}")
+        if every <= 0:
+            raise ValueError("every must be positive")
+        self.beat_view = view
+        self.beat = <double*>&view[offset]
+        self.beat_every = every
+
 
 # --- selector helpers for threaded workers -----------------------------------
 # The syscalls a selector thread makes per hand-off, done without releasing
@@ -589,21 +613,35 @@ cdef class Connection:
 
     # --- syscalls (GIL released) ------------------------------------------
 
+    cdef inline void _progress(self) noexcept:
+        """Bytes moved (or a bounded wait on the client ended): the request
+        is not stuck, and a heartbeat the context stamps says so too."""
+        cdef double now = _now()
+        self.last_progress = now
+        if self.ctx.beat != NULL:
+            self.ctx.beat[0] = now
+
     cdef int _wait(self, short events, double deadline) except -1:
         """1 when the fd is ready, 0 when the deadline passed.
 
         While here the request is waiting on the client under our own
-        deadline, not stuck in the app: ``io_wait`` tells the worker so, and
-        the time spent counts as progress."""
+        deadline, not stuck in the app: ``io_wait`` tells the worker so, the
+        time spent counts as progress, and a heartbeat the context stamps
+        (sync) is stamped at least every ``beat_every`` seconds meanwhile."""
         cdef pollfd pfd
         cdef int r, ms
-        cdef double left
+        cdef double left, now
         self.io_wait = True
         try:
             while True:
-                left = deadline - _now()
+                now = _now()
+                left = deadline - now
                 if left <= 0:
                     return 0
+                if self.ctx.beat != NULL:
+                    self.ctx.beat[0] = now
+                    if left > self.ctx.beat_every:
+                        left = self.ctx.beat_every
                 ms = <int>(left * 1000) + 1
                 pfd.fd = self.fd
                 pfd.events = events
@@ -617,7 +655,7 @@ cdef class Connection:
                         raise OSError(errno, strerror(errno).decode())
                     PyErr_CheckSignals()
         finally:
-            self.last_progress = _now()
+            self._progress()
             self.io_wait = False
 
     cdef Py_ssize_t _recv_into(self, char* buf, Py_ssize_t n, double deadline) except -2:
@@ -640,7 +678,7 @@ cdef class Connection:
                     r = recv(self.fd, buf, <size_t>n, 0)
             if r > 0:
                 self.drained = r < n
-                self.last_progress = _now()
+                self._progress()
                 return r
             self.drained = True
             if r == 0:
@@ -735,7 +773,7 @@ cdef class Connection:
                     r = send(self.fd, buf + off, <size_t>(n - off), flags | MSG_NOSIGNAL)
             if r >= 0:
                 off += r
-                self.last_progress = _now()
+                self._progress()
                 continue
             self._send_failed(errno)
         return 0
@@ -781,7 +819,7 @@ cdef class Connection:
                 raise OSError(errno, strerror(errno).decode())
             r = 0
         if r > 0:
-            self.last_progress = _now()
+            self._progress()
         # Partial write: finish each buffer from where writev stopped.
         done = r
         for i in range(cnt):
@@ -812,7 +850,7 @@ cdef class Connection:
                 r = sendfile(self.fd, in_fd, &off, chunk)
             if r > 0:
                 left -= r
-                self.last_progress = _now()
+                self._progress()
                 continue
             if r == 0:
                 break  # the file is shorter than it was when we looked

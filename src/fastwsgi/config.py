@@ -807,7 +807,10 @@ SETTINGS: tuple[Setting, ...] = (
         "Worker Processes",
         v_seconds,
         30,
-        "A worker silent for this many seconds is killed and replaced (0 = never).",
+        "A worker silent for this many seconds is killed and replaced (0 = never). "
+        "Silent means stuck in the app: a sync worker moving a long download or "
+        "upload keeps its heartbeat (Gunicorn's is killed mid-transfer), and a "
+        "client that stops reading for this long is dropped by the worker itself.",
         cli=("-t", "--timeout"),
         metavar="INT",
     ),

@@ -65,6 +65,13 @@ class HeartbeatSlot:
     # Gunicorn's WorkerTmp spells it notify(); keep the name for user code.
     notify = beat
 
+    def stamp_location(self) -> tuple[mmap.mmap, int]:
+        """(shared page, byte offset) of the stamp ``beat`` writes: a float
+        of ``time.monotonic()`` (CLOCK_MONOTONIC) there counts as a beat.
+        The compiled connection core stamps it directly while a sync worker
+        moves bytes (``WorkerContext.stamp_heartbeat``)."""
+        return self._mm, self._offset
+
     def last_beat(self) -> float:
         """The ``time.monotonic()`` value of the last beat."""
         value: float = _STAMP.unpack_from(self._mm, self._offset)[0]

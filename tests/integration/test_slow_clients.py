@@ -265,8 +265,9 @@ def test_gthread_worker_connections_cap_holds_and_releases(tmp_path: Path) -> No
 @pytest.mark.parametrize("kind", ["sync", "gthread"])
 def test_client_that_stops_reading_cannot_pin_the_worker(tmp_path: Path, kind: str) -> None:
     """A client asks for a big response and never reads it. The write makes no
-    progress, so after --timeout the worker gives up on it (or is replaced);
-    either way the next client is served."""
+    progress, so after --timeout the worker gives up on it and the next
+    client is served. A sync worker gives up by itself (its send deadline),
+    not by being killed: its heartbeat goes on while it waits on a client."""
     token = new_token()
     extra = ["--threads", "1"] if kind == "gthread" else []
     with run_server(tmp_path, kind, "--timeout", SHORT, *extra, workers=1) as server:
@@ -279,3 +280,97 @@ def test_client_that_stops_reading_cannot_pin_the_worker(tmp_path: Path, kind: s
         finally:
             reader.close()
         assert server.recorded_paths(token) == [f"/t/{token}/big", f"/t/{token}/next"]
+        if kind == "sync":
+            big, nxt = _pids(server, token)
+            assert big == nxt, "the worker was replaced"
+            assert "WORKER TIMEOUT" not in server.log_text()
+
+
+# --- sync: a long transfer that keeps moving is not a stuck worker ----------------------
+
+TIMEOUT = 2.0  # --timeout for the transfer tests; each transfer lasts 2.5x that or more
+
+
+def _pids(server: Server, token: str) -> list[int]:
+    return [int(r["pid"]) for r in server.recorded() if token in r["path"]]
+
+
+def test_sync_slow_download_outlasting_timeout_is_not_killed(tmp_path: Path) -> None:
+    """Gunicorn's sync worker is killed mid-download once a response takes
+    longer than --timeout to send (its #1186, #1736, #3259). Ours keeps its
+    heartbeat while the bytes move: the whole 64 MiB arrives, and the same
+    worker serves the next request."""
+    token = new_token()
+    with run_server(tmp_path, "sync", "--timeout", str(int(TIMEOUT)), workers=1) as server:
+        with server.connect() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(f"GET /t/{token}/big HTTP/1.1\r\n{H}\r\n".encode())
+            t0 = time.monotonic()
+            want = 64 << 20
+            data = bytearray()
+            head_end = -1
+            # Paced to about 10 MiB/s: at least 5 s (2.5 timeouts) for the body.
+            while head_end < 0 or len(data) - head_end < want:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if head_end < 0 and b"\r\n\r\n" in data:
+                    head_end = data.index(b"\r\n\r\n") + 4
+                time.sleep(0.005)
+                assert time.monotonic() - t0 < 120, "download stalled"
+            took = time.monotonic() - t0
+        assert head_end > 0 and data.startswith(b"HTTP/1.1 200"), data[:200]
+        assert len(data) - head_end == want, f"cut off after {len(data) - head_end} bytes, {took:.1f}s"
+        assert took > 2.5 * TIMEOUT, f"the transfer took only {took:.1f}s: nothing was tested"
+        status, _ = timed_request(server, f"/t/{token}/next", MARGIN)
+        assert status == 200
+        big, nxt = _pids(server, token)
+        assert big == nxt, "the worker was replaced"
+        assert "WORKER TIMEOUT" not in server.log_text()
+
+
+def test_sync_slow_upload_outlasting_timeout_is_not_killed(tmp_path: Path) -> None:
+    """The same for a request body trickling in for 2.5+ timeouts (each piece
+    well inside --body-timeout): the app reads all of it and answers."""
+    token = new_token()
+    piece, pieces = 65536, 32
+    with run_server(tmp_path, "sync", "--timeout", str(int(TIMEOUT)), workers=1) as server:
+        with server.connect() as s:
+            s.sendall(
+                f"POST /t/{token}/upload HTTP/1.1\r\n{H}Content-Length: {piece * pieces}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            t0 = time.monotonic()
+            for _ in range(pieces):
+                s.sendall(b"u" * piece)
+                time.sleep(2.5 * TIMEOUT / pieces)
+            resp, _ = read_response(s, time.monotonic() + IO_DEADLINE)
+            took = time.monotonic() - t0
+        assert resp is not None and resp.status == 200, server.log_text()[-2000:]
+        (rec,) = [r for r in server.recorded() if r["path"] == f"/t/{token}/upload"]
+        assert len(rec["body"]) == piece * pieces
+        assert took > 2.5 * TIMEOUT
+        status, _ = timed_request(server, f"/t/{token}/next", MARGIN)
+        assert status == 200
+        assert len(set(_pids(server, token))) == 1, "the worker was replaced"
+        assert "WORKER TIMEOUT" not in server.log_text()
+
+
+def test_sync_header_wait_longer_than_timeout_is_not_a_stuck_worker(tmp_path: Path) -> None:
+    """With --header-timeout above --timeout, a client that connects and sends
+    its request a while later (within the header timeout) is answered: the
+    worker waiting on it stamps its heartbeat, where a silent wait would get
+    it killed and the request reset."""
+    token = new_token()
+    with run_server(
+        tmp_path, "sync", "--timeout", str(int(TIMEOUT)), "--header-timeout", "30", workers=1
+    ) as server:
+        with server.connect() as s:
+            # The only worker takes this connection and waits for its head;
+            # the client's delay is the behaviour under test, not a wait.
+            time.sleep(2.5 * TIMEOUT)
+            s.sendall(f"GET /t/{token}/late HTTP/1.1\r\n{H}Connection: close\r\n\r\n".encode())
+            resp, _ = read_response(s, time.monotonic() + IO_DEADLINE)
+        assert resp is not None and resp.status == 200, server.log_text()[-2000:]
+        assert "WORKER TIMEOUT" not in server.log_text()

@@ -16,6 +16,7 @@ import select
 import socket
 import sys
 import threading
+import time
 import wsgiref.validate
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -34,6 +35,7 @@ from fastwsgi._conn import (
 )
 from fastwsgi.config import Hooks, ParserSettings, WorkerSettings
 from fastwsgi.errors import ParseError
+from fastwsgi.heartbeat import HeartbeatPool
 from fastwsgi.wsgi import FileWrapper
 
 App = Callable[..., Iterable[bytes]]
@@ -162,9 +164,11 @@ def serve(
     hooks: Hooks | None = None,
     half_close: bool = True,
     server: Any = ("127.0.0.1", 8000),
+    ctx: WorkerContext | None = None,
 ) -> Served:
     log = log or RecLog()
-    ctx = WorkerContext(ws or settings(), log, hooks, None, keepalive=keepalive)
+    if ctx is None:
+        ctx = WorkerContext(ws or settings(), log, hooks, None, keepalive=keepalive)
     a, b = socket.socketpair()
     conn = Connection(ctx, a, client, server)
     keeps: list[bool] = []
@@ -1336,3 +1340,75 @@ def test_500_reaches_eof_before_the_iterables_close_runs() -> None:
     [r] = split_responses(b"".join(got))
     assert r.status == 500 and r.header("Connection") == "close"
     assert during_close == [True]
+
+
+# --- the sync worker's heartbeat follows the client I/O ----------------------------
+
+
+def test_stamp_heartbeat_is_stamped_by_client_io_and_waits_only() -> None:
+    """With a heartbeat slot given, bytes received and sent and every
+    ``every`` seconds of a wait on the client stamp it; the app's own time
+    does not, and no other slot is touched."""
+    pool = HeartbeatPool(2)
+    slot, other = pool.acquire(), pool.acquire()
+    _age_out(slot)
+    _age_out(other)
+    seen = _serve_with_heartbeat(slot)
+    assert seen["status"] == 200
+    assert seen["wait"] > 0.05, seen  # stamps during a wait with no bytes
+    assert seen["after_head"] > 0.0
+    assert seen["after_app"] == 0.0  # a silent app is not stamped for
+    assert slot.age() < 5.0  # the send stamped it again
+    assert other.last_beat() == 0.0
+    # The context held the page exported; once it is gone the page can close.
+    pool.close()
+
+
+def _age_out(slot: Any) -> None:
+    mem, off = slot.stamp_location()
+    mem[off : off + 8] = bytes(8)  # a stamp of 0.0: very old
+
+
+def _serve_with_heartbeat(slot: Any) -> dict[str, float]:
+    ctx = WorkerContext(settings(), RecLog(), None, None, keepalive=False)
+    ctx.stamp_heartbeat(slot, 0.05)
+    seen: dict[str, float] = {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen["after_head"] = slot.last_beat()  # the recv of the head stamped it
+        _age_out(slot)
+        time.sleep(0.2)  # the app's own time: no stamps
+        seen["after_app"] = slot.last_beat()
+        start_response("200 OK", [("Content-Length", "5")])
+        return [b"hello"]
+
+    def client(b: socket.socket) -> None:
+        # The connection waits 0.3 s for its head: stamped all along.
+        time.sleep(0.05)
+        first = slot.last_beat()
+        time.sleep(0.15)
+        seen["wait"] = slot.last_beat() - first
+        time.sleep(0.1)
+        b.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+    served = serve(client, app, ctx=ctx)
+    seen["status"] = served.responses[0].status
+    return seen
+
+
+def test_stamp_heartbeat_rejects_a_bad_location_or_period() -> None:
+    ctx = WorkerContext(settings(), RecLog(), None, None, keepalive=False)
+
+    class Odd:
+        def __init__(self, offset: int) -> None:
+            self.mem = bytearray(64)
+            self.offset = offset
+
+        def stamp_location(self) -> tuple[bytearray, int]:
+            return self.mem, self.offset
+
+    for offset in (3, -8, 64, 60):
+        with pytest.raises(ValueError, match="bad heartbeat stamp offset"):
+            ctx.stamp_heartbeat(Odd(offset), 1.0)
+    with pytest.raises(ValueError, match="every must be positive"):
+        ctx.stamp_heartbeat(Odd(0), 0.0)

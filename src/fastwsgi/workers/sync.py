@@ -16,8 +16,17 @@ close and, when the queue ran dry, epoll_wait.
 The wait is bounded by ``timeout / 2`` so the heartbeat (``notify``) is
 stamped even when idle, and the signal wake-up pipe is in the wait set so
 TERM (``alive = False``) ends the loop at once. A request runs to completion
-in the worker's only thread: like Gunicorn's sync worker, a request longer
-than ``timeout`` gets the worker killed by the arbiter.
+in the worker's only thread, and the heartbeat keeps going while it moves
+bytes: the compiled connection stamps it on every send and receive, and at
+least every ``timeout / 2`` seconds while it waits on the client (each wait
+bounded by its own deadline: ``header_timeout``, ``body_timeout``, and
+``timeout`` for a client that stops reading). So a request is killed by the
+arbiter when its app is silent for ``timeout`` (stuck in a query, a lock,
+a loop), never in the middle of a long download or upload that is moving.
+Gunicorn's sync worker stamps only between requests and is killed
+mid-transfer once a response takes longer than ``timeout`` to send
+(Gunicorn #1186, #1736, #3259; the advice there is ``--timeout 0``, which
+turns the stuck-worker check off altogether).
 
 Keep-alive is off by design: a sync worker that waited on an idle client
 would serve nobody else meanwhile.
@@ -68,6 +77,11 @@ class SyncWorker(Worker):
             keepalive=False,
         )
         app = self.wsgi
+        tick = max(self.timeout / 2.0, 0.1) if self.timeout > 0 else 1.0
+        if self.timeout > 0:
+            # Bytes moving to or from the client keep the heartbeat going
+            # while a request runs (see the module docstring).
+            ctx.stamp_heartbeat(self.heartbeat, tick)
         ep = select.epoll()
         servers: dict[int, object] = {}
         try:
@@ -78,7 +92,6 @@ class SyncWorker(Worker):
             wake = self.wakeup_fd
             if wake >= 0:
                 ep.register(wake, select.EPOLLIN)
-            tick = max(self.timeout / 2.0, 0.1) if self.timeout > 0 else 1.0
             # The parent check (a getppid() syscall) runs once a tick, not per
             # connection; the heartbeat (a store into shared memory) per request.
             next_check = 0.0
