@@ -98,6 +98,8 @@ cdef class Connection:
     cdef int _send_closing(self, bytes out) except -1
     cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1
     cdef bint _drain_body(self) except -1
+    cdef void _log_access(self, dict env, object status, Response resp, double started) noexcept
+    cdef void _answer_now(self, bytes out) noexcept
     cdef int _revise_keep(self) except -1
     cdef object _frame(self, object data, bint last=*)
     cdef void _answer(self, object exc) noexcept

@@ -599,6 +599,14 @@ cdef class Connection:
         return self._req_method + " " + self._req_uri
 
     @property
+    def remote_addr(self):
+        """The peer's address as the connection's requests see it (REMOTE_ADDR
+        before any per-request proxy rewrite), for logs."""
+        if self.conn_env is None:
+            return ""
+        return self.conn_env.get("REMOTE_ADDR", "")
+
+    @property
     def buffered(self):
         """Bytes received and not yet consumed by a request."""
         return self.parser.buffered
@@ -1334,6 +1342,22 @@ cdef class Connection:
                         status = "500 Internal Server Error"
                     except Exception:
                         pass
+            except BaseException:
+                # The worker is going down under this request: SystemExit from
+                # its abort after a heartbeat timeout (sync) or from a fast
+                # stop (INT/QUIT). Its client gets a 500 rather than a bare
+                # close when nothing went out yet (a proxy logs "upstream
+                # prematurely closed" and answers 502 otherwise), and the
+                # access log gets its line (Gunicorn writes none: its #1060,
+                # #1243); then the exit goes on.
+                self.must_close = True
+                if not resp.headers_sent:
+                    self._answer_now(error_response(500, "Internal Server Error", ctx.server))
+                    status = "500 Internal Server Error"
+                elif status is None:
+                    status = resp.status
+                self._log_access(env, status, resp, started)
+                raise
         finally:
             if result is not None and type(result) is not list and type(result) is not tuple:
                 close = getattr(result, "close", None)
@@ -1358,12 +1382,7 @@ cdef class Connection:
                            or not ((self.inp is not None and self.inp.done) or p.body_complete))
         if status is None and resp.headers_sent:
             status = resp.status  # cut short after the head went out
-        if ctx.access is not None:
-            try:
-                ctx.access(env, status or "500 Internal Server Error", resp.headers or [],
-                           resp.sent, _now() - started)
-            except Exception:
-                ctx.log.exception("Error writing the access log")
+        self._log_access(env, status, resp, started)
         if ctx.post_request is not None:
             try:
                 ctx.post_request(ctx.worker, req, env, resp)
@@ -1371,6 +1390,27 @@ cdef class Connection:
                 ctx.log.exception("Exception in post_request hook")
         self.request_started = 0
         return keep
+
+    cdef void _log_access(self, dict env, object status, Response resp, double started) noexcept:
+        cdef WorkerContext ctx = self.ctx
+        if ctx.access is None:
+            return
+        try:
+            ctx.access(env, status or "500 Internal Server Error", resp.headers or [],
+                       resp.sent, _now() - started)
+        except Exception:
+            try:
+                ctx.log.exception("Error writing the access log")
+            except Exception:
+                pass
+
+    cdef void _answer_now(self, bytes out) noexcept:
+        """One non-blocking send of a closing answer, for a worker on its way
+        out: whatever does not fit in the socket buffer now is dropped, it
+        never waits on the client."""
+        self.must_close = True
+        send(self.fd, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out),
+             MSG_DONTWAIT | MSG_NOSIGNAL)
 
     def timeout_response(self):
         """Best-effort 408 for a head that did not complete in time (used by

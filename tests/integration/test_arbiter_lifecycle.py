@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,31 @@ def test_hung_worker_is_aborted_with_a_traceback_and_replaced(
         assert status == 200 and int(body) == fresh
     finally:
         t.join(30)
+
+
+def test_aborted_request_is_answered_500_logged_and_named(server: Start, tmp_path: Path) -> None:
+    # Gunicorn's timed-out sync worker leaves its client a bare close (nginx
+    # answers 502), no access line (#1060) and a WORKER TIMEOUT that names
+    # only the pid (#765, #1243). Ours answers 500, logs the access line and
+    # says which request it was serving.
+    access = tmp_path / "access.log"
+    srv = server(*SYNC, "-w", "1", "-t", "2", "--access-logfile", str(access), "testapp:app")
+    (stuck,) = srv.wait_workers(1)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+        s.sendall(b"GET /hang?who=me HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), data
+    assert b"\r\nConnection: close\r\n" in data
+    srv.wait_for_log(
+        rf"Worker \(pid:{stuck}\) aborted after 2\.0s without a heartbeat, "
+        r"serving GET /hang\?who=me from 127\.0\.0\.1 for \d+\.\ds; where it was stuck"
+    )
+    wait_for_text(access, r'"GET /hang\?who=me HTTP/1\.1" 500 ')
+    (fresh,) = srv.wait_workers(1, exclude=[stuck])
+    status, body = srv.get("/pid")
+    assert status == 200 and int(body) == fresh
 
 
 def test_worker_that_ignores_sigabrt_is_killed(server: Start) -> None:

@@ -1412,3 +1412,42 @@ def test_stamp_heartbeat_rejects_a_bad_location_or_period() -> None:
             ctx.stamp_heartbeat(Odd(offset), 1.0)
     with pytest.raises(ValueError, match="every must be positive"):
         ctx.stamp_heartbeat(Odd(0), 0.0)
+
+
+# --- the worker exits under a request ---------------------------------------------
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_worker_exit_under_a_request_answers_500_logs_and_goes_on(started: bool) -> None:
+    """SystemExit raised inside the app (the sync worker's abort after a
+    heartbeat timeout, or a fast stop) leaves handle_request after a 500 for
+    the client when nothing went out yet, and an access line either way."""
+    log = RecLog(access=True)
+    ctx = WorkerContext(settings(), log, None, None, keepalive=True)
+    a, b = socket.socketpair()
+    conn = Connection(ctx, a, PEER, ("127.0.0.1", 8000))
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "10")])
+        if started:
+            yield b"01234"
+        raise SystemExit(1)
+
+    try:
+        b.sendall(b"GET /going HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(SystemExit):
+            conn.handle_request(app)
+        conn.close()
+        b.settimeout(10)
+        data = b""
+        while chunk := b.recv(65536):
+            data += chunk
+    finally:
+        b.close()
+    if started:
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\n01234")
+        assert log.accessed == [("/going", "200 OK", 5)]
+    else:
+        (resp,) = split_responses(data)
+        assert resp.status == 500 and resp.header("connection") == "close"
+        assert log.accessed == [("/going", "500 Internal Server Error", 0)]

@@ -344,14 +344,22 @@ class Worker:
 
     def handle_abort(self, sig: int, frame: FrameType | None) -> None:
         self.alive = False
+        serving = self.in_flight()
         self.log.critical(
-            "Worker (pid:%s) aborted after %ss without a heartbeat; where it was stuck:\n%s",
+            "Worker (pid:%s) aborted after %ss without a heartbeat%s; where it was stuck:\n%s",
             os.getpid(),
             self.timeout,
+            f", serving {serving}" if serving else "",
             self.format_stacks(),
         )
         self.call_hook("worker_abort", self)
         sys.exit(1)
+
+    def in_flight(self) -> str:
+        """The request this worker is in the middle of, for the abort line
+        (Gunicorn's WORKER TIMEOUT names only the pid: its #765, #1243);
+        empty when it knows of none. The sync worker tells."""
+        return ""
 
     @staticmethod
     def format_stacks() -> str:

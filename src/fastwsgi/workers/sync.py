@@ -66,6 +66,9 @@ QUEUED_HEAD_WAIT = 1.0
 class SyncWorker(Worker):
     """One request per connection, one connection at a time."""
 
+    # The connection being served, for the abort line (in_flight).
+    current: Connection | None = None
+
     def run(self) -> None:
         ctx = WorkerContext(
             self.settings,
@@ -172,14 +175,23 @@ class SyncWorker(Worker):
                 return
 
     def serve(self, app: object, conn: Connection) -> None:
+        self.current = conn
         try:
             conn.handle_request(app)
         except Exception:
             self.log.exception("Error handling a connection")
         finally:
+            self.current = None
             conn.close()
             if conn.requests:
                 self.request_done()
+
+    def in_flight(self) -> str:
+        conn = self.current
+        if conn is None or not conn.request_started:
+            return ""
+        took = time.monotonic() - conn.request_started
+        return f"{conn.request_line} from {conn.remote_addr or '-'} for {took:.1f}s"
 
     def handle(
         self, ctx: WorkerContext, app: object, csock: socket.socket, client: object, server: object
