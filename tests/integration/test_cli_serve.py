@@ -540,10 +540,20 @@ def test_hup_after_a_broken_deploy_keeps_the_old_workers(
     takes the working workers with it. Here the reload fails, the previous
     workers keep answering, and HUP after the fix is taken."""
     mod = appdir / "deployapp.py"
-    version = "def application(e, s):\n    s('200 OK', [])\n    return [b'%s']\n"
+    loaded = appdir / "loaded"
+    loaded.mkdir()
+    # Each worker leaves a file once it has imported the app: the broken code
+    # must land only after both have, or a worker still booting imports it
+    # too (and the message rightly counts one previous worker, not two).
+    version = (
+        "import os\n"
+        f"open(os.path.join({str(loaded)!r}, str(os.getpid())), 'w').close()\n"
+        "def application(e, s):\n    s('200 OK', [])\n    return [b'%s']\n"
+    )
     mod.write_text(version % "v1")
     server = start("-w", "2", "deployapp")
     assert server.wait_ready("/") == (200, b"v1")
+    wait_for("both workers to load v1", lambda: len(list(loaded.iterdir())) >= 2)
     master = server.proc.pid
     save(mod, "import no_such_module_anywhere\n" + version % "v2", 2)
     os.kill(master, signal.SIGHUP)
