@@ -136,6 +136,9 @@ cdef long long SENDFILE_MAX = 0x7ffff000
 # example block costs a syscall per 8 KiB; 256 KiB keeps the socket busy.
 cdef Py_ssize_t FILE_BLOCK = 262144
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Access-log status of a request whose client left before any of the
+# response went out: nginx's 499 (no response is sent with it).
+CLIENT_CLOSED = "499 Client Closed Request"
 # The fd is non-blocking, so recv/send never wait; up to this many bytes the
 # call is a short copy, cheaper than handing the GIL to another thread and
 # taking it back (two futex calls and a context switch whenever a thread
@@ -1325,6 +1328,13 @@ cdef class Connection:
                 self.must_close = True
                 if ctx.log is not None:
                     ctx.log.debug("Client went away during %s: %s", self.request_line, exc)
+                if not resp.headers_sent:
+                    # Logged as nginx does (499): not a server error, so an
+                    # aborted upload or an impatient client does not show up
+                    # among the 500s of the access log and statsd. Once the
+                    # head went out, the status sent is logged with the
+                    # bytes that made it.
+                    status = CLIENT_CLOSED
             except ParseError as exc:
                 # The request body was malformed, too large or too slow.
                 self.must_close = True

@@ -394,9 +394,14 @@ def test_large_body_cut_short_is_a_disconnect_not_a_short_body() -> None:
         return [b"ok"]
 
     raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 30000
-    s = serve(raw, app)  # half-closed after 30000 of the 100000 bytes
+    log = RecLog(access=True)
+    s = serve(raw, app, log=log)  # half-closed after 30000 of the 100000 bytes
     assert seen == ["ClientDisconnected"]
     assert s.keeps == [False]
+    # Not a server error: logged as nginx logs a client that left (499), and
+    # nothing is sent.
+    assert log.accessed == [("/", "499 Client Closed Request", 0)]
+    assert s.data == b""
 
 
 def test_large_body_that_stalls_times_out() -> None:
