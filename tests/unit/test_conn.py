@@ -1360,7 +1360,7 @@ def test_stamp_heartbeat_is_stamped_by_client_io_and_waits_only() -> None:
     _age_out(other)
     seen = _serve_with_heartbeat(slot)
     assert seen["status"] == 200
-    assert seen["wait"] > 0.05, seen  # stamps during a wait with no bytes
+    assert seen["wait"] > 0.0, seen  # stamped again during a wait with no bytes
     assert seen["after_head"] > 0.0
     assert seen["after_app"] == 0.0  # a silent app is not stamped for
     assert slot.age() < 5.0  # the send stamped it again
@@ -1376,7 +1376,7 @@ def _age_out(slot: Any) -> None:
 
 def _serve_with_heartbeat(slot: Any) -> dict[str, float]:
     ctx = WorkerContext(settings(), RecLog(), None, None, keepalive=False)
-    ctx.stamp_heartbeat(slot, 0.05)
+    ctx.stamp_heartbeat(slot, 0.02)
     seen: dict[str, float] = {}
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
