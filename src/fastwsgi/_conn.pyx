@@ -1415,10 +1415,9 @@ cdef class Connection:
                 pass
 
     cdef void _answer_now(self, bytes out) noexcept:
-        """One non-blocking send of a closing answer, for a worker on its way
-        out: whatever does not fit in the socket buffer now is dropped, it
-        never waits on the client."""
-        self.must_close = True
+        """One non-blocking send of a closing answer (a head that timed out,
+        a worker on its way out): whatever does not fit in the socket buffer
+        now is dropped, it never waits on the client. The caller closes."""
         send(self.fd, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out),
              MSG_DONTWAIT | MSG_NOSIGNAL)
 
@@ -1429,10 +1428,8 @@ cdef class Connection:
         self.must_close = True
         self.linger = True
         if p.buffered > 0 and not self.eof:
-            out = error_response(408, "Request Timeout", self.ctx.server)
-            # Non-blocking and best effort: never wait on a slow client here.
-            send(self.fd, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out),
-                 MSG_DONTWAIT | MSG_NOSIGNAL)
+            # Best effort: never wait on a slow client here.
+            self._answer_now(error_response(408, "Request Timeout", self.ctx.server))
 
     def close(self):
         """Close the socket; linger-drain first when input may be in flight."""

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-import fastwsgi
 from bench import apps, servers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,9 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def env(tmp_path: Path) -> dict[str, str]:
-    e = dict(os.environ)
-    paths = [str(Path(fastwsgi.__file__).resolve().parent.parent), str(REPO)]
-    e["PYTHONPATH"] = os.pathsep.join(paths + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
+    e = servers.server_env()  # bench.apps and this fastwsgi importable
     e["FASTWSGI_BENCH_FILE"] = str(tmp_path / "file1m.bin")
     return e
 
