@@ -76,6 +76,9 @@ cdef class Connection:
     cdef readonly long long requests
     cdef readonly bint drained            # the last recv() left the socket empty
     cdef readonly bint fin_sent           # the write side is shut down (_send_final)
+    cdef long long wire_sent              # bytes of this response the kernel took (head too)
+    cdef long long wire_goal              # wire_sent once the send under way completes
+    cdef bint client_left                 # EOF seen before the response head went out
 
     cdef int _setup(self, WorkerContext ctx, int fd, object client, object server) except -1
     cdef Py_ssize_t _recv_into(self, char* buf, Py_ssize_t n, double deadline) except -2
@@ -98,8 +101,10 @@ cdef class Connection:
     cdef int _send_closing(self, bytes out) except -1
     cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1
     cdef bint _drain_body(self) except -1
-    cdef void _log_access(self, dict env, object status, Response resp, double started) noexcept
-    cdef void _answer_now(self, bytes out) noexcept
+    cdef void _log_access(self, dict env, object status, Response resp, double started,
+                          long long err_sent) noexcept
+    cdef Py_ssize_t _answer_now(self, bytes out) noexcept
+    cdef int _check_client_left(self) except -1
     cdef int _revise_keep(self) except -1
     cdef object _frame(self, object data, bint last=*)
-    cdef void _answer(self, object exc) noexcept
+    cdef Py_ssize_t _answer(self, object exc) noexcept

@@ -105,6 +105,7 @@ from fastwsgi.includes.net cimport (
     socklen_t,
     MSG_DONTWAIT,
     MSG_MORE,
+    MSG_PEEK,
     MSG_NOSIGNAL,
     POLLIN,
     POLLOUT,
@@ -125,7 +126,13 @@ import sys
 from fastwsgi import SERVER_SOFTWARE
 from fastwsgi._response import error_response
 from fastwsgi.errors import NoMoreData, ParseError, RequestTimeout, ResponseError
-from fastwsgi.wsgi import ClientDisconnected, FileWrapper, RequestInfo, WSGIErrors
+from fastwsgi.wsgi import (
+    ClientDisconnected,
+    ClientStoppedReading,
+    FileWrapper,
+    RequestInfo,
+    WSGIErrors,
+)
 
 # Unread request body discarded to keep a connection alive (ours; see above).
 DRAIN_LIMIT = 65536
@@ -136,6 +143,13 @@ cdef long long SENDFILE_MAX = 0x7ffff000
 # example block costs a syscall per 8 KiB; 256 KiB keeps the socket busy.
 cdef Py_ssize_t FILE_BLOCK = 262144
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+cdef inline Py_ssize_t _error_body_len(int status, str reason):
+    """Length of ``error_response``'s body: what the access log counts."""
+    return len(f"{status} {reason}\n")
+
+
 # Access-log status of a request whose client left before any of the
 # response went out: nginx's 499 (no response is sent with it).
 CLIENT_CLOSED = "499 Client Closed Request"
@@ -784,6 +798,7 @@ cdef class Connection:
                     r = send(self.fd, buf + off, <size_t>(n - off), flags | MSG_NOSIGNAL)
             if r >= 0:
                 off += r
+                self.wire_sent += r
                 self._progress()
                 continue
             self._send_failed(errno)
@@ -795,7 +810,7 @@ cdef class Connection:
         ClientDisconnected, anything else OSError."""
         if err == EAGAIN:
             if not self._wait(POLLOUT, _now() + self.ctx.send_timeout):
-                raise ClientDisconnected("client stopped reading (send timed out)")
+                raise ClientStoppedReading("client stopped reading (send timed out)")
         elif err == EINTR:
             PyErr_CheckSignals()
         elif err == EPIPE or err == ECONNRESET:
@@ -818,6 +833,7 @@ cdef class Connection:
             iov[i].iov_base = PyBytes_AS_STRING(b)
             iov[i].iov_len = PyBytes_GET_SIZE(b)
             total += PyBytes_GET_SIZE(b)
+        self.wire_goal = self.wire_sent + total
         if total <= GIL_HOLD_MAX:  # a short copy, as in _send_buf
             r = writev(self.fd, iov, cnt)
         else:
@@ -830,6 +846,7 @@ cdef class Connection:
                 raise OSError(errno, strerror(errno).decode())
             r = 0
         if r > 0:
+            self.wire_sent += r
             self._progress()
         # Partial write: finish each buffer from where writev stopped.
         done = r
@@ -845,6 +862,7 @@ cdef class Connection:
     cdef int _send_out(self, object out) except -1:
         if type(out) is bytes:
             if PyBytes_GET_SIZE(out):
+                self.wire_goal = self.wire_sent + PyBytes_GET_SIZE(out)
                 self._send_buf(PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), 0)
         else:
             self._send_vec(<tuple>out)
@@ -861,6 +879,7 @@ cdef class Connection:
                 r = sendfile(self.fd, in_fd, &off, chunk)
             if r > 0:
                 left -= r
+                self.wire_sent += r
                 self._progress()
                 continue
             if r == 0:
@@ -1028,10 +1047,15 @@ cdef class Connection:
         may have failed to parse (the app caught the error) or be one we
         cannot drain (unread behind an unanswered ``Expect: 100-continue``,
         or bigger than DRAIN_LIMIT). Then the head must say
-        ``Connection: close``, not promise a keep-alive we will not keep."""
+        ``Connection: close``, not promise a keep-alive we will not keep.
+        And has the client left meanwhile (``_check_client_left``)?"""
         cdef Response resp = self.resp
         cdef RequestParser p = self.parser
-        if resp.headers_sent or not resp.want_keep_alive:
+        if resp.headers_sent:
+            return 0
+        if not self.client_left:
+            self._check_client_left()
+        if not resp.want_keep_alive:
             return 0
         if p.dead or self.eof:
             resp.want_keep_alive = False
@@ -1041,6 +1065,28 @@ cdef class Connection:
             resp.want_keep_alive = False
         elif not p.chunked and p.body_left > C_DRAIN_LIMIT:
             resp.want_keep_alive = False
+        return 0
+
+    cdef int _check_client_left(self) except -1:
+        """Did the client close before the response head went out (nginx's
+        499: it gave up waiting, or its proxy timed out)? One non-blocking
+        peek: 0 is EOF. Data waiting is not EOF (a pipelined request, an
+        unread body), so a request already buffered behind this one skips
+        the peek. A client that only half-closed (``shutdown(SHUT_WR)``,
+        ``nc -N``) looks the same as one that left: it is logged 499 as
+        nginx logs it, but still gets the response, since it may be
+        reading; to a client that is gone that costs one write."""
+        cdef char c
+        cdef ssize_t r
+        cdef RequestParser p = self.parser
+        if p.end > p.pos:
+            return 0
+        if not self.eof:
+            r = recv(self.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT)
+            if r > 0 or (r < 0 and errno != ECONNRESET):
+                return 0
+        # Only the log changes: the next read finds the EOF as it would.
+        self.client_left = True
         return 0
 
     cdef object _frame(self, object data, bint last=False):
@@ -1103,31 +1149,36 @@ cdef class Connection:
         avail = max(st.st_size - pos, 0)
         self._revise_keep()
         prefix, n = resp.frame_file(avail)
-        lead = 0
-        if prefix and use_sendfile and n > 0 and PyBytes_GET_SIZE(prefix) < LEAD_BLOCK:
-            first = self._pread(fd, min(n, LEAD_BLOCK - PyBytes_GET_SIZE(prefix)), pos)
-            lead = PyBytes_GET_SIZE(first)
-            self._send_vec((prefix, first))
-        elif prefix:
-            self._send_buf(PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
-                           MSG_MORE if n > 0 else 0)
-        if n <= 0:
-            return True
-        if use_sendfile:
-            sent = lead
-            if lead < n:
-                sent += self._sendfile(fd, pos + lead, n - lead)
-        else:
-            sent = 0
-            bs = max(wrapper.blksize, FILE_BLOCK)
-            while sent < n:
-                left = n - sent
-                d = f.read(bs if left > bs else left)
-                if not d:
-                    break
-                self._send_buf(PyBytes_AS_STRING(d), PyBytes_GET_SIZE(d), 0)
-                sent += PyBytes_GET_SIZE(d)
-        resp.file_sent(sent)
+        # What follows the prefix on the wire is the file: counted from the
+        # wire, so a transfer the client cuts off is logged with its bytes.
+        start = self.wire_sent + (PyBytes_GET_SIZE(prefix) if prefix else 0)
+        try:
+            if prefix and use_sendfile and n > 0 and PyBytes_GET_SIZE(prefix) < LEAD_BLOCK:
+                first = self._pread(fd, min(n, LEAD_BLOCK - PyBytes_GET_SIZE(prefix)), pos)
+                self._send_vec((prefix, first))
+            elif prefix:
+                self._send_buf(PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
+                               MSG_MORE if n > 0 else 0)
+            if n <= 0:
+                return True
+            if use_sendfile:
+                sent = self.wire_sent - start
+                if sent < n:
+                    self._sendfile(fd, pos + sent, n - sent)
+            else:
+                sent = 0
+                bs = max(wrapper.blksize, FILE_BLOCK)
+                while sent < n:
+                    left = n - sent
+                    d = f.read(bs if left > bs else left)
+                    if not d:
+                        break
+                    self._send_buf(PyBytes_AS_STRING(d), PyBytes_GET_SIZE(d), 0)
+                    sent += PyBytes_GET_SIZE(d)
+        finally:
+            sent = max(self.wire_sent - start, 0)
+            resp.file_sent(sent)
+            self.wire_goal = self.wire_sent  # counted exactly: nothing to take back
         if sent < n:
             self.must_close = True
         return True
@@ -1227,6 +1278,7 @@ cdef class Connection:
         segment, and ``shutdown`` sends it with the FIN set (see
         ``_send_final``). An error from shutdown (the peer reset) is left
         for close()."""
+        self.wire_goal = self.wire_sent + PyBytes_GET_SIZE(out)
         self._send_buf(PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), MSG_MORE)
         if shutdown(self.fd, SHUT_WR) == 0:
             self.fin_sent = True
@@ -1261,16 +1313,19 @@ cdef class Connection:
         except (ParseError, OSError):
             return False
 
-    cdef void _answer(self, object exc) noexcept:
+    cdef Py_ssize_t _answer(self, object exc) noexcept:
+        """Answer a protocol error with its status; the body bytes that went
+        out (for the access log), or -1 when it has no status to answer."""
         status = getattr(exc, "status", None)
         if status is None:
-            return
+            return -1
         out = error_response(status, exc.reason, self.ctx.server)
         try:
             # Every caller closes the connection after this answer.
             self._send_closing(out)
         except Exception:
-            pass
+            return 0
+        return _error_body_len(status, exc.reason)
 
     def handle_request(self, app):
         """Serve one request; True if the connection may be reused."""
@@ -1302,6 +1357,10 @@ cdef class Connection:
         self.resp = resp
         self.continue_sent = False
         self.must_close = False
+        self.client_left = False
+        self.wire_sent = 0
+        self.wire_goal = 0
+        err_sent = -1  # body bytes of an answer the server sent in the app's place
         started = _now()
         self.request_started = started
         self.last_progress = started
@@ -1323,23 +1382,38 @@ cdef class Connection:
             try:
                 result = app(env, self.start_cb)
                 self._send_result(result)
-                status = resp.status
+                # A client that left before the head went out is logged as
+                # nginx logs it (499), even though the response was written.
+                status = CLIENT_CLOSED if self.client_left else resp.status
             except ClientDisconnected as exc:
                 self.must_close = True
-                if ctx.log is not None:
+                if isinstance(exc, ClientStoppedReading):
+                    # The server ended this transfer: say so where an
+                    # operator looks first (the access log may be off).
+                    if ctx.log is not None:
+                        ctx.log.info(
+                            "Client stopped reading for %.1fs (timeout): %s from %s cut "
+                            "off with status %s after %d body bytes",
+                            ctx.send_timeout, self.request_line, self.remote_addr,
+                            (resp.status or "-").split(" ", 1)[0],
+                            max(0, resp.sent - max(0, self.wire_goal - self.wire_sent)))
+                elif ctx.log is not None:
                     ctx.log.debug("Client went away during %s: %s", self.request_line, exc)
-                if not resp.headers_sent:
+                if not resp.headers_sent or self.client_left:
                     # Logged as nginx does (499): not a server error, so an
                     # aborted upload or an impatient client does not show up
                     # among the 500s of the access log and statsd. Once the
                     # head went out, the status sent is logged with the
                     # bytes that made it.
                     status = CLIENT_CLOSED
+                # Body bytes framed but never taken by the kernel did not
+                # make it (a bound: what was unsent may include framing).
+                err_sent = max(0, resp.sent - max(0, self.wire_goal - self.wire_sent))
             except ParseError as exc:
                 # The request body was malformed, too large or too slow.
                 self.must_close = True
                 if not resp.headers_sent and exc.status is not None:
-                    self._answer(exc)
+                    err_sent = self._answer(exc)
                     status = f"{exc.status} {exc.reason}"
             except Exception:
                 self.must_close = True
@@ -1350,6 +1424,7 @@ cdef class Connection:
                     try:
                         self._send_closing(out)  # must_close: nothing follows
                         status = "500 Internal Server Error"
+                        err_sent = _error_body_len(500, "Internal Server Error")
                     except Exception:
                         pass
             except BaseException:
@@ -1362,11 +1437,14 @@ cdef class Connection:
                 # #1243); then the exit goes on.
                 self.must_close = True
                 if not resp.headers_sent:
-                    self._answer_now(error_response(500, "Internal Server Error", ctx.server))
+                    out = error_response(500, "Internal Server Error", ctx.server)
+                    # The body is the answer's tail: count what of it made it.
+                    err_sent = max(0, self._answer_now(out) - PyBytes_GET_SIZE(out)
+                                   + _error_body_len(500, "Internal Server Error"))
                     status = "500 Internal Server Error"
                 elif status is None:
                     status = resp.status
-                self._log_access(env, status, resp, started)
+                self._log_access(env, status, resp, started, err_sent)
                 raise
         finally:
             if result is not None and type(result) is not list and type(result) is not tuple:
@@ -1392,7 +1470,7 @@ cdef class Connection:
                            or not ((self.inp is not None and self.inp.done) or p.body_complete))
         if status is None and resp.headers_sent:
             status = resp.status  # cut short after the head went out
-        self._log_access(env, status, resp, started)
+        self._log_access(env, status, resp, started, err_sent)
         if ctx.post_request is not None:
             try:
                 ctx.post_request(ctx.worker, req, env, resp)
@@ -1401,25 +1479,30 @@ cdef class Connection:
         self.request_started = 0
         return keep
 
-    cdef void _log_access(self, dict env, object status, Response resp, double started) noexcept:
+    cdef void _log_access(self, dict env, object status, Response resp, double started,
+                          long long err_sent) noexcept:
+        """One access line; ``err_sent`` (>= 0) is the body of an error answer
+        the server sent in place of the app's response."""
         cdef WorkerContext ctx = self.ctx
         if ctx.access is None:
             return
         try:
             ctx.access(env, status or "500 Internal Server Error", resp.headers or [],
-                       resp.sent, _now() - started)
+                       err_sent if err_sent >= 0 else resp.sent, _now() - started)
         except Exception:
             try:
                 ctx.log.exception("Error writing the access log")
             except Exception:
                 pass
 
-    cdef void _answer_now(self, bytes out) noexcept:
+    cdef Py_ssize_t _answer_now(self, bytes out) noexcept:
         """One non-blocking send of a closing answer (a head that timed out,
         a worker on its way out): whatever does not fit in the socket buffer
-        now is dropped, it never waits on the client. The caller closes."""
-        send(self.fd, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out),
-             MSG_DONTWAIT | MSG_NOSIGNAL)
+        now is dropped, it never waits on the client. The caller closes.
+        Returns the bytes the kernel took (0 if none)."""
+        cdef ssize_t r = send(self.fd, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out),
+                              MSG_DONTWAIT | MSG_NOSIGNAL)
+        return r if r > 0 else 0
 
     def timeout_response(self):
         """Best-effort 408 for a head that did not complete in time (used by

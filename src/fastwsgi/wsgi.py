@@ -33,6 +33,10 @@ class ClientDisconnected(OSError):
     """The client closed the connection (or stopped reading) mid-request."""
 
 
+class ClientStoppedReading(ClientDisconnected):
+    """A write to the client made no progress for ``--timeout`` seconds."""
+
+
 class FileWrapper:
     """Iterate a file-like in blocks; the server may use sendfile(2) instead."""
 

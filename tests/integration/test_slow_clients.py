@@ -19,6 +19,7 @@ stuck, not slow.
 
 from __future__ import annotations
 
+import re
 import resource
 import select
 import socket
@@ -280,6 +281,11 @@ def test_client_that_stops_reading_cannot_pin_the_worker(tmp_path: Path, kind: s
         finally:
             reader.close()
         assert server.recorded_paths(token) == [f"/t/{token}/big", f"/t/{token}/next"]
+        # The error log says why the transfer ended, with its status and bytes.
+        assert re.search(
+            rf"\[INFO\] Client stopped reading for 2\.0s \(timeout\): GET /t/{token}/big "
+            r"from 127\.0\.0\.1 cut off with status 200 after \d+ body bytes$",
+            server.log_text(), re.M), server.log_text()[-2000:]
         if kind == "sync":
             big, nxt = _pids(server, token)
             assert big == nxt, "the worker was replaced"

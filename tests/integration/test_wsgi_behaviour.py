@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from httpraw import at_eof, connect, read_response
 
 WORKERS = ["sync", "gthread"]
@@ -86,6 +87,21 @@ def test_access_log_line_per_request(server, tmp_path: Path, worker: str) -> Non
     status, _ = srv.get("/crlf")
     assert status == 500
     srv.wait_for_log(r'"GET /crlf HTTP/1\.1" 500 ', path=access)
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_client_that_gave_up_waiting_is_logged_499(server, tmp_path: Path, worker: str) -> None:
+    """nginx's rule: a client that closed before the response went out is
+    logged 499, not the 200 the app produced after it left. The client is
+    requests with a 0.5 s read timeout; the app takes 2 s."""
+    access = tmp_path / "access.log"
+    srv = server(*_worker_args(worker), "--access-logfile", str(access), "apps.behave:app")
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get(f"http://127.0.0.1:{srv.port}/sleep?s=2", timeout=(10, 0.5))
+    srv.wait_for_log(r'"GET /sleep\?s=2 HTTP/1\.1" 499 \d+ ', path=access)
+    # A client that waits is logged with the status it got.
+    assert requests.get(f"http://127.0.0.1:{srv.port}/sleep?s=0.5", timeout=30).status_code == 200
+    srv.wait_for_log(r'"GET /sleep\?s=0\.5 HTTP/1\.1" 200 \d+ ', path=access)
 
 
 def test_script_name_from_environment(server) -> None:

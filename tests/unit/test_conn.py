@@ -220,6 +220,7 @@ def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[b
 
 
 GET = b"GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"
+GET_CLOSE = b"GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
 
 
 # --- basic cycle and environ ------------------------------------------------------
@@ -1061,7 +1062,8 @@ def test_hooks_and_access_log_called_when_configured() -> None:
         post_request=lambda worker, req, env, resp: calls.append(("post", resp.status)),
     )
     log = RecLog(access=True)
-    serve(GET, hello, log=log, hooks=hooks)
+    # The client stays (no half-close): a client gone is logged 499, see below.
+    serve(GET_CLOSE, hello, log=log, hooks=hooks, half_close=False)
     assert calls == [("pre", "/p"), ("post", "200 OK")]
     assert log.accessed == [("/p", "200 OK", 5)]
 
@@ -1455,4 +1457,158 @@ def test_worker_exit_under_a_request_answers_500_logs_and_goes_on(started: bool)
     else:
         (resp,) = split_responses(data)
         assert resp.status == 500 and resp.header("connection") == "close"
-        assert log.accessed == [("/going", "500 Internal Server Error", 0)]
+        # The bytes of the 500's body that went out, as for any response.
+        assert len(resp.body) == 26
+        assert log.accessed == [("/going", "500 Internal Server Error", 26)]
+
+
+# --- what the access log says happened -------------------------------------------------
+
+
+def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
+    """Until ``cond()`` holds (True) or ``timeout`` seconds passed (False)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _serve_one(app: App, send: Callable[[socket.socket], None], log: RecLog,
+               **kw: Any) -> Callable[[], None]:
+    """Serve one request on a socketpair in a thread; ``send`` plays the
+    client. Returns a join that surfaces the thread's error."""
+    ctx = WorkerContext(settings(**kw), log, None, None, keepalive=True)
+    a, b = socket.socketpair()
+    conn = Connection(ctx, a, PEER, ("127.0.0.1", 8000))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            conn.handle_request(app)
+        except BaseException as exc:  # surfaced in the test thread
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        send(b)
+    finally:
+        b.close()
+
+    def join() -> None:
+        t.join(15)
+        assert not t.is_alive()
+        if errors:
+            raise errors[0]
+
+    return join
+
+
+def test_client_that_left_before_the_response_is_logged_499() -> None:
+    """nginx's rule: a client that closed before the response went out is
+    499 (it gave up waiting), not the 200 the app produced."""
+    log = RecLog(access=True)
+    gone = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        assert gone.wait(10)
+        start_response("200 OK", [])
+        return [b"late"]
+
+    def client(b: socket.socket) -> None:
+        b.sendall(GET)
+        b.close()
+        gone.set()
+
+    _serve_one(app, client, log)()
+    # Nothing made it: the kernel refuses a write to a closed socketpair.
+    assert log.accessed == [("/p", "499 Client Closed Request", 0)]
+
+
+@pytest.mark.parametrize("behind", [b"", b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"])
+def test_client_still_there_or_pipelining_is_logged_with_the_status_sent(behind: bytes) -> None:
+    """Data waiting is not EOF: a client that waits, or pipelined its next
+    request before closing, gets its response logged 200."""
+    log = RecLog(access=True)
+    got = threading.Event()
+
+    def client(b: socket.socket) -> None:
+        b.sendall(GET + behind)
+        if behind:
+            b.shutdown(socket.SHUT_WR)
+        b.settimeout(10)
+        data = b""
+        while b"hello" not in data:
+            chunk = b.recv(65536)
+            assert chunk, data
+            data += chunk
+        got.set()
+
+    _serve_one(hello, client, log)()
+    assert got.is_set()
+    assert log.accessed == [("/p", "200 OK", 5)]
+
+
+def test_half_closed_client_gets_the_response_but_is_logged_499() -> None:
+    """A half-close cannot be told from a close: logged as nginx logs it,
+    but the response still goes out, since such a client may be reading."""
+    s = serve(GET_CLOSE, hello, log=RecLog(access=True))
+    [r] = s.responses
+    assert r.status == 200 and r.body == b"hello"
+    assert s.log.accessed == [("/p", "499 Client Closed Request", 5)]
+
+
+def test_body_error_answer_is_logged_with_its_bytes() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [b"never"]
+
+    log = RecLog(access=True)
+    s = serve(b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", app,
+              log=log)
+    [r] = s.responses
+    assert r.status == 400
+    assert log.accessed == [("/p", "400 Bad Request", len(r.body))]
+
+
+@pytest.mark.parametrize("how", ["iterable", "sendfile", "read"])
+def test_transfer_cut_off_by_a_client_that_stopped_reading_is_logged(
+    how: str, tmp_path: Path
+) -> None:
+    """The client reads nothing for --timeout: the worker drops it, says so
+    in the error log, and both logs count the body bytes that really went
+    out, which is what the client can still read afterwards."""
+    size = 16 << 20
+    path = tmp_path / "big"
+    path.write_bytes(b"f" * size)
+    log = RecLog(access=True)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Length", str(size))])
+        if how == "iterable":
+            return (b"i" * (1 << 20) for _ in range(16))
+        return environ["wsgi.file_wrapper"](open(path, "rb"))
+
+    received = bytearray()
+
+    def client(b: socket.socket) -> None:
+        b.sendall(GET)
+        # Read nothing until the worker gave up on us, then what is left.
+        assert wait_for(lambda: any("stopped reading" in m for _, m in log.records), 30)
+        b.settimeout(10)
+        while chunk := b.recv(1 << 20):
+            received.extend(chunk)
+
+    _serve_one(app, client, log, timeout=1.0, sendfile=(how == "sendfile"))()
+    body = len(received) - (received.index(b"\r\n\r\n") + 4)
+    assert 0 < body < size
+    [(level, msg)] = [(lv, m) for lv, m in log.records if "stopped reading" in m]
+    assert level == "info"
+    assert msg == (f"Client stopped reading for 1.0s (timeout): GET /p?q=1 from {PEER[0]} "
+                   f"cut off with status 200 after {body} body bytes")
+    assert log.accessed == [("/p", "200 OK", body)]

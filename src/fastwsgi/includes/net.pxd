@@ -12,6 +12,7 @@ cdef extern from "<sys/socket.h>" nogil:
     enum: MSG_NOSIGNAL
     enum: MSG_MORE
     enum: MSG_DONTWAIT
+    enum: MSG_PEEK
     enum: SHUT_WR
 
 
