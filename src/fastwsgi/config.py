@@ -331,9 +331,18 @@ def v_bind(value: Any) -> tuple[str, ...]:
     binds = v_str_list(value)
     if not binds:
         raise ValueError("at least one address is needed")
+    # Parsed now, not at bind time: a malformed address is a usage error
+    # (exit 2) reported before anything starts, like any other bad value.
+    from fastwsgi.errors import BindError
+    from fastwsgi.sock import parse_address
+
     for b in binds:
         if not b.strip():
             raise ValueError("empty address")
+        try:
+            parse_address(b)
+        except BindError as exc:
+            raise ValueError(str(exc)) from None
     return binds
 
 

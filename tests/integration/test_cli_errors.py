@@ -43,6 +43,12 @@ def appdir(tmp_path: Path) -> Path:
         (["--no-such-flag", "errapp"], 2, "unrecognized arguments: --no-such-flag"),
         (["--workers", "x", "errapp"], 2, "invalid value for --workers"),
         (["--keep-alive", "-3", "errapp"], 2, "invalid value for --keep-alive"),
+        # An address that cannot be parsed is a usage error too, found before
+        # the master starts (it used to be exit 1 at bind time).
+        (["-b", "127.0.0.1:99999", "errapp"], 2,
+         "invalid value for --bind (command line): invalid port in '127.0.0.1:99999'"),
+        (["-b", "[::1", "errapp"], 2, "unclosed '[' in IPv6 address"),
+        (["-b", "unix:", "errapp"], 2, "empty unix socket path"),
         (["-c", "broken.conf.py", "errapp"], 2, "config file 'broken.conf.py': line 2: '[' was never closed"),
         (["-c", "nothere.py", "errapp"], 2, "cannot read config file 'nothere.py'"),
         (["-k", "eventlet", "errapp"], 2, "Gunicorn worker class fastwsgi does not provide"),

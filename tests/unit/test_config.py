@@ -304,6 +304,8 @@ def test_config_file_sees_its_own_path(empty_cwd: Path) -> None:
         ("workers = 'many'\n", r"invalid value for --workers \(config file .*\): 'many' is not an integer"),
         ("timeout = [1]\n", r"invalid value for --timeout"),
         ("bind = 5\n", r"invalid value for --bind"),
+        ("bind = ['127.0.0.1:8000', '127.0.0.1:70000']\n",
+         r"invalid value for --bind \(config file .*\): invalid port in '127\.0\.0\.1:70000'"),
         ("worker_class = 'gevent'\n", r"Gunicorn worker class fastwsgi does not provide"),
         ("post_fork = 3\n", r"invalid value for post_fork.*not callable"),
         ("def pre_fork(server):\n    pass\n", r"pre_fork.*must take 2 positional arguments, it takes 1"),
