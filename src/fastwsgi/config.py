@@ -2102,12 +2102,17 @@ def markdown() -> str:
         "as a warning and has no effect. The ones marked *refused* are not",
         "ignored when set: TLS (`certfile`, `keyfile`) and `protocol uwsgi`",
         "would change what the port speaks, so the start stops with one line",
-        "saying so (terminate TLS in a proxy in front of fastwsgi).",
+        "saying so (terminate TLS in a proxy in front of fastwsgi). The ones",
+        "marked *no warning* ask for what fastwsgi does anyway: workers",
+        "switching to `--user` always take that user's supplementary groups",
+        "(`initgroups`), and `protocol http` is the only protocol.",
         "",
     ]
     for u in UNSUPPORTED:
         flags = ", ".join(f"`{f}`" for f in u.cli) if u.cli else "config file only"
         mark = " *refused*" if u.name in REFUSED else ""
+        if u.name in OURS:
+            mark += f" (*no warning* for `{OURS[u.name]}`)" if mark else " *no warning*"
         out.append(f"- `{u.name}` ({flags}){mark}")
     out.append("")
     return "\n".join(out)

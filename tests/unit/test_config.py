@@ -382,6 +382,8 @@ def test_initgroups_is_what_fastwsgi_does_anyway(empty_cwd: Path) -> None:
     # Gunicorn's --initgroups asks for nothing new: no warning, from either source.
     (empty_cwd / "fastwsgi.conf.py").write_text("initgroups = True\n")
     assert load(["--initgroups", "app"], {}).warnings() == []
+    # And the settings doc does not list it among the settings that warn.
+    assert "- `initgroups` (`--initgroups`) *no warning*\n" in config.markdown()
 
 
 def test_reload_extra_files_from_flags_and_config_file(empty_cwd: Path) -> None:
