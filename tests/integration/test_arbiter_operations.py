@@ -210,6 +210,25 @@ def test_preload_imports_the_app_once_in_the_master(server: Start) -> None:
     assert re.findall(r"preloadapp imported in (\d+)", srv.log()) == [str(srv.pid)]
 
 
+@pytest.mark.parametrize("preload", [False, True])
+def test_hup_picks_up_changed_code_only_without_preload(
+    server: Start, tmp_path: Path, preload: bool
+) -> None:
+    """HUP starts workers that import the app anew; with --preload the app
+    lives in the master, whose imported modules stay as they were."""
+    app = tmp_path / "versionapp.py"
+    source = "def app(environ, start_response):\n    start_response('200 OK', [])\n    return [{!r}]\n"
+    app.write_text(source.format(b"v1"))
+    srv = server(*WORKER, "-w", "1", *(["--preload"] if preload else []), "versionapp:app")
+    (old,) = srv.wait_workers(1)
+    assert srv.get("/") == (200, b"v1")
+    # Another size, so a cached .pyc of the same second cannot pass for it.
+    app.write_text(source.format(b"version 2"))
+    srv.signal(signal.SIGHUP)
+    srv.wait_workers(1, exclude=[old])
+    assert srv.get("/") == (200, b"v1" if preload else b"version 2")
+
+
 def test_without_preload_each_worker_imports_the_app(server: Start) -> None:
     srv = server(*WORKER, "-w", "2", "preloadapp:app")
     workers = srv.wait_workers(2)
@@ -263,11 +282,22 @@ def test_without_setproctitle_one_warning_and_carry_on(server: Start, tmp_path: 
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "setproctitle.py").write_text("raise ImportError('hidden by the test')\n")
+    # Started the way pip installs it: a `fastwsgi` script run by Python.
+    script = tmp_path / "bin" / "fastwsgi"
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nfrom fastwsgi.cli import main\nmain()\n")
+    script.chmod(0o755)
     path = os.pathsep.join([str(blocker), SRC_DIR, str(HERE)])
-    srv = server(*WORKER, "-w", "2", "testapp:app", env={"PYTHONPATH": path})
-    srv.wait_workers(2)
+    srv = server(*WORKER, "-w", "2", "testapp:app", env={"PYTHONPATH": path},
+                 command=[str(script)])
+    workers = srv.wait_workers(2)
     assert srv.log().count("setproctitle is not installed") == 1
-    assert "fastwsgi: master" not in cmdline(srv.pid)
+    # The processes keep what they were started as: `ps` shows the command
+    # line, `top` and `ps -e` the script's name (docs/faq.md).
+    for pid in [srv.pid, *workers]:
+        assert "fastwsgi: master" not in cmdline(pid)
+        assert f"{script} -b 127.0.0.1:{srv.port}" in cmdline(pid)
+        assert Path(f"/proc/{pid}/comm").read_text() == "fastwsgi\n"
 
 
 def _voluntary_switches(pid: int) -> int:
