@@ -79,10 +79,12 @@ def test_conflicting_secure_scheme_headers_are_rejected(trusted: Server) -> None
     assert trusted.recorded_paths(token) == []
 
 
-def test_forwarded_allow_ips_cidr_network(tmp_path: Path) -> None:
-    with run_server(tmp_path, "sync", "--forwarded-allow-ips", "127.0.0.0/8") as srv:
+@pytest.mark.parametrize(("networks", "scheme"), [("127.0.0.0/8", "https"), ("10.0.0.0/8", "http")])
+def test_forwarded_allow_ips_cidr_network(tmp_path: Path, networks: str, scheme: str) -> None:
+    # A peer inside a listed network is trusted; one outside it is not.
+    with run_server(tmp_path, "sync", "--forwarded-allow-ips", f"192.0.2.1,{networks}") as srv:
         status, env = get(srv, "/s", "X-Forwarded-Proto: https")
-    assert status == 200 and env["scheme"] == "https"
+    assert status == 200 and env["scheme"] == scheme
 
 
 def test_underscore_header_cannot_impersonate_dash_header(untrusted: Server) -> None:

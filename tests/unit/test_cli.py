@@ -98,6 +98,16 @@ def test_check_config_reports_unsupported_settings_once(capsys: pytest.CaptureFi
     assert "ciphers (--ciphers) from config file" in warned[0] and "spew (--spew)" in warned[1]
 
 
+def test_reload_with_preload_warns_that_it_does_nothing(
+    capsys: pytest.CaptureFixture[str], isolated: Path
+) -> None:
+    rc, _, err = run(capsys, "--check-config", "--reload", "--preload", "cliapp_ok")
+    assert rc == 0
+    assert "[WARNING] --reload has no effect with --preload" in err
+    rc, _, err = run(capsys, "--check-config", "--reload", "cliapp_ok")
+    assert rc == 0 and "--reload has no effect" not in err
+
+
 def test_tls_settings_stop_the_start_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     # A Gunicorn deployment that terminated TLS itself must not come up as
     # plain HTTP on the port its clients believe is encrypted.

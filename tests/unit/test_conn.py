@@ -860,6 +860,16 @@ def test_forwarded_allow_ips_matches_cidr_networks() -> None:
     assert seen == ["https", "http", "https", "https", "http", "https", "https", "http"]
 
 
+def test_unix_socket_peer_is_trusted_like_gunicorn() -> None:
+    # No address to check: the socket file's permissions are the access control.
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n\r\n"
+    seen: list[str] = []
+    only = settings(forwarded_allow_ips=("192.0.2.1",))
+    serve(raw, _scheme_app(seen), only, client="", server="/tmp/x.sock")
+    serve(raw, _scheme_app(seen), only, client=("10.1.2.3", 1))
+    assert seen == ["https", "http"]
+
+
 def test_script_name_from_settings_strips_path_info() -> None:
     seen: list[tuple[str, str]] = []
 

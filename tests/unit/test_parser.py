@@ -253,6 +253,11 @@ def test_bad_settings() -> None:
         (b"GET / http/1.1\r\nHost: a\r\n\r\n", errors.InvalidHTTPVersion),
         (b"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", errors.InvalidRequestLine),
+        (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),  # OPTIONS only
+        (b"GET a:443 HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),  # CONNECT only
+        (b"GET /\xc3 HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", errors.InvalidHeader),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", errors.InvalidHeader),
         (b"GET ftp:/x HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),
         (b"GET 1http://x/ HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),
         (b"GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),
@@ -274,6 +279,19 @@ def test_bad_settings() -> None:
             errors.InvalidHeader,
         ),
         (b"POST / HTTP/1.0\r\nTransfer-Encoding: identity\r\n\r\n", errors.InvalidHeader),
+        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", errors.InvalidHeader),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            errors.InvalidHeader,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+         errors.ObsoleteFolding),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", errors.InvalidHeader),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: Chunked\r\n\r\n",
+            errors.InvalidHeader,
+        ),
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             errors.InvalidHeader,
@@ -413,6 +431,13 @@ CHUNKED = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
         (b"5\r\nhello\r\n0\r\nX: a\nY: b\r\n\r\n", errors.InvalidHeader),
         (b"5\r\nhello\r\n0\r\nTrailer: x\r\n\r\n", errors.InvalidHeaderName),
         (b"5\r\nhello\r\n0\r\nAuthorization: x\r\n\r\n", errors.InvalidHeaderName),
+        (b"5\r\nhello\r\n0\r\nHost: x\r\n\r\n", errors.InvalidHeaderName),
+        (b"5\r\nhello\r\n0\r\nContent-Length: 1\r\n\r\n", errors.InvalidHeaderName),
+        (b"5\r\nhello\r\n0\r\nTransfer-Encoding: x\r\n\r\n", errors.InvalidHeaderName),
+        (b"5\r\nhello\r\n0\r\nTE: x\r\n\r\n", errors.InvalidHeaderName),
+        (b"5\nhello\r\n0\r\n\r\n", errors.InvalidChunkSize),
+        (b"5;a\rb\r\nhello\r\n0\r\n\r\n", errors.InvalidChunkExtension),
+        (b"-1\r\n", errors.InvalidChunkSize),
     ],
     ids=[
         "17-digits",
@@ -426,6 +451,13 @@ CHUNKED = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
         "trailer-bare-lf",
         "trailer-Trailer",
         "trailer-Authorization",
+        "trailer-Host",
+        "trailer-Content-Length",
+        "trailer-Transfer-Encoding",
+        "trailer-TE",
+        "bare-lf-after-size",
+        "bare-cr-in-extension",
+        "negative-size",
     ],
 )
 def test_chunked_rejected(body: bytes, exc: type[errors.ParseError]) -> None:
