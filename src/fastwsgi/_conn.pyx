@@ -43,7 +43,11 @@ Errors: a ``ParseError`` is answered with its own status (nothing for
 the head went out is answered 500 (traceback to the error log, never to the
 client); after that the connection is closed, which is the only way left to
 tell the client the body is incomplete. The iterable's ``close()`` is called
-in every case (PEP 3333).
+in every case (PEP 3333). A client found gone (EOF) just before the head
+goes out is logged 499, nginx's "client closed request", though the response
+is still written (``_check_client_left``); a write that makes no progress
+for ``timeout`` drops the client with an INFO line. Access lines count the
+body bytes the kernel took, not those handed to it.
 
 After a keep-alive response whose request body the app did not read, at
 most ``DRAIN_LIMIT`` bytes are read and discarded so the next request can be
