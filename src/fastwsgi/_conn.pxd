@@ -102,7 +102,7 @@ cdef class Connection:
     cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1
     cdef bint _drain_body(self) except -1
     cdef void _log_access(self, dict env, object status, Response resp, double started,
-                          long long err_sent) noexcept
+                          long long err_sent=*) noexcept
     cdef Py_ssize_t _answer_now(self, bytes out) noexcept
     cdef int _check_client_left(self) except -1
     cdef int _revise_keep(self) except -1

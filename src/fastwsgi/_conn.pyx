@@ -1484,7 +1484,7 @@ cdef class Connection:
         return keep
 
     cdef void _log_access(self, dict env, object status, Response resp, double started,
-                          long long err_sent) noexcept:
+                          long long err_sent=-1) noexcept:
         """One access line; ``err_sent`` (>= 0) is the body of an error answer
         the server sent in place of the app's response."""
         cdef WorkerContext ctx = self.ctx
