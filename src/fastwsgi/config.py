@@ -569,7 +569,8 @@ def v_statsd_host(value: Any) -> str | None:
     host, sep, port = text.rpartition(":")
     if not sep:
         return f"{text}:8125"  # Gunicorn: the statsd default port
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if (not host or not port.isdigit() or not 0 < int(port) < 65536
+            or host.startswith("[") != host.endswith("]")):
         raise ValueError(f"{text!r} is not HOST:PORT")
     return text
 

@@ -480,6 +480,7 @@ def test_tls_in_a_config_file_is_refused_and_its_off_values_are_not(empty_cwd: P
         (["-m", "0999"], "not a umask"),
         (["-e", "NOEQUALS"], "is not KEY=VALUE"),
         (["--statsd-host", "host:notaport"], "not HOST:PORT"),
+        (["--statsd-host", "[::1:8125"], "not HOST:PORT"),
         (["-w"], "expected one argument"),
     ],
 )
