@@ -1805,3 +1805,46 @@ cdef bint _valid_chunk_ext(const char* p, Py_ssize_t n) noexcept:
                 if i == s:
                     return False
     return True
+
+
+# --- Build information ------------------------------------------------------
+
+# Read from the macros the C compiler saw, not from setup.py, so the answer
+# describes the code that was actually compiled (a cached .c, another
+# compiler picked by CC) and cannot drift from it.
+cdef extern from *:
+    """
+    #if defined(__clang__)
+    #define FASTWSGI_CC "clang " __clang_version__
+    #elif defined(__GNUC__)
+    #define FASTWSGI_CC "GCC " __VERSION__
+    #else
+    #define FASTWSGI_CC "unknown compiler"
+    #endif
+    #if defined(__SANITIZE_ADDRESS__)
+    #define FASTWSGI_VARIANT "sanitize"
+    #elif !defined(NDEBUG) || !defined(__OPTIMIZE__)
+    #define FASTWSGI_VARIANT "debug"
+    #else
+    #define FASTWSGI_VARIANT "release"
+    #endif
+    """
+    const char* FASTWSGI_CC
+    const char* FASTWSGI_VARIANT
+    const char* PY_VERSION
+    unsigned long CYTHON_HEX_VERSION
+
+
+def build_info():
+    """How the compiled core was built: Python headers, Cython, compiler, variant."""
+    cdef unsigned long v = CYTHON_HEX_VERSION
+    cython_version = f"{(v >> 24) & 0xFF}.{(v >> 16) & 0xFF}.{(v >> 8) & 0xFF}"
+    level = v & 0xF0
+    if level != 0xF0:  # a pre-release: 0xA0 alpha, 0xB0 beta, 0xC0 candidate
+        cython_version += {0xA0: "a", 0xB0: "b", 0xC0: "rc"}.get(level, "?") + str(v & 0x0F)
+    return {
+        "python": PY_VERSION.decode("ascii"),
+        "cython": cython_version,
+        "compiler": FASTWSGI_CC.decode("ascii", "replace"),
+        "variant": FASTWSGI_VARIANT.decode("ascii"),
+    }

@@ -44,7 +44,7 @@ import pwd
 import socket
 import sys
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -1571,6 +1571,26 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version and how this copy was built (``buildinfo``), then exit 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0,
+                         help="show the version and build, then exit")
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from fastwsgi.buildinfo import describe
+
+        print(describe(parser.prog))
+        parser.exit(0)
+
+
 class _UnsupportedAction(argparse.Action):
     def __call__(
         self,
@@ -1585,8 +1605,6 @@ class _UnsupportedAction(argparse.Action):
 
 
 def build_parser(prog: str = "fastwsgi") -> argparse.ArgumentParser:
-    from fastwsgi import __version__
-
     parser = _ArgumentParser(
         prog=prog,
         usage="%(prog)s [OPTIONS] [APP_MODULE]",
@@ -1597,9 +1615,7 @@ def build_parser(prog: str = "fastwsgi") -> argparse.ArgumentParser:
         "See docs/settings.md.",
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument(
-        "-v", "--version", action="version", version=f"%(prog)s (version {__version__})"
-    )
+    parser.add_argument("-v", "--version", action=_VersionAction)
     parser.add_argument(
         "app_uri",
         nargs="?",

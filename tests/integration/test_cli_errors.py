@@ -197,4 +197,7 @@ def test_print_config(appdir: Path) -> None:
 
 def test_version(appdir: Path) -> None:
     proc = fastwsgi_cmd(appdir, "--version")
-    assert proc.returncode == 0 and proc.stdout.strip() == f"fastwsgi (version {fastwsgi.__version__})"
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == f"fastwsgi (version {fastwsgi.__version__})"
+    assert lines[1].startswith("compiled core: CPython ") and "Cython" in lines[1], lines
