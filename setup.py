@@ -19,6 +19,7 @@ import os
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext as _build_ext
 
 EXTENSIONS = ["_parser", "_response", "_conn"]
 
@@ -45,15 +46,27 @@ extensions = [
     if (not only or name in only) and os.path.exists(f"src/fastwsgi/{name}.pyx")
 ]
 
-setup(
-    ext_modules=cythonize(
-        extensions,
-        compiler_directives={
-            "language_level": 3,
-            "embedsignature": True,
-            "binding": False,
-        },
-        annotate=annotate,
-        include_path=["src"],
-    ),
-)
+
+class build_ext(_build_ext):
+    """Cythonize when extensions are built, not whenever setup.py runs: making
+    the sdist (which ships the .pyx, not the .c) then costs no Cython pass."""
+
+    def run(self) -> None:
+        done = cythonize(
+            self.extensions,
+            compiler_directives={
+                "language_level": 3,
+                "embedsignature": True,
+                "binding": False,
+            },
+            annotate=annotate,
+            include_path=["src"],
+        )
+        # Same extensions, now naming the .c files; setuptools has already
+        # prepared these objects, so only their sources change.
+        for ext, cythonized in zip(self.extensions, done, strict=True):
+            ext.sources = cythonized.sources
+        super().run()
+
+
+setup(ext_modules=extensions, cmdclass={"build_ext": build_ext})
