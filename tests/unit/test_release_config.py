@@ -37,7 +37,8 @@ def _cibw_config() -> dict:
 
 
 def test_cibuildwheel_lists_exactly_the_intended_builds() -> None:
-    pytest.importorskip("cibuildwheel", reason="cibuildwheel is in the test extra")
+    # In the test extra for Python 3.11+ (cibuildwheel's own floor).
+    pytest.importorskip("cibuildwheel", minversion="3.2")
     # Only pyproject.toml decides: no CIBW_* from the caller's environment.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
     proc = subprocess.run(
