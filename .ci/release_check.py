@@ -204,7 +204,9 @@ def interpreters() -> list[str]:
         if proc.returncode != 0:  # e.g. a pyenv shim for a version not selected
             continue
         impl, version, exe = proc.stdout.split()
-        if impl == "CPython" and version in {"3.10", "3.11", "3.12", "3.13"} or named:
+        # This interpreter always: it built the release (and ran the suite).
+        if named or candidate == sys.executable or (
+                impl == "CPython" and version in {"3.10", "3.11", "3.12", "3.13"}):
             found.setdefault((version, os.path.realpath(exe)), exe)
     return list(found.values())
 
@@ -319,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         pythons = interpreters()
-        print(f"CPython 3.10-3.13 interpreters for the smoke subset: {len(pythons)} "
-              f"({', '.join(pythons)}); the full suite ran on {sys.executable}")
+        source = "$FASTWSGI_CI_PYTHONS" if os.environ.get("FASTWSGI_CI_PYTHONS") else \
+            f"this one and {', '.join(CANDIDATES)} on PATH"
+        print(f"Interpreters for the wheel install and smoke subset ({source}): {len(pythons)}: "
+              f"{', '.join(pythons)}")
         sdist, wheel = build(work)
         check_sdist(sdist)
         check_wheel(wheel)
