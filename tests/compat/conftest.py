@@ -90,7 +90,10 @@ class CompatNginx(nginx.Nginx):
                 # As bench/nginx.py: a root nginx's worker must be able to enter the prefix.
                 user="user root;" if os.geteuid() == 0 else "",
                 upstream="{}:{}".format(*self.upstream),
-                pool="        keepalive 32;\n" if self.keepalive else "",
+                # The pool lets go of an idle connection before the servers'
+                # 2 s keep-alive does, so nginx never sends on one being closed.
+                pool="        keepalive 32;\n        keepalive_timeout 1s;\n"
+                if self.keepalive else "",
                 http_version="1.1" if self.keepalive else "1.0",
                 connection="" if self.keepalive else "close"))
         with open(os.path.join(self.dir, "stderr.log"), "wb") as log:
