@@ -158,6 +158,8 @@ add("falcon-404", py_only(Req("GET", "/falcon/nowhere")))
 # --- the raw app: streams, file_wrapper, HEAD, early answers, failures --------------
 add("raw-stream", both(Req("GET", "/raw/stream")))
 add("raw-write", both(Req("GET", "/raw/write")))
+add("raw-list-no-length", both(Req("GET", "/raw/list")))
+add("raw-empty-no-length", both(Req("GET", "/raw/empty")))
 add("raw-file-wrapper", both(Req("GET", "/raw/file")))
 add("raw-file-wrapper-head", head("/raw/file"))
 add("raw-head", head("/raw/hello"))

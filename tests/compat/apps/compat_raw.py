@@ -1,6 +1,7 @@
 """A raw WSGI app for the differential suite: the edges a framework hides.
 
-Streams of unknown length (an iterable and ``write()``), ``wsgi.file_wrapper``,
+Streams of unknown length (an iterable and ``write()``), lists without a
+Content-Length, ``wsgi.file_wrapper``,
 an early answer that never reads the body, a failure after two parts, a
 request that hangs (for ``--timeout``), and an echo that reads every body
 framing (Content-Length, chunked) to EOF and answers its hash.
@@ -45,6 +46,13 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return _stream()
+    if path == "/list":
+        # A list of known parts but no Content-Length: the server may count it.
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"one\n", b"two\n"]
+    if path == "/empty":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return []
     if path == "/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written 0\n")
