@@ -11,6 +11,8 @@ behaviour Gunicorn does not get right either, so its value is no reference.
 from __future__ import annotations
 
 import gzip
+import http.client
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -18,9 +20,11 @@ from pathlib import Path
 
 from harness import (
     ABSENT,
+    CLIENT_TIMEOUT,
     Req,
     Target,
     blob,
+    body_digest,
     curl_request,
     curl_statuses,
     py_request,
@@ -189,6 +193,37 @@ def fail_connection_close(t: Target, tmp: Path) -> dict[str, str]:
     # Chunked also when the connection closes after the response (issue 18 item 2).
     return raw_fields(raw_exchange(
         t, [b"GET /raw/fail HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]))
+
+
+@case("raw-pipelined")
+def pipelined(t: Target, tmp: Path) -> dict[str, str]:
+    # Two requests in one packet: both answered, in order, on every worker.
+    data = raw_exchange(t, [b"GET /raw/hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                            b"GET /raw/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+    return {"raw statuses": " ".join(re.findall(r"HTTP/1\.1 (\d{3})", data.decode("latin-1")))}
+
+
+@case("keep-alive-session")
+def session(t: Target, tmp: Path) -> dict[str, str]:
+    # One http.client connection for a GET, a POST and a stream: which
+    # responses let the next request reuse the connection.
+    conn = http.client.HTTPConnection("127.0.0.1", t.port, timeout=CLIENT_TIMEOUT)
+    obs: dict[str, str] = {}
+    try:
+        for i, (method, path, body) in enumerate([("GET", "/raw/hello", None),
+                                                  ("POST", "/raw/echo", SMALL),
+                                                  ("GET", "/raw/stream", None),
+                                                  ("GET", "/falcon/items", None)]):
+            sock = conn.sock
+            conn.request(method, path, body=body)
+            resp = conn.getresponse()
+            obs[f"{i} status"] = str(resp.status)
+            obs[f"{i} body"] = body_digest(resp.read())
+            if i:
+                obs[f"{i} reused the connection"] = "yes" if conn.sock is sock else "no"
+    finally:
+        conn.close()
+    return obs
 
 
 @case("raw-slow-client")
