@@ -36,6 +36,8 @@ cdef class WorkerContext:
     cdef double* beat                     # the worker's heartbeat stamp, or NULL
     cdef object beat_view                 # keeps the shared page exported meanwhile
     cdef double beat_every                # longest unstamped wait on a client
+    cdef long long* metrics               # the worker's metrics slot, or NULL
+    cdef object metrics_view              # keeps that shared page exported meanwhile
 
 
 cdef class Input:
@@ -79,6 +81,9 @@ cdef class Connection:
     cdef long long wire_sent              # bytes of this response the kernel took (head too)
     cdef long long wire_goal              # wire_sent once the send under way completes
     cdef bint client_left                 # EOF seen before the response head went out
+    cdef bint in_flight                   # counted in the metrics' in-flight gauge
+    cdef double sent_at                   # the response's last byte sent (metrics on)
+    cdef bint conn_counted                # counted in the metrics' connections gauge
 
     cdef int _setup(self, WorkerContext ctx, int fd, object client, object server) except -1
     cdef Py_ssize_t _recv_into(self, char* buf, Py_ssize_t n, double deadline) except -2
@@ -103,6 +108,7 @@ cdef class Connection:
     cdef bint _drain_body(self) except -1
     cdef void _log_access(self, dict env, object status, Response resp, double started,
                           long long err_sent=*) noexcept
+    cdef void _count(self, dict env, object status, long long sent, double took) noexcept
     cdef Py_ssize_t _answer_now(self, bytes out) noexcept
     cdef int _check_client_left(self) except -1
     cdef int _revise_keep(self) except -1

@@ -80,7 +80,7 @@ from cpython.ref cimport Py_INCREF
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EAGAIN, ECONNABORTED, ECONNRESET, EINTR, EPIPE, EPROTO, errno
 from libc.string cimport strerror
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 from posix.types cimport off_t
 from posix.uio cimport iovec, writev
 
@@ -127,7 +127,7 @@ import os
 import stat
 import sys
 
-from fastwsgi import SERVER_SOFTWARE
+from fastwsgi import SERVER_SOFTWARE, metrics as _metrics
 from fastwsgi._response import error_response
 from fastwsgi.errors import NoMoreData, ParseError, RequestTimeout, ResponseError
 from fastwsgi.wsgi import (
@@ -207,6 +207,90 @@ cdef inline double _now() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
+cdef inline double _wall() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+# The metrics slot's layout and histogram bounds (metrics.py owns them).
+cdef Py_ssize_t M_IN_FLIGHT = _metrics.IN_FLIGHT
+cdef Py_ssize_t M_CONNECTIONS = _metrics.CONNECTIONS
+cdef Py_ssize_t M_BYTES = _metrics.BYTES
+cdef Py_ssize_t M_DURATION_SUM = _metrics.DURATION_SUM
+cdef Py_ssize_t M_QUEUE_SUM = _metrics.QUEUE_SUM
+cdef Py_ssize_t M_DURATION = _metrics.DURATION
+cdef Py_ssize_t M_QUEUE = _metrics.QUEUE
+cdef Py_ssize_t M_STATUS = _metrics.STATUS
+cdef Py_ssize_t M_STATUS_OTHER = _metrics.STATUS_OTHER
+cdef Py_ssize_t M_WORDS = _metrics.WORDS
+cdef Py_ssize_t M_NBOUNDS = len(_metrics.BUCKETS)
+cdef double M_BOUNDS[32]
+if M_NBOUNDS > 32:
+    raise ImportError("metrics.BUCKETS: at most 32 bounds")
+for _i, _b in enumerate(_metrics.BUCKETS):
+    M_BOUNDS[<Py_ssize_t>_i] = _b
+
+
+cdef inline Py_ssize_t _bucket(double v) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(M_NBOUNDS):
+        if v <= M_BOUNDS[i]:
+            return i
+    return M_NBOUNDS
+
+
+cdef Py_ssize_t _status_index(object status) noexcept:
+    """Index of ``status`` (``"200 OK"``, an int, or None for 500) among
+    the slot's per-status words (100..599), or the "other" one."""
+    cdef Py_ssize_t code = 0, i
+    cdef Py_UCS4 ch
+    if status is None:
+        return 400
+    if type(status) is str:
+        if len(<str>status) < 3:
+            return M_STATUS_OTHER
+        for i in range(3):
+            ch = (<str>status)[i]
+            if ch < u"0" or ch > u"9":
+                return M_STATUS_OTHER
+            code = code * 10 + (<Py_ssize_t>ch - 48)
+    elif type(status) is int and 100 <= status <= 599:
+        code = status
+    if 100 <= code <= 599:
+        return code - 100
+    return M_STATUS_OTHER
+
+
+cdef double _queue_start(dict env) noexcept:
+    """Epoch seconds from a proxy's ``X-Request-Start``/``X-Queue-Start``:
+    ``t=`` (optional) then seconds (nginx ``t=${msec}``), milliseconds
+    (Heroku) or microseconds (New Relic), told apart by magnitude; 0 when
+    absent or unparsable."""
+    cdef double v
+    text = env.get("HTTP_X_REQUEST_START")
+    if text is None:
+        text = env.get("HTTP_X_QUEUE_START")
+        if text is None:
+            return 0
+    if type(text) is not str:  # the app may have put anything in its environ
+        return 0
+    try:
+        text = (<str>text).strip()
+        if text.startswith("t="):
+            text = text[2:]
+        v = float(text)
+    except Exception:
+        return 0
+    if not v > 0 or v > 1e19:  # NaN, negative, absurd
+        return 0
+    if v > 1e14:
+        return v / 1e6
+    if v > 1e11:
+        return v / 1e3
+    return v
+
+
 def monotonic():
     """The clock the connection deadlines use (CLOCK_MONOTONIC)."""
     return _now()
@@ -284,6 +368,9 @@ cdef class WorkerContext:
         if log is not None and (getattr(log, "access_enabled", False)
                                 or getattr(log, "statsd", None) is not None):
             self.access = log.access
+        page = getattr(worker, "metrics", None) if worker is not None else None
+        if page is not None:
+            self.count_into(page)
         error_logger = getattr(log, "error_log", None)
         errors = WSGIErrors(error_logger) if error_logger is not None else sys.stderr
         self.base_env = {
@@ -322,6 +409,17 @@ cdef class WorkerContext:
         self.beat_view = view
         self.beat = <double*>&view[offset]
         self.beat_every = every
+
+    def count_into(self, page):
+        """Count this worker's requests into ``page``, its metrics slot
+        (``metrics.MetricsPool.slot``: shared memory the master reads when
+        scraped). The page stays exported as long as this context lives."""
+        cdef long long[::1] view
+        view = memoryview(page).cast("q")
+        if view.shape[0] < M_WORDS:
+            raise ValueError("metrics page too small")
+        self.metrics_view = view
+        self.metrics = &view[0]
 
 
 # --- selector helpers for threaded workers -----------------------------------
@@ -607,6 +705,9 @@ cdef class Connection:
         self.write_cb = self.write
         # Bound once per connection, not once per request.
         self.start_cb = self.start_response
+        if ctx.metrics != NULL:
+            ctx.metrics[M_CONNECTIONS] += 1
+            self.conn_counted = True
         return 0
 
     def fileno(self):
@@ -1366,6 +1467,10 @@ cdef class Connection:
         self.wire_goal = 0
         err_sent = -1  # body bytes of an answer the server sent in the app's place
         started = _now()
+        if ctx.metrics != NULL:
+            ctx.metrics[M_IN_FLIGHT] += 1
+            self.in_flight = True
+            self.sent_at = 0
         self.request_started = started
         self.last_progress = started
         self._req_method = p.method
@@ -1386,6 +1491,8 @@ cdef class Connection:
             try:
                 result = app(env, self.start_cb)
                 self._send_result(result)
+                if ctx.metrics != NULL:
+                    self.sent_at = _now()  # the metrics' duration ends here
                 # A client that left before the head went out is logged as
                 # nginx logs it (499), even though the response was written.
                 status = CLIENT_CLOSED if self.client_left else resp.status
@@ -1485,19 +1592,66 @@ cdef class Connection:
 
     cdef void _log_access(self, dict env, object status, Response resp, double started,
                           long long err_sent=-1) noexcept:
-        """One access line; ``err_sent`` (>= 0) is the body of an error answer
-        the server sent in place of the app's response."""
+        """The one place where a response's status and bytes are final:
+        counted in the metrics, then the access line. ``err_sent`` (>= 0)
+        is the body of an error answer the server sent in place of the
+        app's response."""
         cdef WorkerContext ctx = self.ctx
+        cdef double took
+        cdef long long sent
+        if ctx.access is None and ctx.metrics == NULL:
+            return
+        took = _now() - started if started > 0 else 0.0
+        if err_sent >= 0:
+            sent = err_sent
+        else:
+            sent = resp.sent if resp is not None else 0
+        if ctx.metrics != NULL:
+            self._count(env, status, sent, took)
         if ctx.access is None:
             return
         try:
             ctx.access(env, status or "500 Internal Server Error", resp.headers or [],
-                       err_sent if err_sent >= 0 else resp.sent, _now() - started)
+                       sent, took)
         except Exception:
             try:
                 ctx.log.exception("Error writing the access log")
             except Exception:
                 pass
+
+    cdef void _count(self, dict env, object status, long long sent, double took) noexcept:
+        """Add one finished request to the worker's metrics slot: adds
+        through a pointer into shared memory, under the GIL (no lock, no
+        syscall: the clocks are vDSO). ``took`` is the time since the head
+        was read; the duration ends with the last byte sent when that was
+        stamped (not the iterable's close() or a drain after it). Queue
+        time only from a trusted peer: the wall clock when the head was
+        read (now less ``took``) minus the proxy's stamp; a clock a little
+        behind the proxy's counts 0."""
+        cdef long long* m = self.ctx.metrics
+        cdef double* d = <double*>m
+        cdef double start, q
+        cdef double dur = took
+        if self.sent_at > 0 and self.request_started > 0:
+            dur = self.sent_at - self.request_started
+            if dur < 0 or dur > took:
+                dur = took
+        if self.in_flight:
+            self.in_flight = False
+            m[M_IN_FLIGHT] -= 1
+        m[M_STATUS + _status_index(status)] += 1
+        if sent > 0:
+            m[M_BYTES] += sent
+        m[M_DURATION + _bucket(dur)] += 1
+        d[M_DURATION_SUM] += dur
+        if self.trusted and env is not None:
+            start = _queue_start(env)
+            if start > 0:
+                q = _wall() - took - start
+                if q < 0:
+                    q = 0
+                m[M_QUEUE + _bucket(q)] += 1
+                d[M_QUEUE_SUM] += q
 
     cdef Py_ssize_t _answer_now(self, bytes out) noexcept:
         """One non-blocking send of a closing answer (a head that timed out,
@@ -1529,6 +1683,9 @@ cdef class Connection:
         self.write_cb = None
         self.start_cb = None
         self.resp = None
+        if self.conn_counted:
+            self.conn_counted = False
+            self.ctx.metrics[M_CONNECTIONS] -= 1
         if self.inp is not None:
             self.inp.conn = None
             self.inp = None

@@ -75,17 +75,28 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from fastwsgi import SERVER_SOFTWARE, systemd
+from fastwsgi import SERVER_SOFTWARE, __version__, systemd
 from fastwsgi.app import describe_exception
 from fastwsgi.config import ArbiterSettings, Groups
 from fastwsgi.errors import AppImportError, BindError, FastWSGIError
 from fastwsgi.heartbeat import HeartbeatPool
+from fastwsgi.metrics import (
+    METRICS_FD_ENV,
+    MetricsEndpoint,
+    MetricsPool,
+    process_rss,
+    render,
+    restart_reason,
+)
 from fastwsgi.procops import ProcOps, describe_status
 from fastwsgi.sock import (
     FD_ENV,
     Listener,
+    accept_queue,
+    bind_one,
     close_listeners,
     create_listeners,
+    from_fd,
     inherited_fds,
     parse_address,
 )
@@ -254,6 +265,11 @@ class Arbiter:
         # pid -> when SIGABRT was sent for a heartbeat timeout.
         self.aborted_at: dict[int, float] = {}
         self.killed: set[int] = set()
+        # --metrics-bind: the workers' counters, and the endpoint (metrics.py).
+        self.metrics: MetricsPool | None = None
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        self.metrics_address: str | None = None  # the --metrics-bind it serves
+        self.stopping = False  # workers reaped from here on were not restarts
         self._apply(groups, app_loader)
         self._num_workers = self.cfg.workers
         self.heartbeats = HeartbeatPool(max(1, self._num_workers * 2))
@@ -385,6 +401,7 @@ class Arbiter:
         self.log.info(
             "Listening at: %s (%s)", ",".join(str(lnr) for lnr in self.LISTENERS), self.pid
         )
+        self.open_metrics(self.cfg.metrics_bind)
         self.log.info("Using worker: %s", self.groups.worker.worker_class)
         systemd.sd_notify(f"READY=1\nSTATUS={SERVER_SOFTWARE} arbiter booted\n", self.log)
         self.call_hook("when_ready", self)
@@ -595,14 +612,19 @@ class Arbiter:
                 raise
 
     def sleep(self, timeout: float = LOOP_TICK) -> None:
-        """Wait for a signal, a child's exit, or ``timeout`` seconds."""
+        """Wait for a signal, a child's exit, or ``timeout`` seconds; serve
+        the metrics endpoint meanwhile (it never blocks)."""
+        endpoint = self.metrics_endpoint
+        rlist, wlist = endpoint.wait_sets() if endpoint is not None else ([], [])
         try:
-            ready, _, _ = select.select([self.PIPE[0]], [], [], timeout)
+            ready, writable, _ = select.select([self.PIPE[0], *rlist], wlist, [], timeout)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EINTR):
                 raise
             return
-        if ready:
+        if endpoint is not None:
+            endpoint.handle([fd for fd in ready if fd != self.PIPE[0]], writable)
+        if self.PIPE[0] in ready:
             try:
                 while os.read(self.PIPE[0], 4096):
                     pass
@@ -710,6 +732,7 @@ class Arbiter:
                     self.log.error("Cannot write the new pidfile: %s", exc)
         self.proc_name = self._default_proc_name()
         set_proctitle(f"fastwsgi: master [{self.proc_name}]")
+        self._rebind_metrics()
         self.num_workers = self.cfg.workers
         # New workers first; the old ones keep serving until every new one has
         # loaded the app (its heartbeat slot says booted), then retire
@@ -811,6 +834,10 @@ class Arbiter:
                 env[FD_ENV] = ",".join(str(lnr.fileno()) for lnr in self.LISTENERS)
             for lnr in self.LISTENERS:
                 os.set_inheritable(lnr.fileno(), True)
+            if self.metrics_endpoint is not None:
+                # The new master serves the same endpoint (with its own totals).
+                env[METRICS_FD_ENV] = str(self.metrics_endpoint.sock.fileno())
+                os.set_inheritable(self.metrics_endpoint.sock.fileno(), True)
             os.chdir(self.START_CTX["cwd"])
             self.procops.execve(self.START_CTX[0], self.START_CTX["args"], env)
         except BaseException:
@@ -921,6 +948,8 @@ class Arbiter:
             self.heartbeats.acquire(),
         )
         worker.server = self
+        if self.metrics is not None:
+            worker.metrics = self.metrics.slot(worker.heartbeat.index)
         self.call_hook("pre_fork", self, worker)
         # The child inherits the mask; Worker.init_process unblocks once its
         # own handlers are in place (see HELD_UNTIL_HANDLERS).
@@ -1056,6 +1085,9 @@ class Arbiter:
             self.aborted_at.pop(pid, None)
             self.killed.discard(pid)
             note = worker.heartbeat.note() if code in (WORKER_BOOT_ERROR, APP_LOAD_ERROR) else ""
+            if not worker.exit_reason and sig is None and code == 0:
+                worker.exit_reason = worker.heartbeat.note() or None  # max_worker_memory
+            self._fold_metrics(worker, code, sig)
             self.heartbeats.release(worker.heartbeat)
             reason = f" ({worker.exit_reason})" if worker.exit_reason else ""
             if sig is not None:
@@ -1083,6 +1115,82 @@ class Arbiter:
         if halt is not None:
             raise halt
 
+    # --- metrics -------------------------------------------------------------------
+
+    def open_metrics(self, address: str | None) -> None:
+        """Start serving --metrics-bind (a USR2 master adopts its parent's
+        socket from ``$FASTWSGI_METRICS_FD``). BindError when it cannot."""
+        inherited = os.environ.pop(METRICS_FD_ENV, "")
+        if not address:
+            if inherited.isdigit():
+                os.close(int(inherited))  # the new configuration turned them off
+            return
+        if self.metrics is None:
+            self.metrics = MetricsPool()
+        if inherited.isdigit():
+            lnr = from_fd(int(inherited))
+            lnr.sock.set_inheritable(False)
+        else:
+            lnr = bind_one(address, backlog=64, retries=1)
+        path = lnr.address if lnr.owns_path and isinstance(lnr.address, str) else None
+        self.metrics_endpoint = MetricsEndpoint(lnr.sock, self.collect_metrics, self.log, path)
+        self.metrics_address = address
+        self.log.info("Serving metrics at: %s", self.metrics_endpoint.address)
+
+    def _rebind_metrics(self) -> None:
+        """HUP: a changed --metrics-bind moves the endpoint (the totals stay);
+        an address that cannot be bound keeps the old one."""
+        new = self.cfg.metrics_bind
+        old = self.metrics_address if self.metrics_endpoint else None
+        if new == old:
+            return
+        previous = self.metrics_endpoint
+        self.metrics_endpoint = None
+        try:
+            self.open_metrics(new)
+        except (BindError, OSError) as exc:
+            self.log.error("Cannot serve metrics at %s: %s; keeping %s", new, exc, old)
+            self.metrics_endpoint = previous
+            return
+        if previous is not None:
+            previous.close()
+
+    def _fold_metrics(self, worker: Worker, code: int | None, sig: int | None) -> None:
+        """A reaped worker: keep its counters, count why it went (a restart
+        unless the master is stopping)."""
+        if self.metrics is None:
+            return
+        self.metrics.fold(worker.heartbeat.index)
+        reason = restart_reason(worker.exit_reason, code, sig)
+        if reason is not None and not self.stopping:
+            self.metrics.restarts[reason] += 1
+
+    def collect_metrics(self) -> bytes:
+        """The scrape: live slots plus retained totals, and the master's own view."""
+        assert self.metrics is not None
+        workers = sorted(self.WORKERS.values(), key=lambda w: w.heartbeat.index)
+        values, flights = self.metrics.totals(w.heartbeat.index for w in workers)
+        busy = sum(1 for w, n in zip(workers, flights, strict=True) if n and not w.threaded)
+        threads = sum(n for w, n in zip(workers, flights, strict=True) if w.threaded)
+        listeners = []
+        for lnr in self.LISTENERS:
+            queue = accept_queue(lnr.sock)
+            if queue is not None:
+                listeners.append((str(lnr), *queue))
+        memory = [(w.heartbeat.index, rss) for w in workers if (rss := process_rss(w.pid))]
+        return render(
+            values,
+            workers=len(workers),
+            workers_busy=busy,
+            threads_busy=threads,
+            threads=sum(max(1, w.settings.threads) for w in workers if w.threaded),
+            in_flight=sum(flights),
+            restarts=self.metrics.restarts,
+            listeners=listeners,
+            memory=memory,
+            version=__version__,
+        )
+
     # --- shutdown ----------------------------------------------------------------
 
     def stop(self, graceful: bool = True) -> None:
@@ -1095,6 +1203,7 @@ class Arbiter:
         )
         close_listeners(self.LISTENERS, unlink)
         self.LISTENERS = []
+        self.stopping = True
         self.kill_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
         limit = self.procops.monotonic() + self.graceful_timeout
         while self.WORKERS and self.procops.monotonic() < limit:
@@ -1156,6 +1265,9 @@ class Arbiter:
             pass
 
     def _finish(self, exit_status: int) -> int:
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close(unlink=self.reexec_pid == 0 and self.master_pid == 0)
+            self.metrics_endpoint = None
         if self.pidfile is not None:
             self.pidfile.unlink()
         self.call_hook("on_exit", self)

@@ -139,6 +139,7 @@ class ArbiterSettings:
     reload_extra_files: tuple[str, ...] = ()
     max_worker_memory: int = 0
     enable_backlog_metric: bool = False
+    metrics_bind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -573,6 +574,48 @@ def v_statsd_host(value: Any) -> str | None:
             or host.startswith("[") != host.endswith("]")):
         raise ValueError(f"{text!r} is not HOST:PORT")
     return text
+
+
+def v_metrics_bind(value: Any) -> str | None:
+    """HOST:PORT, [IPv6]:PORT or unix:PATH; empty or None = off."""
+    if value is None:
+        return None
+    text = v_str(value).strip()
+    if not text:
+        return None
+    from fastwsgi.errors import BindError
+    from fastwsgi.sock import parse_address
+
+    try:
+        address = parse_address(text)
+    except BindError as exc:
+        raise ValueError(str(exc)) from None
+    if isinstance(address, int):
+        raise ValueError(f"{text!r}: fd:// is not supported here; use HOST:PORT or unix:PATH")
+    if isinstance(address, tuple) and ":" not in text.rpartition("]")[2]:
+        raise ValueError(f"{text!r} needs a port: HOST:PORT")
+    return text
+
+
+def metrics_collision(metrics_bind: str, binds: Iterable[str]) -> str | None:
+    """The --bind address that --metrics-bind would take, or None."""
+    from fastwsgi.errors import BindError
+    from fastwsgi.sock import parse_address
+
+    wild = ("", "0.0.0.0", "::", "*")
+    mine = parse_address(metrics_bind)
+    for b in binds:
+        try:
+            other = parse_address(b)
+        except BindError:
+            continue
+        if isinstance(mine, str) and isinstance(other, str):
+            if os.path.abspath(mine) == os.path.abspath(other):
+                return b
+        elif isinstance(mine, tuple) and isinstance(other, tuple) and mine[1] == other[1]:
+            if mine[1] and (mine[0] == other[0] or mine[0] in wild or other[0] in wild):
+                return b
+    return None
 
 
 def import_dotted(path: str) -> Any:
@@ -1295,6 +1338,16 @@ SETTINGS: tuple[Setting, ...] = (
         action="store_true",
     ),
     S(
+        "metrics_bind",
+        "Logging",
+        v_metrics_bind,
+        None,
+        "Serve Prometheus metrics (GET /metrics) from the master on this address: HOST:PORT "
+        "or unix:PATH (off by default). It must not be a --bind address.",
+        cli=("--metrics-bind",),
+        metavar="ADDRESS",
+    ),
+    S(
         "statsd_host",
         "Logging",
         v_statsd_host,
@@ -1902,7 +1955,14 @@ class Settings:
             reload_extra_files=v["reload_extra_files"],
             enable_backlog_metric=v["enable_backlog_metric"],
             max_worker_memory=v["max_worker_memory"],
+            metrics_bind=v["metrics_bind"],
         )
+        if arbiter.metrics_bind:
+            taken = metrics_collision(arbiter.metrics_bind, arbiter.bind)
+            if taken is not None:
+                raise ConfigError(
+                    f"--metrics-bind {arbiter.metrics_bind} is also a --bind address ({taken})"
+                )
         log = LogSettings(
             errorlog=v["errorlog"],
             loglevel=v["loglevel"],

@@ -45,6 +45,8 @@ BIND_RETRY_DELAY = 1.0  # Gunicorn
 # tcpi_unacked is the fifth u32. 104 bytes cover it on every kernel since 2.6.
 TCP_INFO_LEN = 104
 TCP_INFO_UNACKED = 8 + 4 * 4
+# On a listening socket tcpi_sacked, the next u32, is the backlog limit.
+TCP_INFO_SACKED = TCP_INFO_UNACKED + 4
 
 Address = tuple[str, int] | str | int  # (host, port), unix path, or fd
 
@@ -138,6 +140,24 @@ def accept_queue_length(sock: socket.socket) -> int | None:
     if len(info) < TCP_INFO_UNACKED + 4:
         return None
     return int.from_bytes(info[TCP_INFO_UNACKED : TCP_INFO_UNACKED + 4], sys.byteorder)
+
+
+def accept_queue(sock: socket.socket) -> tuple[int, int] | None:
+    """(length, limit) of a listening TCP socket's accept queue, from one
+    TCP_INFO (``tcpi_unacked`` and ``tcpi_sacked`` there); None for a unix
+    socket or when the kernel does not say."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_LEN)
+    except OSError:
+        return None
+    if len(info) < TCP_INFO_SACKED + 4:
+        return None
+    return (
+        int.from_bytes(info[TCP_INFO_UNACKED : TCP_INFO_UNACKED + 4], sys.byteorder),
+        int.from_bytes(info[TCP_INFO_SACKED : TCP_INFO_SACKED + 4], sys.byteorder),
+    )
 
 
 def _tcp_socket(host: str, port: int, backlog: int, reuse_port: bool) -> socket.socket:

@@ -76,6 +76,7 @@ FLAG_CASES: dict[str, tuple[str | None, object]] = {
     "statsd_host": ("127.0.0.1:9125", "127.0.0.1:9125"),
     "statsd_prefix": ("app", "app"),
     "enable_backlog_metric": (None, True),
+    "metrics_bind": ("127.0.0.1:9101", "127.0.0.1:9101"),
     "syslog": (None, True),
     "syslog_addr": ("unix:///dev/log#dgram", "unix:///dev/log#dgram"),
     "syslog_prefix": ("web", "web"),
@@ -481,6 +482,9 @@ def test_tls_in_a_config_file_is_refused_and_its_off_values_are_not(empty_cwd: P
         (["-e", "NOEQUALS"], "is not KEY=VALUE"),
         (["--statsd-host", "host:notaport"], "not HOST:PORT"),
         (["--statsd-host", "[::1:8125"], "not HOST:PORT"),
+        (["--metrics-bind", "127.0.0.1"], "needs a port"),
+        (["--metrics-bind", "fd://3"], "fd:// is not supported here"),
+        (["--metrics-bind", "unix:"], "empty unix socket path"),
         (["-w"], "expected one argument"),
     ],
 )
@@ -488,6 +492,26 @@ def test_bad_values(argv: list[str], message: str, empty_cwd: Path) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         load([*argv, "app"] if argv != ["-w"] else argv, {})
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("bind", "metrics"),
+    [
+        ("127.0.0.1:9000", "127.0.0.1:9000"),
+        ("127.0.0.1:9000", "0.0.0.0:9000"),  # a wildcard takes the port on every address
+        ("0.0.0.0:9000", "10.0.0.1:9000"),
+        ("unix:/run/a.sock", "unix:///run/a.sock"),
+    ],
+)
+def test_metrics_bind_may_not_be_a_bind_address(bind: str, metrics: str, empty_cwd: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--metrics-bind .* is also a --bind address \("):
+        load(["-b", bind, "--metrics-bind", metrics, "app"], {}).groups()
+
+
+def test_metrics_bind_beside_the_bind_addresses(empty_cwd: Path) -> None:
+    groups = load(["-b", "127.0.0.1:9000", "--metrics-bind", "127.0.0.2:9000", "app"], {}).groups()
+    assert groups.arbiter.metrics_bind == "127.0.0.2:9000"
+    assert load(["app"], {}).groups().arbiter.metrics_bind is None
 
 
 def test_bad_cmd_args_env_is_named(empty_cwd: Path) -> None:

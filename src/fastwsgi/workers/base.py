@@ -140,6 +140,10 @@ def rss_bytes(statm_fd: int | None = None) -> int:
 class Worker:
     """Base worker. Subclasses implement :meth:`run`."""
 
+    # Its requests run in a pool of threads (the metrics count busy threads
+    # for these, busy workers for the others).
+    threaded = False
+
     def __init__(
         self,
         age: int,
@@ -182,6 +186,10 @@ class Worker:
         self.max_rss = settings.max_worker_memory * 1024 * 1024
         self._statm_fd: int | None = None
         self.PIPE: tuple[int, int] = (-1, -1)
+        # The shared page this worker counts its requests into
+        # (metrics.MetricsPool.slot), set by the master before fork when
+        # --metrics-bind is on; WorkerContext picks it up.
+        self.metrics: Any = None
 
     # --- Gunicorn-compatible names that hooks and user code reach for -------
 
@@ -409,7 +417,8 @@ class Worker:
                     )
                     # Not retire(): a replacement started now would add a
                     # process while memory is what is short; it starts when
-                    # this one has exited.
+                    # this one has exited. The note tells the master why.
+                    self.heartbeat.set_note("max_worker_memory")
                     self.alive = False
 
     def retire(self, why: str) -> None:

@@ -198,6 +198,8 @@ _SIGNAL = object()
 class ThreadWorker(Worker):
     """Keep-alive worker: selector thread plus a thread pool."""
 
+    threaded = True
+
     def run(self) -> None:
         s = self.settings
         self.nthreads = max(1, s.threads)
