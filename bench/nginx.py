@@ -78,7 +78,7 @@ _CONF = PRELUDE + """\
             proxy_set_header Connection "{connection}";
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
-        }}
+{extra}        }}
     }}
 }}
 """
@@ -127,7 +127,7 @@ def wait_connect(
 
 def render_conf(
     prefix: str, port: int, upstream: tuple[str, int] | str, keepalive: bool,
-    workers: int = 1,
+    workers: int = 1, queue_start: bool = False,
 ) -> str:
     up = f"unix:{upstream}" if isinstance(upstream, str) else f"{upstream[0]}:{upstream[1]}"
     # Running as root, nginx drops its worker to "nobody", which could not
@@ -142,6 +142,9 @@ def render_conf(
         pool="        keepalive 32;\n" if keepalive else "",
         http_version="1.1" if keepalive else "1.0",
         connection="" if keepalive else "close",
+        # The request's arrival at nginx, for the server's queue-time metric
+        # (docs/deploy.md, Monitoring).
+        extra='            proxy_set_header X-Request-Start "t=${msec}";\n' if queue_start else "",
     )
 
 
@@ -161,8 +164,10 @@ class Nginx:
         prefix_cmd: Sequence[str] = (),
         port: int | None = None,
         workers: int = 1,
+        queue_start: bool = False,
     ) -> None:
         self.upstream = upstream
+        self.queue_start = queue_start
         self.workers = workers
         self.keepalive = keepalive
         self.prefix_cmd = list(prefix_cmd)
@@ -179,7 +184,7 @@ class Nginx:
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
             f.write(render_conf(self.dir, self.port, self.upstream, self.keepalive,
-                                self.workers))
+                                self.workers, self.queue_start))
         argv = self.prefix_cmd + [
             _binary(), "-p", self.dir + "/", "-c", conf, "-e", os.path.join(self.dir, "error.log"),
             "-g", "daemon off;",
