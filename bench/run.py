@@ -96,7 +96,8 @@ PATHS = {
     "direct": "load generator straight to the server, keep-alive",
 }
 
-DEFAULT_SERVERS = list(servers.SERVERS)
+# The metrics-on variants are for the metrics A/B only (run by name).
+DEFAULT_SERVERS = [n for n in servers.SERVERS if not n.endswith("-metrics")]
 # The figures the product promise is judged by: server CPU per request,
 # fastwsgi over Gunicorn, target <= 1/4.
 HEADLINES = [
@@ -162,6 +163,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "--pin means 0")
     p.add_argument("--client-cpus", metavar="LIST", default=None,
                    help="CPUs for the load generator and nginx (e.g. 8-15); --pin means 1")
+    p.add_argument("--queue-start", action="store_true",
+                   help='nginx sends X-Request-Start "t=${msec}" (the metrics queue time)')
     p.add_argument("--nginx-workers", type=int, default=1,
                    help="nginx worker processes on the proxied paths")
     p.add_argument("--load-threads", type=int, default=1,
@@ -393,7 +396,8 @@ class Bench:
                     if path.startswith("nginx"):
                         proxy = nginx.Nginx(srv.address, keepalive=path == "nginx-ka",
                                             prefix_cmd=self.client_prefix,
-                                            workers=self.ns.nginx_workers)
+                                            workers=self.ns.nginx_workers,
+                                            queue_start=self.ns.queue_start)
                         proxy.start()
                 except (servers.StartError, RuntimeError, OSError) as e:
                     case.status, case.reason = "failed to start", str(e)[:400]

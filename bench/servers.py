@@ -104,6 +104,21 @@ def _gunicorn_like(module: str, worker: str) -> Callable[[str, str, int, int], l
     return build
 
 
+def _with_metrics(worker: str) -> Callable[[str, str, int, int], list[str]]:
+    """fastwsgi with --metrics-bind on a free loopback port: the B side of
+    the metrics cost A/B (bench/README.md, "Metrics on/off")."""
+    plain = _gunicorn_like("fastwsgi", worker)
+
+    def build(bind: str, app: str, workers: int, threads: int) -> list[str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        argv = plain(bind, app, workers, threads)
+        return [*argv[:-1], "--metrics-bind", f"127.0.0.1:{port}", argv[-1]]
+
+    return build
+
+
 def _bjoern(bind: str, app: str, workers: int, threads: int) -> list[str]:
     port = _port(bind)
     mod, _, attr = app.partition(":")
@@ -157,6 +172,12 @@ SERVERS: dict[str, ServerSpec] = {
                    _gunicorn_like("fastwsgi", "sync"), unix_ok=True),
         ServerSpec("fastwsgi-gthread", "fastwsgi", True, "gunicorn-gthread",
                    _gunicorn_like("fastwsgi", "gthread"), unix_ok=True),
+        # Metrics on, compared with the same worker with metrics off (not in
+        # the default set: run them by name).
+        ServerSpec("fastwsgi-sync-metrics", "fastwsgi-metrics", False, "fastwsgi-sync",
+                   _with_metrics("sync"), unix_ok=True),
+        ServerSpec("fastwsgi-gthread-metrics", "fastwsgi-metrics", True, "fastwsgi-gthread",
+                   _with_metrics("gthread"), unix_ok=True),
         ServerSpec("gunicorn-sync", "gunicorn", False, "gunicorn-sync",
                    _gunicorn_like("gunicorn", "sync"), _has_module("gunicorn"), unix_ok=True),
         ServerSpec("gunicorn-gthread", "gunicorn", True, "gunicorn-gthread",
