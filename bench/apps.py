@@ -100,3 +100,12 @@ def _read_chunks(f: Any) -> Iterable[bytes]:
     with f:
         while chunk := f.read(65536):
             yield chunk
+
+
+def reject(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """An early answer (a size limit, an auth check): 413 without reading the
+    request body (``?status=401`` for another status)."""
+    status = "401 Unauthorized" if "401" in environ.get("QUERY_STRING", "") else "413 Content Too Large"
+    body = b"rejected"
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

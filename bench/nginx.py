@@ -127,8 +127,10 @@ def wait_connect(
 
 def render_conf(
     prefix: str, port: int, upstream: tuple[str, int] | str, keepalive: bool,
-    workers: int = 1, queue_start: bool = False,
+    workers: int = 1, queue_start: bool = False, location_extra: str = "",
 ) -> str:
+    """nginx.conf for a proxy on ``port``; ``location_extra`` holds more
+    directives for its location (each line ending in a newline)."""
     up = f"unix:{upstream}" if isinstance(upstream, str) else f"{upstream[0]}:{upstream[1]}"
     # Running as root, nginx drops its worker to "nobody", which could not
     # enter our private temp dir; keep it as the user that started it.
@@ -144,7 +146,8 @@ def render_conf(
         connection="" if keepalive else "close",
         # The request's arrival at nginx, for the server's queue-time metric
         # (docs/deploy.md, Monitoring).
-        extra='            proxy_set_header X-Request-Start "t=${msec}";\n' if queue_start else "",
+        extra=('            proxy_set_header X-Request-Start "t=${msec}";\n' if queue_start else "")
+        + "".join(f"            {line}\n" for line in location_extra.splitlines()),
     )
 
 
@@ -165,9 +168,11 @@ class Nginx:
         port: int | None = None,
         workers: int = 1,
         queue_start: bool = False,
+        location_extra: str = "",
     ) -> None:
         self.upstream = upstream
         self.queue_start = queue_start
+        self.location_extra = location_extra
         self.workers = workers
         self.keepalive = keepalive
         self.prefix_cmd = list(prefix_cmd)
@@ -184,7 +189,7 @@ class Nginx:
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
             f.write(render_conf(self.dir, self.port, self.upstream, self.keepalive,
-                                self.workers, self.queue_start))
+                                self.workers, self.queue_start, self.location_extra))
         argv = self.prefix_cmd + [
             _binary(), "-p", self.dir + "/", "-c", conf, "-e", os.path.join(self.dir, "error.log"),
             "-g", "daemon off;",

@@ -106,6 +106,7 @@ cdef class Connection:
     cdef int _send_closing(self, bytes out) except -1
     cdef bint _send_file(self, object wrapper, bint use_sendfile) except -1
     cdef bint _drain_body(self) except -1
+    cdef long long _discard_input(self, double deadline) except -1
     cdef void _log_access(self, dict env, object status, Response resp, double started,
                           long long err_sent=*) noexcept
     cdef void _count(self, dict env, object status, long long sent, double took) noexcept

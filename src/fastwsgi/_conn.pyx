@@ -67,10 +67,11 @@ mount point keeps SCRIPT_NAME empty. A PROXY protocol header from a peer in
 ``proxy_allow_ips`` sets REMOTE_ADDR/REMOTE_PORT (and PROXY_ADDR/PROXY_PORT).
 
 When the connection closes with input possibly still in flight (an error, or
-a body the app did not read), the write side is shut down first and what has
-already arrived is discarded, so the kernel does not answer unread data with
-an RST that could destroy the response in flight (nginx's lingering close,
-without its waiting).
+a body the app did not read), it is a lingering close, as nginx's: the write
+side is shut down first, then what arrives is read and discarded until the
+peer closes or the ``LINGER_TIME``/``LINGER_BYTES`` budget runs out, so the
+kernel does not answer unread data with an RST that destroys the response
+before the peer (a proxy still sending the body) has read it.
 """
 
 cimport cython
@@ -141,6 +142,19 @@ from fastwsgi.wsgi import (
 # Unread request body discarded to keep a connection alive (ours; see above).
 DRAIN_LIMIT = 65536
 cdef long long C_DRAIN_LIMIT = 65536
+# The lingering close's budget (Connection.close): how long, and how many
+# bytes, a connection closed with input in flight keeps reading and
+# discarding before it closes. nginx's lingering_time is 30 s (with
+# lingering_timeout 5 s per pause); Gunicorn's close_graceful waits 2 s but
+# stops after 64 KiB, too little for a proxy that is still sending a 1 MiB
+# body (it lost 5-20 % of early answers behind nginx that way). 2 s is long
+# enough for a proxy to read the answer and close, short enough that a client
+# that keeps sending holds a sync worker no longer than Gunicorn's close
+# does; 64 MiB is what loopback moves in well under that time, so the byte
+# cap only bounds the CPU a flood costs, not the wait for a proxy.
+LINGER_TIME = 2.0
+LINGER_BYTES = 64 * 1024 * 1024
+cdef long long C_LINGER_BYTES = LINGER_BYTES
 # Linux sendfile(2) moves at most 0x7ffff000 bytes per call.
 cdef long long SENDFILE_MAX = 0x7ffff000
 # Read-and-send block for file_wrapper without sendfile: PEP 3333's 8 KiB
@@ -1672,11 +1686,25 @@ cdef class Connection:
             # Best effort: never wait on a slow client here.
             self._answer_now(error_response(408, "Request Timeout", self.ctx.server))
 
-    def close(self):
-        """Close the socket; linger-drain first when input may be in flight."""
-        cdef char scratch[16384]
-        cdef int i
-        cdef ssize_t r
+    def close(self, bint wait=True):
+        """Close the socket, with a lingering close when input may still be
+        in flight (a protocol error, or a request body the app did not read
+        to its end).
+
+        Closing a socket whose receive queue holds unread bytes makes the
+        kernel answer with an RST, and an RST that reaches the peer before it
+        has read the response destroys it: behind nginx the app's early 401
+        or 413 became nginx's 502 (``writev() failed (32: Broken pipe) while
+        sending request to upstream``). So, as nginx's own lingering close
+        does: the write side is shut down (the response is complete, the
+        peer sees its end), then what arrives is read and discarded until
+        the peer closes, or for at most ``LINGER_TIME`` seconds and
+        ``LINGER_BYTES`` bytes, and only then is the socket closed. A proxy
+        closes its side as soon as it has the whole response, so the wait is
+        as long as its reading takes; the budget bounds what a client that
+        keeps sending (or stays silent) can hold a sync worker or a pool
+        thread for. ``wait=False`` (a selector thread, which must never
+        block) discards only what has already arrived."""
         if self.closed:
             return
         self.closed = True
@@ -1689,20 +1717,39 @@ cdef class Connection:
         if self.inp is not None:
             self.inp.conn = None
             self.inp = None
-        # Every call here is non-blocking (MSG_DONTWAIT; close() of a TCP
-        # socket without SO_LINGER returns at once), so the GIL stays held:
-        # releasing it handed it to another thread and back, two futex calls
-        # and often a context switch, on every connection a pool thread
-        # closes (measured: 14.6 against 9.3 futex calls per request, gthread
-        # behind nginx).
-        if self.linger and not self.eof:
-            if not self.fin_sent:
-                shutdown(self.fd, SHUT_WR)
-            for i in range(16):
-                r = recv(self.fd, scratch, 16384, MSG_DONTWAIT)
-                if r <= 0:
-                    break
-        if self.sock is not None:
-            self.sock.close()
-        else:
-            c_close(self.fd)
+        try:
+            if self.linger and not self.eof:
+                if not self.fin_sent:
+                    shutdown(self.fd, SHUT_WR)
+                    self.fin_sent = True
+                self._discard_input(_now() + LINGER_TIME if wait else 0.0)
+        finally:
+            if self.sock is not None:
+                self.sock.close()
+            else:
+                c_close(self.fd)
+
+    cdef long long _discard_input(self, double deadline) except -1:
+        """Read and discard input until EOF (or a reset), ``LINGER_BYTES``,
+        or ``deadline`` (0: only what is already here). Returns the bytes
+        discarded.
+
+        A recv that finds data is non-blocking and keeps the GIL (at most
+        GIL_HOLD_MAX bytes, see above); only the wait for more releases it:
+        the close of a connection with nothing left to read, the common
+        case, costs a pool thread no GIL hand-off."""
+        cdef char scratch[65536]
+        cdef ssize_t r
+        cdef long long total = 0
+        while total < C_LINGER_BYTES:
+            r = recv(self.fd, scratch, 65536, MSG_DONTWAIT)
+            if r > 0:
+                total += r
+                continue
+            if r == 0:
+                break
+            if errno == EINTR:
+                continue
+            if errno != EAGAIN or deadline == 0.0 or not self._wait(POLLIN, deadline):
+                break
+        return total

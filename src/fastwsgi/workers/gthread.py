@@ -453,7 +453,7 @@ class ThreadWorker(Worker):
         self.busy.add(conn)
         self.jobs.put(conn)
 
-    def _close(self, conn: Connection) -> None:
+    def _close(self, conn: Connection, wait: bool = False) -> None:
         """Forget ``conn`` and close it. Also called from a pool thread for a
         connection in the pool (``_close_here``): the selector then holds no
         event, deadline or wait for it (those keys are absent, so the pops
@@ -469,7 +469,7 @@ class ThreadWorker(Worker):
         self.early.discard(fd)
         self.slow.pop(conn, None)
         try:
-            conn.close()
+            conn.close(wait)
         except Exception:
             self.log.exception("Error closing a connection")
         with self._nlock:
@@ -656,8 +656,10 @@ class ThreadWorker(Worker):
         self._wake_selector()
 
     def _close_here(self, conn: Connection) -> None:
-        """Close from a pool thread (see ``_close``)."""
-        self._close(conn)
+        """Close from a pool thread (see ``_close``), which may wait out a
+        lingering close (``Connection.close``); the selector thread never
+        does."""
+        self._close(conn, wait=True)
         if self.paused or not self.alive:
             # At worker_connections it may accept again; when leaving, it
             # may be waiting for the last connection to go.

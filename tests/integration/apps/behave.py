@@ -88,6 +88,30 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
 
         start_response("200 OK", [("Content-Type", "text/plain")])
         return drip()
+    if path == "/reject":
+        # An early answer (an auth check, a size limit): the body is never read.
+        body = b"rejected"
+        reasons = {"401": "Unauthorized", "403": "Forbidden", "413": "Content Too Large"}
+        code = q.get("status", "413")
+        start_response(f"{code} {reasons[code]}",
+                       [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+    if path == "/broken":
+        # A stream of unknown length whose app fails after two parts, through
+        # the iterable or through write().
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        if q.get("via") == "write":
+            write(b"part one\n")
+            write(b"part two\n")
+            raise RuntimeError("the app failed mid-stream")
+
+        def parts() -> Iterator[bytes]:
+            yield b"part one\n"
+            yield b"part two\n"
+            if q.get("fail", "1") == "1":
+                raise RuntimeError("the app failed mid-stream")
+
+        return parts()
     if path == "/sleep":
         # The server log is the test's window into the worker.
         sys.stderr.write(f"sleep started {os.getpid()}\n")
