@@ -26,8 +26,14 @@ Framing is decided when the head is built, i.e. at the first body write:
   either way the worker closes the connection;
 * when the whole body is known before the head goes out (the app returned a
   one-item list, or nothing, or a file) we set Content-Length ourselves;
-* else chunked for an HTTP/1.1 request that keeps the connection alive;
-* else close-delimited (HTTP/1.0, or the worker closes anyway).
+* else chunked for an HTTP/1.1 request, also when the connection closes
+  afterwards (the sync worker, ``Connection: close``): only the terminating
+  chunk tells the client the body is complete, so an app that fails
+  mid-stream leaves a response the client sees is truncated (curl exits 18,
+  http.client raises IncompleteRead), as with Gunicorn; close-delimited, it
+  would look complete;
+* else close-delimited: an HTTP/1.0 request, which has no other framing
+  (nginx talks HTTP/1.0 to its upstream by default).
 
 The status line always says HTTP/1.1: RFC 9110 section 2.5 asks a server to
 answer with the highest minor version it supports.
@@ -324,7 +330,7 @@ cdef class Response:
         elif last:
             self.content_length = n
             self.framing = FRAME_LENGTH
-        elif self.http11 and self.want_keep_alive and not self._app_close:
+        elif self.http11:
             self.framing = FRAME_CHUNKED
         else:
             self.framing = FRAME_CLOSE

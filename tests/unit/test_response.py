@@ -109,16 +109,28 @@ def test_streamed_http11_keepalive_is_chunked() -> None:
     assert r.keep_alive
 
 
-def test_streamed_without_keepalive_is_close_delimited() -> None:
+def test_streamed_http11_without_keepalive_is_still_chunked() -> None:
+    # The sync worker closes after every response: chunked all the same, so
+    # the terminator tells a complete body from one cut short (issue 18).
     r = Response(keep_alive=False)
     r.start("200 OK", [])
     data = wire(r, [b"abc", b"def"])
-    assert b"transfer-encoding" not in data.lower()
+    assert b"Transfer-Encoding: chunked\r\n" in data
     assert b"content-length" not in data.lower()
     assert b"Connection: close\r\n" in data
+    assert data.endswith(b"\r\n0\r\n\r\n")
     head, body, complete = h11_read(data)
-    assert body == b"abcdef"
+    assert body == b"abcdef" and complete
     assert not r.keep_alive
+
+
+def test_streamed_http11_cut_before_finish_reads_as_incomplete() -> None:
+    # An app that fails mid-stream: the worker sends no terminator.
+    r = Response(keep_alive=False)
+    r.start("200 OK", [])
+    data = wire(r, [b"abc", b"def"])[: -len(b"0\r\n\r\n")]
+    with pytest.raises(h11.RemoteProtocolError, match="incomplete chunked read"):
+        h11_read(data)
 
 
 def test_http10_streamed_is_close_delimited_even_if_keepalive_wanted() -> None:
@@ -342,7 +354,10 @@ def test_connection_close_from_app_is_honoured() -> None:
     r.start("200 OK", [("Connection", "foo, Close")])
     data = wire(r, [b"a", b"b"])
     assert b"Connection: close\r\n" in data
-    assert b"Transfer-Encoding" not in data  # close-delimited instead
+    # Still chunked: the terminator is what tells a complete body from a cut one.
+    assert b"Transfer-Encoding: chunked\r\n" in data
+    _, body, complete = h11_read(data)
+    assert body == b"ab" and complete
     assert not r.keep_alive
 
 
