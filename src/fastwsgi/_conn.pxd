@@ -84,6 +84,8 @@ cdef class Connection:
     cdef bint in_flight                   # counted in the metrics' in-flight gauge
     cdef double sent_at                   # the response's last byte sent (metrics on)
     cdef bint conn_counted                # counted in the metrics' connections gauge
+    cdef readonly bint aborted            # answered by abort() while the app still ran
+    cdef dict req_env                     # the current request's environ, for abort()'s log
 
     cdef int _setup(self, WorkerContext ctx, int fd, object client, object server) except -1
     cdef Py_ssize_t _recv_into(self, char* buf, Py_ssize_t n, double deadline) except -2

@@ -114,6 +114,7 @@ from fastwsgi.includes.net cimport (
     MSG_NOSIGNAL,
     POLLIN,
     POLLOUT,
+    SHUT_RDWR,
     SHUT_WR,
     pollfd,
     poll,
@@ -1468,6 +1469,7 @@ cdef class Connection:
         if head is None:
             return False
         env = self._build_env(head)
+        self.req_env = env
         version = p.version
         keep = ctx.keepalive and p.keep_alive
         if keep and ctx.worker is not None and not ctx.worker.alive:
@@ -1569,7 +1571,8 @@ cdef class Connection:
                     status = "500 Internal Server Error"
                 elif status is None:
                     status = resp.status
-                self._log_access(env, status, resp, started, err_sent)
+                if not self.aborted:
+                    self._log_access(env, status, resp, started, err_sent)
                 raise
         finally:
             if result is not None and type(result) is not list and type(result) is not tuple:
@@ -1595,7 +1598,8 @@ cdef class Connection:
                            or not ((self.inp is not None and self.inp.done) or p.body_complete))
         if status is None and resp.headers_sent:
             status = resp.status  # cut short after the head went out
-        self._log_access(env, status, resp, started, err_sent)
+        if not self.aborted:  # else abort() wrote the line
+            self._log_access(env, status, resp, started, err_sent)
         if ctx.post_request is not None:
             try:
                 ctx.post_request(ctx.worker, req, env, resp)
@@ -1676,6 +1680,33 @@ cdef class Connection:
                               MSG_DONTWAIT | MSG_NOSIGNAL)
         return r if r > 0 else 0
 
+    def abort(self):
+        """The app has held this request past ``--timeout``: gthread's stuck
+        check calls this from the selector thread while a pool thread is
+        still in the app (the sync worker gets the same from the SystemExit
+        of its abort, in handle_request). Answers 500 in one non-blocking
+        send when no head went out yet, writes the request's access line,
+        and shuts the socket down both ways, so that nothing the app still
+        does reaches the client (its sends fail) or the access log. Returns
+        the status logged, or None when no request is in flight."""
+        cdef Response resp = self.resp
+        if self.closed or self.aborted or not self.request_started or resp is None:
+            return None
+        self.aborted = True
+        if resp.headers_sent:
+            status = resp.status  # the response is cut short: the client sees it
+            # What of the body the kernel took, as for a client gone midway.
+            err_sent = max(0, resp.sent - max(0, self.wire_goal - self.wire_sent))
+        else:
+            status = "500 Internal Server Error"
+            out = error_response(500, status[4:], self.ctx.server)
+            err_sent = max(0, self._answer_now(out) - PyBytes_GET_SIZE(out)
+                           + _error_body_len(500, status[4:]))
+        shutdown(self.fd, SHUT_RDWR)
+        self.fin_sent = True
+        self._log_access(self.req_env, status, resp, self.request_started, err_sent)
+        return status
+
     def timeout_response(self):
         """Best-effort 408 for a head that did not complete in time (used by
         event loops that own the waiting); the caller closes."""
@@ -1714,6 +1745,7 @@ cdef class Connection:
         if self.conn_counted:
             self.conn_counted = False
             self.ctx.metrics[M_CONNECTIONS] -= 1
+        self.req_env = None
         if self.inp is not None:
             self.inp.conn = None
             self.inp = None

@@ -16,6 +16,7 @@ import time
 
 import pytest
 from httpraw import at_eof, connect, read_response
+from server import wait_for_text
 
 
 def _req(path: str = "/", extra: str = "") -> bytes:
@@ -271,13 +272,71 @@ def test_request_stuck_in_a_thread_retires_the_worker(server) -> None:
 
     t = threading.Thread(target=stuck_client, daemon=True)
     t.start()
-    srv.wait_for_log(r"Request stuck in a worker thread for \d+s: GET /sleep\?s=30", timeout=30)
+    srv.wait_for_log(r"WORKER TIMEOUT \(pid:\d+\): GET /sleep\?s=30 from 127\.0\.0\.1 "
+                     r"stuck in a worker thread", timeout=30)
     [new] = srv.wait_workers(1, exclude=[old], timeout=30)
     assert new != old
     status, body = srv.get("/")
     assert status == 200 and body == b"pid %d" % new
     assert done.wait(30)
     t.join(5)
+
+
+def _read_to_eof(s: socket.socket) -> bytes:
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return data
+
+
+def test_stuck_request_is_answered_500_logged_and_named_like_sync(server, tmp_path) -> None:
+    # As the sync worker's abort (test_arbiter_lifecycle): the client gets a
+    # 500 rather than a bare close (nginx's 502), the access log the line,
+    # the error log WORKER TIMEOUT with the pid and the request; meanwhile
+    # the other thread still serves, and a fresh worker takes over.
+    access = tmp_path / "access.log"
+    srv = server("-k", "gthread", "--threads", "2", "-t", "2", "--graceful-timeout", "5",
+                 "--access-logfile", str(access), "testapp:app")
+    [old] = srv.wait_workers(1)
+    with connect(srv.port, timeout=60) as s:
+        s.sendall(_req("/hang?who=me"))
+        srv.wait_for_log(r"hang request started")
+        status, _ = srv.get("/pid")  # the other thread is free
+        assert status == 200
+        data = _read_to_eof(s)
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), data
+    assert b"\r\nConnection: close\r\n" in data
+    m = srv.wait_for_log(
+        rf"\[CRITICAL\] WORKER TIMEOUT \(pid:{old}\): GET /hang\?who=me from 127\.0\.0\.1 "
+        r"stuck in a worker thread for \d+\.\ds \(timeout 2(\.0)?s\), answered 500; "
+        r"stopping this worker so the arbiter replaces it; where it was stuck:\n"
+        r"(?:.*\n)*?.*testapp\.py\", line")
+    assert m
+    wait_for_text(access, r'"GET /hang\?who=me HTTP/1\.1" 500 ')
+    [new] = srv.wait_workers(1, exclude=[old], timeout=30)
+    status, body = srv.get("/pid")
+    assert status == 200 and int(body) == new
+    # One access line for the aborted request: the app's thread, if it ever
+    # returned, would write nothing more.
+    assert access.read_text().count("/hang?who=me") == 1
+
+
+def test_stuck_stream_is_cut_short_without_its_last_chunk(server, tmp_path) -> None:
+    # The head went out before the app got stuck: no 500 can follow, so the
+    # chunked body ends without its terminator and the client sees the cut.
+    access = tmp_path / "access.log"
+    srv = server("-k", "gthread", "--threads", "2", "-t", "2", "--graceful-timeout", "5",
+                 "--access-logfile", str(access), "apps.behave:app")
+    [old] = srv.wait_workers(1)
+    with connect(srv.port, timeout=60) as s:
+        s.sendall(_req("/drip?n=2&s=30"))
+        data = _read_to_eof(s)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+    assert b"Transfer-Encoding: chunked\r\n" in data and b"drop 0\n" in data
+    assert not data.endswith(b"0\r\n\r\n")
+    srv.wait_for_log(rf"WORKER TIMEOUT \(pid:{old}\): GET /drip\?n=2&s=30 from 127\.0\.0\.1 "
+                     r"stuck in a worker thread .*its response cut short")
+    wait_for_text(access, r'"GET /drip\?n=2&s=30 HTTP/1\.1" 200 ')
 
 
 def test_long_response_that_makes_progress_is_not_stuck(server) -> None:

@@ -14,6 +14,7 @@ cdef extern from "<sys/socket.h>" nogil:
     enum: MSG_DONTWAIT
     enum: MSG_PEEK
     enum: SHUT_WR
+    enum: SHUT_RDWR
 
 
 cdef extern from "<poll.h>" nogil:

@@ -47,9 +47,12 @@ Timeouts, all enforced by the selector thread:
 * ``timeout`` for a request stuck in a pool thread, i.e. one that has not
   moved a byte for that long (Gunicorn #2086: the
   selector thread keeps the heartbeat going, so the arbiter would never see a
-  stuck thread). The worker logs which request is stuck, stops accepting,
-  lets the other requests finish within ``graceful_timeout`` and exits, and
-  the arbiter starts a fresh worker.
+  stuck thread). As the sync worker's abort does, its client gets a 500 when
+  no head went out yet (``Connection.abort``), the access log its line, and
+  the error log ``WORKER TIMEOUT (pid:N)`` naming the request and where the
+  threads were; then the worker stops accepting, lets the other requests
+  finish within ``graceful_timeout`` and exits, and the arbiter starts a
+  fresh worker.
 
 ``worker_connections`` caps open connections: at the cap the listeners are
 taken out of the epoll set, so new connections wait in the kernel backlog
@@ -518,12 +521,24 @@ class ThreadWorker(Worker):
                 and conn not in self.stuck_logged
             ):
                 self.stuck_logged.add(conn)
+                # As the sync worker's abort: the client gets a 500 when no
+                # head went out yet, the access log its line, and the error
+                # log the WORKER TIMEOUT line that Gunicorn users alert on,
+                # naming the request (the selector keeps the heartbeat going,
+                # so the arbiter would never write it: Gunicorn #2086).
+                request = f"{conn.request_line} from {conn.remote_addr or '-'}"
+                status = conn.abort()
                 self.log.critical(
-                    "Request stuck in a worker thread for %.0fs: %s (pid:%s); "
-                    "stopping this worker so the arbiter replaces it",
-                    now - started,
-                    conn.request_line,
+                    "WORKER TIMEOUT (pid:%s): %s stuck in a worker thread for %.1fs "
+                    "(timeout %ss), %s; stopping this worker so the arbiter replaces it; "
+                    "where it was stuck:\n%s",
                     os.getpid(),
+                    request,
+                    now - started,
+                    self.timeout,
+                    "answered 500" if status == "500 Internal Server Error"
+                    else "its response cut short",
+                    self.format_stacks(),
                 )
                 self.retire("a request stuck in a thread")
 
