@@ -9,7 +9,6 @@ from fastwsgi.config import Hooks, WorkerSettings
 
 DRAIN_LIMIT: int
 LINGER_TIME: float
-LINGER_BYTES: int
 
 def monotonic() -> float: ...
 def accept(ctx: WorkerContext, lfd: int, server: Any) -> Connection | None: ...

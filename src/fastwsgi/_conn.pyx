@@ -69,9 +69,9 @@ mount point keeps SCRIPT_NAME empty. A PROXY protocol header from a peer in
 When the connection closes with input possibly still in flight (an error, or
 a body the app did not read), it is a lingering close, as nginx's: the write
 side is shut down first, then what arrives is read and discarded until the
-peer closes or the ``LINGER_TIME``/``LINGER_BYTES`` budget runs out, so the
-kernel does not answer unread data with an RST that destroys the response
-before the peer (a proxy still sending the body) has read it.
+peer closes or ``LINGER_TIME`` runs out, so the kernel does not answer unread
+data with an RST that destroys the response before the peer (a proxy still
+sending the body) has read it.
 """
 
 cimport cython
@@ -143,19 +143,19 @@ from fastwsgi.wsgi import (
 # Unread request body discarded to keep a connection alive (ours; see above).
 DRAIN_LIMIT = 65536
 cdef long long C_DRAIN_LIMIT = 65536
-# The lingering close's budget (Connection.close): how long, and how many
-# bytes, a connection closed with input in flight keeps reading and
-# discarding before it closes. nginx's lingering_time is 30 s (with
-# lingering_timeout 5 s per pause); Gunicorn's close_graceful waits 2 s but
-# stops after 64 KiB, too little for a proxy that is still sending a 1 MiB
-# body (it lost 5-20 % of early answers behind nginx that way). 2 s is long
-# enough for a proxy to read the answer and close, short enough that a client
-# that keeps sending holds a sync worker no longer than Gunicorn's close
-# does; 64 MiB is what loopback moves in well under that time, so the byte
-# cap only bounds the CPU a flood costs, not the wait for a proxy.
+# The lingering close's budget (Connection.close): how long a connection
+# closed with input in flight keeps reading and discarding before it closes.
+# nginx's lingering_time is 30 s (with lingering_timeout 5 s per pause);
+# Gunicorn's close_graceful waits 2 s but stops after 64 KiB, too little for
+# a proxy still sending a 1 MiB body (it lost 5-20 % of early answers behind
+# nginx that way). 2 s is long enough for a proxy to read the answer and
+# close, short enough that a client that keeps sending (or stays silent)
+# holds a sync worker no longer than Gunicorn's close does. No byte cap:
+# discarding costs no memory and the time bounds the CPU, while a cap would
+# cut off only fast senders, i.e. a proxy on the same host, which is what
+# this is for (nginx, sending a 100 MiB body from its buffer, had sent up to
+# 14 MiB more before it read the answer and closed).
 LINGER_TIME = 2.0
-LINGER_BYTES = 64 * 1024 * 1024
-cdef long long C_LINGER_BYTES = LINGER_BYTES
 # Linux sendfile(2) moves at most 0x7ffff000 bytes per call.
 cdef long long SENDFILE_MAX = 0x7ffff000
 # Read-and-send block for file_wrapper without sendfile: PEP 3333's 8 KiB
@@ -1729,8 +1729,8 @@ cdef class Connection:
         sending request to upstream``). So, as nginx's own lingering close
         does: the write side is shut down (the response is complete, the
         peer sees its end), then what arrives is read and discarded until
-        the peer closes, or for at most ``LINGER_TIME`` seconds and
-        ``LINGER_BYTES`` bytes, and only then is the socket closed. A proxy
+        the peer closes, or for at most ``LINGER_TIME`` seconds, and only
+        then is the socket closed. A proxy
         closes its side as soon as it has the whole response, so the wait is
         as long as its reading takes; the budget bounds what a client that
         keeps sending (or stays silent) can hold a sync worker or a pool
@@ -1762,9 +1762,8 @@ cdef class Connection:
                 c_close(self.fd)
 
     cdef long long _discard_input(self, double deadline) except -1:
-        """Read and discard input until EOF (or a reset), ``LINGER_BYTES``,
-        or ``deadline`` (0: only what is already here). Returns the bytes
-        discarded.
+        """Read and discard input until EOF (or a reset) or ``deadline``
+        (0: only what is already here). Returns the bytes discarded.
 
         A recv that finds data is non-blocking and keeps the GIL (at most
         GIL_HOLD_MAX bytes, see above); only the wait for more releases it:
@@ -1773,7 +1772,7 @@ cdef class Connection:
         cdef char scratch[65536]
         cdef ssize_t r
         cdef long long total = 0
-        while total < C_LINGER_BYTES:
+        while True:
             r = recv(self.fd, scratch, 65536, MSG_DONTWAIT)
             if r > 0:
                 total += r
