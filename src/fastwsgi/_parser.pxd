@@ -133,6 +133,7 @@ cdef class RequestParser:
     cdef int _proxy_v2(self) except -1
     cdef int _scan_request_line(self) except -1
     cdef int _parse_request_line(self, const char* p, Py_ssize_t n) except -1
+    cdef bint _empty_host_ok(self, Py_ssize_t n) noexcept
     cdef int _scan_section(self, bint trailer) except -1
     cdef int _add_line(self, Py_ssize_t off, Py_ssize_t n) except -1
     cdef object _build_head(self)

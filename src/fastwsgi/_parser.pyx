@@ -41,9 +41,13 @@ CL with TE, duplicate CL/Host/Content-Type, TE in HTTP/1.0, bare LF or CR,
 obs-fold, whitespace before the colon, control bytes, non-token names and
 methods are 400; ``gzip``/``deflate``/``compress`` before the final
 ``chunked`` pass through undecoded (as in Gunicorn) but close the
-connection; an unknown transfer coding is 501; an Expect other than
-100-continue is 417; HTTP/1.1 without Host is 400 (RFC 9112 section 3.2)
-unless ``permit_missing_host``.
+connection; empty list elements in Transfer-Encoding are ignored (RFC 9110
+5.6.1: ``, chunked`` is chunked) but a field with no coding at all is 400;
+an unknown transfer coding is 501; an Expect other than 100-continue is 417;
+HTTP/1.1 without Host is 400 (RFC 9112 section 3.2) unless
+``permit_missing_host``, and so is an empty Host unless the target carries
+its own authority (RFC 9110 4.2.1). HTTP/1.2 to HTTP/1.9 are served as
+HTTP/1.1 (RFC 9110 2.5).
 """
 
 cimport cython
@@ -444,12 +448,12 @@ cdef object _unquote_latin1(const char* p, Py_ssize_t n):
 
 cdef bint _valid_host(const char* p, Py_ssize_t n) noexcept:
     """RFC 9110 7.2: Host = uri-host [ ":" port ]; uri-host is an IP-literal
-    in brackets or a reg-name (which covers IPv4 and names). Empty is allowed
-    (RFC 9112 3.2: a target without authority sends an empty Host)."""
+    in brackets or a reg-name (which covers IPv4 and names). Empty is not
+    (the caller decides: RFC 9110 4.2.1, an http URI's host is never empty)."""
     cdef Py_ssize_t i = 0, j
     cdef unsigned char c
     if n == 0:
-        return True
+        return False
     if p[0] == b'[':
         i = 1
         while i < n and p[i] != b']':
@@ -972,12 +976,20 @@ cdef class RequestParser:
                     self._fail(InvalidRequestLine, "invalid authority in absolute-form target")
                 self.path_start = aend
 
-        # Version: exactly HTTP/1.0 or HTTP/1.1 (RFC 9112 2.3; HTTP/2 never
-        # arrives as text, HTTP/0.9 has no version).
-        if vlen != 8 or memcmp(v, b"HTTP/1.", 7) != 0 or not (v[7] == b'0' or v[7] == b'1'):
-            self._fail(InvalidHTTPVersion, "only HTTP/1.0 and HTTP/1.1 are served")
-        self.version = V11 if v[7] == b'1' else V10
+        # Version: HTTP/1.0 or HTTP/1.x (RFC 9112 2.3; HTTP/2 never arrives
+        # as text, HTTP/0.9 has no version). A higher minor version is served
+        # as HTTP/1.1, the highest we speak (RFC 9110 2.5; nginx does so).
+        if vlen != 8 or memcmp(v, b"HTTP/1.", 7) != 0 or not (b'0' <= v[7] <= b'9'):
+            self._fail(InvalidHTTPVersion, "only HTTP/1.x is served")
+        self.version = V10 if v[7] == b'0' else V11
         return 0
+
+    cdef bint _empty_host_ok(self, Py_ssize_t n) noexcept:
+        """An empty Host names the target URI's authority (RFC 9112 3.3),
+        and an http URI with an empty host is invalid (RFC 9110 4.2.1: 400);
+        only an absolute- or authority-form target, whose own authority wins
+        over Host (RFC 9112 3.2.2), makes it harmless."""
+        return n == 0 and (self.path_start > 0 or self.tgt_authority)
 
     cdef int _scan_section(self, bint trailer) except -1:
         """Scan field lines up to the empty line; 1 when the section is complete.
@@ -1183,10 +1195,10 @@ cdef class RequestParser:
                 if folded is not None:
                     value = folded
                     hb = (<str>value).encode("latin-1")
-                    if not _valid_host(hb, len(hb)):
-                        self._fail(InvalidHeader, "invalid Host")
-                elif not _valid_host(v, vlen):
-                    self._fail(InvalidHeader, "invalid Host")
+                    if not _valid_host(hb, len(hb)) and not self._empty_host_ok(len(hb)):
+                        self._fail(InvalidHeader, "empty Host" if not hb else "invalid Host")
+                elif not _valid_host(v, vlen) and not self._empty_host_ok(vlen):
+                    self._fail(InvalidHeader, "empty Host" if vlen == 0 else "invalid Host")
             elif kid == ID_CONTENT_TYPE:
                 if seen_ctype:
                     self._fail(InvalidHeader, "duplicate Content-Type")
@@ -1345,6 +1357,8 @@ cdef class RequestParser:
                         s += 1
                     while e > s and _is_ws(v[e - 1]):
                         e -= 1
+                    if e == s:
+                        continue  # RFC 9110 5.6.1: empty list elements are ignored
                     if _ieq(v + s, e - s, b"chunked", 7):
                         # stacked chunking is never intended
                         if chunked:

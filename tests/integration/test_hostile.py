@@ -109,6 +109,10 @@ REJECTED: list[Case] = [
         _req("Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n" + SMUGGLED),
         (400, 501),
     ),
+    # RFC 9110 5.6.1 ignores empty elements: an empty TE names no coding at
+    # all, a malformed framing (400), never an unsupported one (501).
+    Case("CL+empty TE", _req("Transfer-Encoding:\r\nContent-Length: 5\r\n", "0\r\n\r\n" + SMUGGLED), (400,)),
+    Case("CL+TE comma", _req("Content-Length: 5\r\nTransfer-Encoding: ,\r\n", "0\r\n\r\n" + SMUGGLED), (400,)),
     Case("TE identity only", _req("Transfer-Encoding: identity\r\n", "0\r\n\r\n"), (400,)),
     Case(
         "TE chunked,gzip",
@@ -208,7 +212,9 @@ REJECTED: list[Case] = [
     # --- request line -----------------------------------------------------------
     Case("HTTP/0.9", "GET /t/{t}/http09\r\n", (400,)),
     Case("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", (400, 505)),
-    Case("HTTP/1.2", f"GET /t/{{t}}/v HTTP/1.2\r\n{H}\r\n", (400, 505)),
+    Case("HTTP/1.10", f"GET /t/{{t}}/v HTTP/1.10\r\n{H}\r\n", (400, 505)),
+    Case("empty Host", "GET /t/{t}/n HTTP/1.1\r\nHost:\r\n\r\n", (400,)),
+    Case("empty Host HTTP/1.0", "GET /t/{t}/n HTTP/1.0\r\nHost: \r\n\r\n", (400,)),
     Case("HTTP/2.0", f"GET /t/{{t}}/v HTTP/2.0\r\n{H}\r\n", (400, 505)),
     Case("lowercase version", f"GET /t/{{t}}/v http/1.1\r\n{H}\r\n", (400,)),
     Case("lowercase method", f"get /t/{{t}}/m HTTP/1.1\r\n{H}\r\n", (400,)),
@@ -295,8 +301,10 @@ def test_oversize_rejected(server: Server, case: Case) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [" chunked", " chunked ", " Chunked", " CHUNKED", "\tchunked", "chunked", " chunked\t"],
-    ids=["plain", "trailing-space", "capital", "upper", "tab", "no-space", "trailing-tab"],
+    [" chunked", " chunked ", " Chunked", " CHUNKED", "\tchunked", "chunked", " chunked\t",
+     " , chunked", " chunked,", " ,, chunked ,"],
+    ids=["plain", "trailing-space", "capital", "upper", "tab", "no-space", "trailing-tab",
+         "empty-first", "empty-last", "empty-around"],
 )
 def test_te_chunked_spellings_decode_the_body(server: Server, value: str) -> None:
     token = new_token()
@@ -309,6 +317,20 @@ def test_te_chunked_spellings_decode_the_body(server: Server, value: str) -> Non
     assert [r.status for r in resps] == [200], got.data[:300]
     records = [r for r in server.recorded() if token in r["path"]]
     assert [(r["path"], r["body"]) for r in records] == [(f"/t/{token}/victim", "SMUGGLE")]
+
+
+@pytest.mark.parametrize("minor", "29")
+def test_higher_minor_version_answered_as_http11(server: Server, minor: str) -> None:
+    """RFC 9110 2.5 (and nginx): HTTP/1.2-1.9 are served as HTTP/1.1, with
+    keep-alive where the worker keeps connections (gthread)."""
+    token = new_token()
+    req = f"GET /t/{token}/v HTTP/1.{minor}\r\n{H}"
+    got = exchange(server, (req + "\r\n" + req.replace("/v ", "/w ") + "Connection: close\r\n\r\n").encode())
+    resps, _rest = parse_responses(got.data)
+    paths = [f"/t/{token}/v", f"/t/{token}/w"][: 1 if server.kind == "sync" else 2]
+    assert [r.status for r in resps] == [200] * len(paths), got.data[:600]
+    assert all(r.raw_head.startswith(b"HTTP/1.1 200 ") for r in resps), got.data[:600]
+    assert [r["path"] for r in server.recorded() if token in r["path"]] == paths
 
 
 def test_server_survives_and_serves_after_hostile_traffic(server: Server) -> None:

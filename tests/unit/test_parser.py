@@ -249,7 +249,30 @@ def test_bad_settings() -> None:
         (b"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n", errors.InvalidHeader),
         (b"GET / HTTP/1.1\nHost: a\r\n\r\n", errors.InvalidRequestLine),
         (b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidHTTPVersion),
-        (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", errors.InvalidHTTPVersion),
+        (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", errors.InvalidHTTPVersion),
+        (b"GET / HTTP/1.a\r\nHost: a\r\n\r\n", errors.InvalidHTTPVersion),
+        (b"GET / HTTP/2.1\r\nHost: a\r\n\r\n", errors.InvalidHTTPVersion),
+        (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", errors.InvalidHeader),
+        (b"GET / HTTP/1.1\r\nHost: \t\r\n\r\n", errors.InvalidHeader),
+        (b"GET / HTTP/1.0\r\nHost:\r\n\r\n", errors.InvalidHeader),
+        (b"OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n", errors.InvalidHeader),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc",
+            errors.InvalidHeader,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: ,\r\n\r\nabc",
+            errors.InvalidHeader,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", errors.InvalidHeader),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, , chunked\r\n\r\n",
+            errors.InvalidHeader,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , br, chunked\r\n\r\n",
+            errors.UnsupportedTransferCoding,
+        ),
         (b"GET / http/1.1\r\nHost: a\r\n\r\n", errors.InvalidHTTPVersion),
         (b"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", errors.InvalidRequestLine),
@@ -335,8 +358,41 @@ def test_permit_missing_host() -> None:
 
 
 def test_valid_hosts() -> None:
-    for host in (b"", b"a", b"a.b:1", b"[::1]", b"[::1]:80", b"0.0.0.0=5000", b"xn--e1a.example"):
+    for host in (b"a", b"a.b:1", b"[::1]", b"[::1]:80", b"0.0.0.0=5000", b"xn--e1a.example"):
         parse(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+
+
+def test_empty_host_only_when_the_target_names_the_authority() -> None:
+    # RFC 9110 4.2.1: an http URI with an empty host is invalid; an
+    # absolute- or authority-form target carries its own (RFC 9112 3.2.2).
+    err = fails(b"GET / HTTP/1.1\r\nHost:\r\n\r\n", errors.InvalidHeader)
+    assert err.status == 400 and "empty Host" in str(err)
+    _, env = parse(b"GET http://a/b HTTP/1.1\r\nHost:\r\n\r\n")
+    assert env["HTTP_HOST"] == "" and env["PATH_INFO"] == "/b"
+    parse(b"CONNECT a:443 HTTP/1.1\r\nHost:\r\n\r\n")
+
+
+@pytest.mark.parametrize("minor", b"23456789")
+def test_higher_minor_version_is_served_as_http11(minor: int) -> None:
+    # RFC 9110 2.5: a higher minor version is answered as the highest we speak.
+    p, env = parse(b"POST / HTTP/1.%c\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"3\r\nabc\r\n0\r\n\r\n" % minor)
+    assert p.version == (1, 1) and env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert p.keep_alive and body_of(p) == b"abc"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b", chunked", b"chunked,", b" , chunked , ", b",,chunked", b"gzip, , chunked"],
+)
+def test_empty_te_elements_are_ignored(value: bytes) -> None:
+    # RFC 9110 5.6.1: a recipient ignores empty list elements.
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + value + b"\r\n\r\n"
+    p, _ = parse(data + b"3\r\nabc\r\n0\r\n\r\n")
+    assert p.chunked and body_of(p) == b"abc"
+    p, _ = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert p.chunked and body_of(p) == b""
 
 
 def test_strip_header_spaces() -> None:

@@ -167,6 +167,39 @@ def test_mutated_requests_parse_or_raise_parse_error(
     assert run(split_at(data, [a for a, _ in edits])) == whole
 
 
+@SETTINGS
+@given(
+    requests(),
+    st.lists(st.sampled_from(["", " ", "\t"]), min_size=1, max_size=3),
+    st.lists(st.sampled_from(["", " ", "\t"]), max_size=3),
+    st.lists(st.integers(0, 10_000), max_size=6),
+)
+def test_empty_te_elements_change_nothing(
+    req: dict[str, Any], before: list[str], after: list[str], cuts: list[int]
+) -> None:
+    """RFC 9110 5.6.1: empty elements around ``chunked`` are ignored, so the
+    request parses exactly as with the plain spelling, however it is split."""
+    plain = b"Transfer-Encoding: chunked\r\n"
+    if plain not in req["raw"]:
+        return
+    spelled = ",".join([*before, " chunked", *after]).encode()
+    data = req["raw"].replace(plain, b"Transfer-Encoding:" + spelled + b"\r\n", 1)
+    whole, expected = run([data]), run([req["raw"]])
+    assert whole[0] == "ok"
+    for env, *_rest in whole[1] + expected[1]:
+        env.pop("HTTP_TRANSFER_ENCODING")
+    assert [(e, b, t) for e, _h, b, t in whole[1]] == [(e, b, t) for e, _h, b, t in expected[1]]
+    assert run(split_at(data, cuts)) == run([data])
+
+
+@SETTINGS
+@given(requests(), st.sampled_from(b"23456789"))
+def test_higher_minor_version_parses_as_http11(req: dict[str, Any], minor: int) -> None:
+    """RFC 9110 2.5: HTTP/1.2-1.9 parse exactly as HTTP/1.1."""
+    data = req["raw"].replace(b" HTTP/1.1\r\n", b" HTTP/1.%c\r\n" % minor, 1)
+    assert run([data]) == run([req["raw"]])
+
+
 # --- differential: h11 and httptools ----------------------------------------
 
 
