@@ -114,6 +114,8 @@ cdef class Connection:
     cdef void _count(self, dict env, object status, long long sent, double took) noexcept
     cdef Py_ssize_t _answer_now(self, bytes out) noexcept
     cdef int _check_client_left(self) except -1
+    cdef void _warn_rejected(self, object exc) noexcept
+    cdef void _log_rejected(self, object exc, dict env, long long sent) noexcept
     cdef int _revise_keep(self) except -1
     cdef object _frame(self, object data, bint last=*)
     cdef Py_ssize_t _answer(self, object exc) noexcept

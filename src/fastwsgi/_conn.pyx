@@ -1461,7 +1461,7 @@ cdef class Connection:
         except ParseError as exc:
             self.must_close = True
             self.linger = True
-            self._answer(exc)
+            self._log_rejected(exc, None, self._answer(exc))
             return False
         except ClientDisconnected:
             self.must_close = True
@@ -1542,6 +1542,7 @@ cdef class Connection:
                 if not resp.headers_sent and exc.status is not None:
                     err_sent = self._answer(exc)
                     status = f"{exc.status} {exc.reason}"
+                self._warn_rejected(exc)
             except Exception:
                 self.must_close = True
                 if ctx.log is not None:
@@ -1671,6 +1672,58 @@ cdef class Connection:
                 m[M_QUEUE + _bucket(q)] += 1
                 d[M_QUEUE_SUM] += q
 
+    cdef void _warn_rejected(self, object exc) noexcept:
+        """Gunicorn's ``Invalid request from ip=ADDR: REASON`` warning (the
+        logger rate-limits it); a head that came too slowly is no invalid
+        request, Gunicorn never answers it at all: debug only."""
+        cdef WorkerContext ctx = self.ctx
+        if ctx.log is None or getattr(exc, "status", None) is None:
+            return
+        try:
+            ip = self.conn_env.get("REMOTE_ADDR", "")
+            if isinstance(exc, RequestTimeout):
+                ctx.log.debug("Request timeout from ip=%s: %s", ip, exc)
+                return
+            warn = getattr(ctx.log, "invalid_request", None)
+            if warn is not None:
+                warn(ip, str(exc))
+            else:
+                ctx.log.warning("Invalid request from ip=%s: %s", ip, exc)
+        except Exception:
+            pass
+
+    cdef void _log_rejected(self, object exc, dict env, long long sent) noexcept:
+        """Warning plus access line, with the status and the ``sent`` body
+        bytes that went out, for a request the server refused before the app
+        saw it (nginx logs these; Gunicorn writes no access line when the
+        request line itself failed). What could not be parsed shows as the
+        access log's ``-``."""
+        cdef WorkerContext ctx = self.ctx
+        status = getattr(exc, "status", None)
+        if status is None:
+            return
+        self._warn_rejected(exc)
+        if ctx.metrics != NULL:
+            # Counted with the requests that reached the app, by the status sent.
+            self._count(None, f"{status} {exc.reason}", max(sent, 0), 0.0)
+        if ctx.access is None:
+            return
+        try:
+            if env is None:
+                env = self.conn_env.copy()
+                line = self.parser.rejected_request()
+                if line is not None:
+                    env["REQUEST_METHOD"], env["RAW_URI"], env["SERVER_PROTOCOL"] = line
+            ctx.access(env, f"{status} {exc.reason}",
+                       [("Content-Type", "text/plain; charset=utf-8"),
+                        ("Content-Length", str(_error_body_len(status, exc.reason)))],
+                       max(sent, 0), 0.0)
+        except Exception:
+            try:
+                ctx.log.exception("Error writing the access log")
+            except Exception:
+                pass
+
     cdef Py_ssize_t _answer_now(self, bytes out) noexcept:
         """One non-blocking send of a closing answer (a head that timed out,
         a worker on its way out): whatever does not fit in the socket buffer
@@ -1715,7 +1768,9 @@ cdef class Connection:
         self.linger = True
         if p.buffered > 0 and not self.eof:
             # Best effort: never wait on a slow client here.
-            self._answer_now(error_response(408, "Request Timeout", self.ctx.server))
+            out = error_response(408, "Request Timeout", self.ctx.server)
+            sent = self._answer_now(out) - (PyBytes_GET_SIZE(out) - _error_body_len(408, "Request Timeout"))
+            self._log_rejected(RequestTimeout("request head not complete in time"), None, sent)
 
     def close(self, bint wait=True):
         """Close the socket, with a lingering close when input may still be

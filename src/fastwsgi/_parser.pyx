@@ -764,6 +764,17 @@ cdef class RequestParser:
         """True once the body of the current request has been read to its end."""
         return self.state == ST_DONE
 
+    def rejected_request(self):
+        """``(method, target, protocol)`` of a head rejected after its request
+        line was read, else None: what an access log can still say about a
+        refused request (called on the error path only)."""
+        if not self.dead or self.state != ST_HEAD or not self.rl_done or self.version is None:
+            return None
+        if self.tgt_off < 0 or self.pos + self.tgt_off + self.tgt_len > self.end:
+            return None
+        target = PyUnicode_DecodeLatin1(self.buf + self.pos + self.tgt_off, self.tgt_len, NULL)
+        return (self.method, target, S_HTTP11 if self.version is V11 else S_HTTP10)
+
     # ----------------------------------------------------------------- errors
 
     cdef int _fail(self, object cls, str detail) except -1:

@@ -18,6 +18,14 @@ through ``logging``. Values taken from the request are escaped (``"`` and
 ``\\`` with a backslash, control and non-ASCII bytes as ``\\xHH``, like nginx)
 so a client cannot forge log lines; the JSON log escapes via ``json.dumps``.
 
+A request the server refuses (a ``ParseError`` with a status) gets
+Gunicorn's ``Invalid request from ip=ADDR: REASON`` at WARNING, which
+alerting rules key on, limited per worker to ``INVALID_BURST`` lines per
+``INVALID_WINDOW`` seconds so a flood of bad requests cannot fill a disk;
+what was held back is counted and written as one ``N more invalid requests
+suppressed`` line once the window is over (the kernel's printk rate limit
+and its "callbacks suppressed" line).
+
 ``-`` means stderr for the error log and stdout for the access log (Gunicorn).
 ``reopen_files()`` reopens both on SIGUSR1 for log rotation.
 
@@ -56,6 +64,11 @@ LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
+
+# The Linux kernel's printk rate limit (printk_ratelimit_burst = 10 per
+# printk_ratelimit = 5 s): a few lines a second, per worker.
+INVALID_BURST = 10
+INVALID_WINDOW = 5.0
 
 # Gunicorn's access log atoms (gunicorn/glogging.py Logger.atoms).
 ATOMS: dict[str, str] = {
@@ -345,6 +358,11 @@ class Logger:
         self._iso_cache: tuple[int, str] = (-1, "")
         self._format: AccessFormatter | None = None
         self.statsd: Any = None
+        # Rejected-request warnings: window start, lines in it, lines held back.
+        self._invalid_lock = threading.Lock()
+        self._invalid_start = -INVALID_WINDOW
+        self._invalid_count = 0
+        self.invalid_suppressed = 0
         self.setup(settings)
 
     # -- set-up ---------------------------------------------------------------
@@ -553,6 +571,38 @@ class Logger:
             level = LEVELS.get(level.lower(), logging.INFO)
         self.error_log.log(level, msg, *args, **kw)
         self._metric(kw)
+
+    def invalid_request(self, ip: str, error: str) -> None:
+        """Gunicorn's warning for a refused request, rate-limited (see the
+        module docstring); thread-safe, as gthread's pool threads share it."""
+        now = time.monotonic()
+        with self._invalid_lock:
+            if now - self._invalid_start >= INVALID_WINDOW:
+                self._flush_invalid_locked()
+                self._invalid_start, self._invalid_count = now, 0
+            if self._invalid_count >= INVALID_BURST:
+                self.invalid_suppressed += 1
+                return
+            self._invalid_count += 1
+        self.warning("Invalid request from ip=%s: %s", ip, error)
+
+    def flush_invalid(self, force: bool = False) -> None:
+        """Write the suppressed-count line once its window is over (or now,
+        with ``force``, as a worker exits); the worker calls this from its
+        heartbeat, so the count comes out even when the flood stops."""
+        if not self.invalid_suppressed:
+            return
+        with self._invalid_lock:
+            if force or time.monotonic() - self._invalid_start >= INVALID_WINDOW:
+                self._flush_invalid_locked()
+
+    def _flush_invalid_locked(self) -> None:
+        n, self.invalid_suppressed = self.invalid_suppressed, 0
+        if n:
+            self.warning(
+                "%d more invalid requests suppressed (at most %d logged per %gs per worker)",
+                n, INVALID_BURST, INVALID_WINDOW,
+            )
 
     # -- access log ---------------------------------------------------------------
 

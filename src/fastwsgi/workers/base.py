@@ -261,6 +261,8 @@ class Worker:
 
     def _exit(self, status: int) -> NoReturn:
         try:
+            if getattr(self.log, "invalid_suppressed", 0):
+                self.log.flush_invalid(force=True)  # nothing unlogged at exit
             self.log.info("Worker exiting (pid: %s)", os.getpid())
             if self.server is not None:
                 self.call_hook("worker_exit", self.server, self)
@@ -383,6 +385,8 @@ class Worker:
     def notify(self) -> None:
         """Stamp the heartbeat; call at least every ``timeout / 2`` seconds."""
         self.heartbeat.beat()
+        if getattr(self.log, "invalid_suppressed", 0):
+            self.log.flush_invalid()  # the count of rate-limited warnings
 
     def is_parent_alive(self) -> bool:
         """False (and ``alive`` cleared) when the master that forked us is gone."""
