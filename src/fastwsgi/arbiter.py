@@ -199,10 +199,12 @@ class Pidfile:
 
 
 def _warn_no_setproctitle(log: Any) -> None:
+    # A dependency, so this means a broken install (a wheel for another libc,
+    # a failed build): say why, once, and serve anyway.
     try:
         import setproctitle  # noqa: F401
-    except ImportError:
-        log.warning("setproctitle is not installed: process titles stay unchanged")
+    except (ImportError, OSError) as exc:
+        log.warning("setproctitle cannot be imported (%s): process titles stay unchanged", exc)
 
 
 def share_openssl() -> bool:

@@ -105,10 +105,10 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def set_proctitle(title: str) -> None:
-    """Set the process title when setproctitle is installed (the arbiter warns once if not)."""
+    """Set the process title when setproctitle imports (the arbiter warns once if not)."""
     try:
         from setproctitle import setproctitle
-    except ImportError:
+    except (ImportError, OSError):
         return
     setproctitle(title)
 
