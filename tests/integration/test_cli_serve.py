@@ -553,7 +553,11 @@ def test_hup_after_a_broken_deploy_keeps_the_old_workers(
     mod.write_text(version % "v1")
     server = start("-w", "2", "deployapp")
     assert server.wait_ready("/") == (200, b"v1")
-    wait_for("both workers to load v1", lambda: len(list(loaded.iterdir())) >= 2)
+    # Counted by the pids of booted workers: the start-up probe child imports
+    # the app too, and its file alone must not let the broken code in early.
+    wait_for("both workers to load v1", lambda: len(
+        set(re.findall(r"Booting worker with pid: (\d+)", server.stderr))
+        & {p.name for p in loaded.iterdir()}) >= 2)
     master = server.proc.pid
     save(mod, "import no_such_module_anywhere\n" + version % "v2", 2)
     os.kill(master, signal.SIGHUP)
