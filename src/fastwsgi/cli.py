@@ -117,14 +117,25 @@ def prepare(
     _check_worker_class(groups.worker.worker_class)
     _apply_env(groups.raw_env)
     try:
-        loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath,
-                           reload=groups.arbiter.reload and not groups.arbiter.preload_app,
-                           extra_files=groups.arbiter.reload_extra_files)
+        loader = make_loader(groups)
     except AppImportError as exc:  # a malformed APP is a usage error
         raise ConfigError(str(exc)) from exc
     loader.prepare()
     loader.check()
     return settings, groups, loader
+
+
+def make_loader(groups: Groups) -> AppLoader:
+    """The APP's loader: a module's, or a PasteDeploy ini's (``--paste``)."""
+    reload = groups.arbiter.reload and not groups.arbiter.preload_app
+    if groups.paste:
+        from fastwsgi.paste import PasteLoader
+
+        return PasteLoader(groups.app_uri, groups.chdir, groups.pythonpath, reload=reload,
+                           extra_files=groups.arbiter.reload_extra_files,
+                           paste_global_conf=groups.paste_global_conf)
+    return AppLoader(groups.app_uri, groups.chdir, groups.pythonpath, reload=reload,
+                     extra_files=groups.arbiter.reload_extra_files)
 
 
 def make_reloader(
@@ -150,9 +161,7 @@ def make_reloader(
         _apply_env(groups.raw_env)
         if groups.app_uri == app_uri:
             return groups
-        loader = AppLoader(groups.app_uri, groups.chdir, groups.pythonpath,
-                           reload=groups.arbiter.reload and not groups.arbiter.preload_app,
-                           extra_files=groups.arbiter.reload_extra_files)
+        loader = make_loader(groups)
         loader.log = log
         loader.prepare()
         loader.check()
@@ -169,40 +178,78 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
     try:
         settings, groups, loader = prepare(argv, environ, start_cwd)
         debug = groups.log.loglevel == "debug"
-        from fastwsgi.glogging import Logger
-
-        try:
-            log = Logger(groups.log)
-        except (OSError, ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
-            raise _RuntimeFailure(f"cannot set up logging: {exc}") from exc
-        loader.log = log
-        for line in settings.warnings():
-            log.warning(line)
-        if groups.arbiter.reload and groups.arbiter.preload_app:
-            log.warning("--reload has no effect with --preload: the app is loaded once, in the master")
-        for line in startup_warnings(groups):
-            log.warning(line)
-        if settings["print_config"]:
-            print(settings.format())
-        if settings["check_config"] or settings["print_config"]:
-            loader.reload = False  # a check must fail, not serve the error page
-            try:
-                loader.load()
-            except SystemExit as exc:  # sys.exit() in the app at import
-                raise _RuntimeFailure(
-                    f"Failed to load application {groups.app_uri!r}: {describe_exception(exc)}"
-                ) from exc
-            return 0
-        from fastwsgi.arbiter import Arbiter
-
-        return Arbiter(
-            groups, loader, log, reloader=make_reloader(argv, groups.app_uri, log, start_cwd),
-            start_cwd=start_cwd,
-        ).run()
+        return _start(settings, groups, loader,
+                      lambda log: make_reloader(argv, groups.app_uri, log, start_cwd), start_cwd)
     except FastWSGIError as exc:
         return _fail(str(exc), getattr(exc, "exit_status", 1), debug)
     except _RuntimeFailure as exc:
         return _fail(str(exc), 1, debug)
+
+
+class _Built:
+    """A loader for an app object that exists already (the paste server runner)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.log: Any = None
+
+    def load(self) -> Any:
+        return self.app
+
+    __call__ = load
+
+
+def serve_app(settings: Settings, app: Any) -> int:
+    """Run the master for an app built by the caller (``pserve``, through
+    ``fastwsgi.paste.serve``): the settings are complete, the app fixed, so
+    a HUP restarts the workers with the same app, as ``--preload`` does."""
+    debug = settings["loglevel"] == "debug"
+    try:
+        groups = settings.groups()
+        debug = groups.log.loglevel == "debug"
+        _check_worker_class(groups.worker.worker_class)
+        _apply_env(groups.raw_env)
+        return _start(settings, groups, _Built(app), None, os.getcwd())
+    except FastWSGIError as exc:
+        return _fail(str(exc), getattr(exc, "exit_status", 1), debug)
+    except _RuntimeFailure as exc:
+        return _fail(str(exc), 1, debug)
+
+
+def _start(settings: Settings, groups: Groups, loader: Any,
+           make_reload: Callable[[Any], Any] | None, start_cwd: str) -> int:
+    """Logging, start-up warnings, then the arbiter (or --check-config).
+    ``make_reload(log)`` builds the SIGHUP reloader (None: nothing to re-read)."""
+    from fastwsgi.glogging import Logger
+
+    try:
+        log = Logger(groups.log)
+    except (OSError, ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
+        raise _RuntimeFailure(f"cannot set up logging: {exc}") from exc
+    loader.log = log
+    for line in settings.warnings():
+        log.warning(line)
+    if groups.arbiter.reload and groups.arbiter.preload_app:
+        log.warning("--reload has no effect with --preload: the app is loaded once, in the master")
+    for line in startup_warnings(groups):
+        log.warning(line)
+    if settings["print_config"]:
+        print(settings.format())
+    if settings["check_config"] or settings["print_config"]:
+        loader.reload = False  # a check must fail, not serve the error page
+        try:
+            loader.load()
+        except SystemExit as exc:  # sys.exit() in the app at import
+            raise _RuntimeFailure(
+                f"Failed to load application {groups.app_uri!r}: {describe_exception(exc)}"
+            ) from exc
+        return 0
+    from fastwsgi.arbiter import Arbiter
+
+    return Arbiter(
+        groups, loader, log, reloader=make_reload(log) if make_reload is not None else None,
+        start_cwd=start_cwd,
+    ).run()
 
 
 class _RuntimeFailure(Exception):

@@ -9,8 +9,8 @@ config-file reader, ``--print-config`` and ``docs/settings.md``
 (``python -m fastwsgi.config --markdown``) are all generated from it; nothing
 else lists settings by hand.
 
-``UNSUPPORTED`` lists the remaining Gunicorn 27 settings (TLS, paste,
-ASGI, HTTP/2, ...). They are accepted on the command line and in config files
+``UNSUPPORTED`` lists the remaining Gunicorn 27 settings (TLS, ASGI,
+HTTP/2, ...). They are accepted on the command line and in config files
 so a Gunicorn deployment starts unchanged, and each is reported once as a
 warning; except ``REFUSED``, those that would change what the port speaks
 (TLS, the uwsgi protocol), which stop the start with one line.
@@ -217,6 +217,9 @@ class Groups:
     chdir: str | None = None
     pythonpath: tuple[str, ...] = ()
     raw_env: tuple[str, ...] = ()
+    # --paste: app_uri is then the ini's absolute path (and "#name").
+    paste: bool = False
+    paste_global_conf: tuple[str, ...] = ()
 
 
 # --- Validators ---------------------------------------------------------------
@@ -1116,6 +1119,26 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="ENV",
     ),
     S(
+        "paste",
+        "Server Mechanics",
+        v_opt_str,
+        None,
+        "Load the app from a PasteDeploy ini file: [app:main], or the section NAME after '#'; its "
+        "[loggers] sections, when present, configure logging. Needs fastwsgi[paste].",
+        cli=("--paste", "--paster"),
+        metavar="INI[#NAME]",
+    ),
+    S(
+        "raw_paste_global_conf",
+        "Server Mechanics",
+        v_env,
+        [],
+        "A PasteDeploy global_conf variable KEY=VALUE for --paste; repeatable.",
+        cli=("--paste-global",),
+        action="append",
+        metavar="CONF",
+    ),
+    S(
         "daemon",
         "Server Mechanics",
         v_bool,
@@ -1546,7 +1569,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
     U("tmp_upload_dir"),
     U("logger_class", ("--logger-class",)),
     U("default_proc_name"),
-    U("paste", ("--paste", "--paster")),
     U("ssl_context"),
     U("protocol", ("--protocol",)),
     U("uwsgi_allow_ips", ("--uwsgi-allow-from",)),
@@ -1564,7 +1586,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
     U("http2_initial_window_size", ("--http2-initial-window-size",)),
     U("http2_max_frame_size", ("--http2-max-frame-size",)),
     U("http2_max_header_list_size", ("--http2-max-header-list-size",)),
-    U("raw_paste_global_conf", ("--paste-global",), repeatable=True),
     U(
         "permit_unconventional_http_version",
         ("--permit-unconventional-http-version",),
@@ -1663,7 +1684,7 @@ def build_parser(prog: str = "fastwsgi") -> argparse.ArgumentParser:
         usage="%(prog)s [OPTIONS] [APP_MODULE]",
         description="fastwsgi: a pre-fork WSGI HTTP server, command-line compatible with Gunicorn.",
         epilog=f"Settings can also come from a config file (-c) and ${CMD_ARGS_ENV}. "
-        "Gunicorn's other flags (syslog, paste, ...) are accepted and ignored with a "
+        "Gunicorn's other flags (HTTP/2, ASGI, ...) are accepted and ignored with a "
         "warning; TLS settings are refused: terminate TLS in a proxy. "
         "See docs/settings.md.",
         argument_default=argparse.SUPPRESS,
@@ -1993,6 +2014,8 @@ class Settings:
             chdir=v["chdir"],
             pythonpath=v["pythonpath"],
             raw_env=v["raw_env"],
+            paste=bool(v["paste"]),
+            paste_global_conf=v["raw_paste_global_conf"],
         )
 
     def _logconfig_json(self) -> dict[str, Any] | None:
@@ -2081,9 +2104,40 @@ def load(
         settings.values["pythonpath"] = tuple(
             os.path.normpath(os.path.join(root, entry)) for entry in settings.values["pythonpath"]
         )
-    if not settings.app_uri and settings["wsgi_app"]:
+    if settings["paste"]:
+        _apply_paste(settings, base)
+    elif not settings.app_uri and settings["wsgi_app"]:
         settings.app_uri = settings["wsgi_app"]
     return settings
+
+
+def ini_has_logging(path: str) -> bool:
+    """The ini has a ``[loggers]`` section: it is a logging config too (Gunicorn's test)."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read([path])
+    except configparser.Error:
+        return False
+    return parser.has_section("loggers")
+
+
+def _apply_paste(settings: Settings, base: str) -> None:
+    """``--paste INI[#name]``: the ini (relative to where the command started)
+    is the APP, the default process name, and the logging config when it has
+    ``[loggers]`` and no other log config was given (Gunicorn's rules)."""
+    if settings.app_uri:
+        raise ConfigError(f"give either APP ({settings.app_uri}) or --paste, not both")
+    path, sep, name = settings["paste"].partition("#")
+    path = os.path.normpath(os.path.join(base, path))
+    if not os.path.isfile(path):
+        raise ConfigError(f"--paste: {path!r} not found")
+    settings.values["paste"] = path + sep + name
+    settings.app_uri = path + sep + name
+    given = settings["logconfig"] or settings["logconfig_dict"] or settings["logconfig_json"]
+    if not given and ini_has_logging(path):
+        settings.set("logconfig", path, f"[loggers] in {path}")
 
 
 # --- docs/settings.md --------------------------------------------------------------

@@ -476,7 +476,14 @@ class Logger:
             assert cfg.logconfig is not None
             if not os.path.exists(cfg.logconfig):
                 raise OSError(f"log config file {cfg.logconfig!r} does not exist")
-            logging.config.fileConfig(cfg.logconfig, disable_existing_loggers=False)
+            # %(here)s and %(__file__)s, as pserve defines them for a
+            # PasteDeploy ini that is also the logging config.
+            path = os.path.abspath(cfg.logconfig)
+            logging.config.fileConfig(
+                cfg.logconfig,
+                defaults={"here": os.path.dirname(path), "__file__": path},
+                disable_existing_loggers=False,
+            )
             configured = {
                 name
                 for name, lg in logging.Logger.manager.loggerDict.items()

@@ -56,6 +56,8 @@ FLAG_CASES: dict[str, tuple[str | None, object]] = {
     "chdir": ("/tmp", "/tmp"),
     "pythonpath": ("/a,/b", ("/a", "/b")),
     "raw_env": ("A=1", ("A=1",)),
+    "paste": ("{ini}", "{ini}"),  # an absolute path to an ini file that exists: see _paste_case
+    "raw_paste_global_conf": ("A=1", ("A=1",)),
     "daemon": (None, True),
     "enable_stdio_inheritance": (None, True),
     "pidfile": ("/tmp/p.pid", "/tmp/p.pid"),
@@ -107,24 +109,35 @@ def test_every_flag_has_a_case() -> None:
     assert with_cli == set(FLAG_CASES)
 
 
+def _paste_ini(where: Path) -> str:
+    ini = where / "p.ini"
+    ini.write_text("[app:main]\nuse = call:x:y\n")
+    return str(ini)
+
+
 @pytest.mark.parametrize(("name", "flag"), flag_params())
 def test_flag_sets_its_setting(name: str, flag: str, empty_cwd: Path) -> None:
     raw, expected = FLAG_CASES[name]
     argv = [flag] if raw is None else [flag, raw]
+    app = ["app:app"]
     if name == "config":
         cfg = empty_cwd / "c.py"
         cfg.write_text("")
         argv, expected = [flag, str(cfg)], str(cfg)
-    settings = load([*argv, "app:app"], {})
+    if name == "paste":  # the ini is the APP
+        expected = _paste_ini(empty_cwd)
+        argv, app = [flag, expected], []
+    settings = load([*argv, *app], {})
     assert settings[name] == expected
     assert settings.sources[name] == "command line"
     assert settings[name] != SETTINGS_BY_NAME[name].default_value({})
-    assert settings.app_uri == "app:app"
+    assert settings.app_uri == (expected if name == "paste" else "app:app")
 
 
 @pytest.mark.parametrize(
     ("name", "flag"),
-    [(n, f) for n, f in flag_params() if FLAG_CASES[n][0] is not None and f.startswith("--") and n != "config"],
+    [(n, f) for n, f in flag_params()
+     if FLAG_CASES[n][0] is not None and f.startswith("--") and n not in ("config", "paste")],
 )
 def test_flag_equals_form(name: str, flag: str, empty_cwd: Path) -> None:
     raw, expected = FLAG_CASES[name]
@@ -135,8 +148,10 @@ def test_flag_equals_form(name: str, flag: str, empty_cwd: Path) -> None:
 def test_config_file_sets_the_same_value(name: str, empty_cwd: Path) -> None:
     raw, expected = FLAG_CASES[name]
     value = True if raw is None and expected is True else expected if raw is None else raw
+    if name == "paste":
+        value = expected = _paste_ini(empty_cwd)
     (empty_cwd / "fastwsgi.conf.py").write_text(f"{name} = {value!r}\n")
-    settings = load(["app:app"], {})
+    settings = load([] if name == "paste" else ["app:app"], {})
     assert settings[name] == expected
     assert settings.sources[name].startswith("config file")
 
@@ -349,15 +364,54 @@ def test_hooks_from_config_file(empty_cwd: Path) -> None:
 
 def test_unsupported_flags_are_accepted_and_reported_once(empty_cwd: Path) -> None:
     (empty_cwd / "fastwsgi.conf.py").write_text("ciphers = 'HIGH'\nlogger_class = 'x.Log'\n")
-    s = load(["--ciphers", "HIGH", "--spew", "--paste-global", "a", "--paste-global", "b",
-              "--paste", "x.ini", "app"], {"FASTWSGI_CMD_ARGS": "--ssl-version 2"})
+    s = load(["--ciphers", "HIGH", "--spew", "app"], {"FASTWSGI_CMD_ARGS": "--ssl-version 2"})
     warnings = s.warnings()
     names = [w.split()[2] for w in warnings]
-    assert sorted(names) == sorted(
-        ["ciphers", "logger_class", "ssl_version", "spew", "raw_paste_global_conf", "paste"]
-    )
+    assert sorted(names) == sorted(["ciphers", "logger_class", "ssl_version", "spew"])
     assert all("not supported by fastwsgi" in w for w in warnings)
     assert s.app_uri == "app"
+
+
+# --- PasteDeploy (--paste) ----------------------------------------------------------
+
+LOGGING_INI = "[loggers]\nkeys = root\n[handlers]\nkeys =\n[formatters]\nkeys =\n"
+
+
+def test_paste_ini_is_the_app_relative_to_the_start_directory(empty_cwd: Path) -> None:
+    (empty_cwd / "conf").mkdir()
+    ini = empty_cwd / "conf" / "dev.ini"
+    ini.write_text("[app:main]\nuse = call:x:y\n" + LOGGING_INI)
+    s = load(["--paster", "conf/dev.ini#admin", "--paste-global", "a=1", "-b", ":9"], {})
+    assert s.app_uri == f"{ini}#admin" and s["paste"] == f"{ini}#admin"
+    g = s.groups()
+    assert g.paste and g.paste_global_conf == ("a=1",) and g.arbiter.bind == (":9",)
+    assert g.log.logconfig == str(ini)  # its [loggers] configure logging (Gunicorn)
+    assert g.arbiter.proc_name == f"{ini}#admin"
+    assert s.warnings() == []
+
+
+def test_paste_logging_only_from_an_ini_with_loggers_and_no_other_log_config(
+    empty_cwd: Path,
+) -> None:
+    (empty_cwd / "a.ini").write_text("[app:main]\nuse = call:x:y\n")
+    assert load(["--paste", "a.ini"], {}).groups().log.logconfig is None
+    (empty_cwd / "b.ini").write_text("[app:main]\nuse = call:x:y\n" + LOGGING_INI)
+    (empty_cwd / "log.ini").write_text(LOGGING_INI)
+    assert load(["--paste", "b.ini", "--log-config", "log.ini"], {}).groups().log.logconfig == "log.ini"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--paste", "missing.ini"], "not found"),
+        (["--paste", "a.ini", "app:app"], "either APP"),
+        (["--paste-global", "novalue", "--paste", "a.ini"], "not KEY=VALUE"),
+    ],
+)
+def test_paste_errors_are_one_line(empty_cwd: Path, argv: list[str], message: str) -> None:
+    (empty_cwd / "a.ini").write_text("[app:main]\nuse = call:x:y\n")
+    with pytest.raises(ConfigError, match=message):
+        load(argv, {})
 
 
 def test_unsupported_settings_left_off_in_a_config_file_are_not_reported(empty_cwd: Path) -> None:
