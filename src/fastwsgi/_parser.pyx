@@ -765,10 +765,10 @@ cdef class RequestParser:
         return self.state == ST_DONE
 
     def rejected_request(self):
-        """``(method, target, protocol)`` of a head rejected after its request
-        line was read, else None: what an access log can still say about a
-        refused request (called on the error path only)."""
-        if not self.dead or self.state != ST_HEAD or not self.rl_done or self.version is None:
+        """``(method, target, protocol)`` of a head refused (or timed out)
+        after its request line was read, else None: what an access log can
+        still say about a refused request (called on the error path only)."""
+        if self.state != ST_HEAD or not self.rl_done or self.version is None:
             return None
         if self.tgt_off < 0 or self.pos + self.tgt_off + self.tgt_len > self.end:
             return None

@@ -113,3 +113,22 @@ def test_a_flood_of_bad_requests_is_rate_limited_and_counted(
     # The access log is not rate-limited: one line each, with the status sent.
     wait_for_text(access, rf'"GET /f{flood - 1} HTTP/1\.1" 400 ')
     assert len(re.findall(r'"GET /f\d+ HTTP/1\.1" 400 ', read_text(access))) == flood
+
+
+@pytest.mark.parametrize("kind", worker_classes())
+def test_a_head_too_slow_is_access_logged_but_not_warned(
+    server, tmp_path: Path, kind: str
+) -> None:
+    """408 is the client's pace, not an invalid request (Gunicorn answers
+    nothing at all): an access line, no ``Invalid request`` warning."""
+    srv, access = start(server, tmp_path, kind, "--header-timeout", "1", "--log-level", "debug")
+    log_at = srv.mark()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=IO_DEADLINE) as s:
+        s.sendall(b"GET /slow-head HTTP/1.1\r\nHost: a\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 408 "), data[:200]
+    wait_for_text(access, r'^127\.0\.0\.1 .*"GET /slow-head HTTP/1\.1" 408 \d+ ')
+    srv.wait_for_log(r"\[DEBUG\] Request timeout from ip=127\.0\.0\.1", after=log_at)
+    assert "Invalid request" not in srv.log()[log_at:]
