@@ -132,3 +132,24 @@ def test_a_head_too_slow_is_access_logged_but_not_warned(
     wait_for_text(access, r'^127\.0\.0\.1 .*"GET /slow-head HTTP/1\.1" 408 \d+ ')
     srv.wait_for_log(r"\[DEBUG\] Request timeout from ip=127\.0\.0\.1", after=log_at)
     assert "Invalid request" not in srv.log()[log_at:]
+
+
+@pytest.mark.parametrize("kind", worker_classes())
+def test_a_body_refused_while_the_app_reads_it_is_warned(
+    server, tmp_path: Path, kind: str
+) -> None:
+    """A chunked body over ``limit_request_body`` is found only as the app
+    reads it: 413, the warning, and the access line of the 413 sent."""
+    access = tmp_path / "access.log"
+    srv = server("-k", kind, "--access-logfile", str(access), "--limit-request-body", "1000",
+                 "apps.behave:app")
+    wait_for_text(access, r'"GET / HTTP/1\.1" ')
+    log_at = srv.mark()
+    chunk = b"x" * 800
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(2)) + b"0\r\n\r\n"
+    got = send_raw(srv.port, f"POST /echo HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
+                   .encode() + body)
+    assert got.startswith(b"HTTP/1.1 413 "), got[:200]
+    m = srv.wait_for_log(r"\[WARNING\] Invalid request from ip=127\.0\.0\.1: (.*)$", after=log_at)
+    assert "limit_request_body" in m.group(1)
+    wait_for_text(access, r'"POST /echo HTTP/1\.1" 413 \d+ ')
