@@ -230,8 +230,6 @@ def check_with_promtool(text: str) -> None:
     assert proc.stdout + proc.stderr == "", proc.stdout + proc.stderr  # not even a lint
 
 
-@pytest.mark.xfail(reason="parser rejections reach _log_access (where metrics count) only "
-                   "with the access-log line for them (issue 18, branch i18b)")
 def test_a_parser_rejection_is_counted_by_its_status(
     metrics_server: Callable[..., tuple[Server, int]],
 ) -> None:
