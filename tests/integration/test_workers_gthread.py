@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from httpraw import at_eof, connect, read_response
@@ -142,27 +143,72 @@ def test_idle_pool_serves_keepalive_requests_without_hand_offs(server) -> None:
     assert switches < 3 * n, switches
 
 
-def test_lingering_thread_leaves_the_pool_to_others(server) -> None:
-    # Three threads, two connections (fewer than threads: lingering is on):
-    # while client A's thread waits on A, client B is served by another; A's connection, handed back after the linger,
-    # is served again later; a head that arrives in pieces during the linger
-    # goes back to the selector and is still answered.
-    srv = server("-k", "gthread", "--threads", "3", "--keep-alive", "30", "apps.behave:app")
+# poll and ppoll: what a pool thread lingering in wait_head() is blocked in.
+_POLL_SYSCALLS = {"x86_64": {7, 271}, "aarch64": {73}}.get(os.uname().machine, set())
+
+
+def _blocked_in_poll(pid: int, tid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/task/{tid}/syscall").read_text().split()
+    except OSError:
+        return False
+    return bool(fields) and fields[0].isdigit() and int(fields[0]) in _POLL_SYSCALLS
+
+
+def _tid_of(sock: socket.socket, f) -> int:  # type: ignore[no-untyped-def]
+    sock.sendall(_req("/tid"))
+    r = read_response(f)
+    assert r is not None and r.status == 200
+    return int(r.body)
+
+
+@pytest.mark.skipif(not _POLL_SYSCALLS, reason="poll syscall numbers known for x86_64/aarch64 only")
+def test_lingering_thread_leaves_the_pool_to_others(server, tmp_path) -> None:
+    # Three threads, two connections (fewer than threads: lingering is on).
+    # The linger is stretched from 2 ms to 60 s by a hook so each step is
+    # observed, not raced: A's thread waits in poll() on A; B is served
+    # meanwhile by other threads; A's next request is served by the very
+    # thread that lingered; a head that arrives in pieces goes back to the
+    # selector and is still answered.
+    conf = tmp_path / "linger.py"
+    conf.write_text(
+        "def post_worker_init(worker):\n"
+        "    import fastwsgi.workers.gthread as g\n"
+        "    g.LINGER = 60.0  # read by run(), which comes next\n"
+    )
+    srv = server(
+        "-c", str(conf), "-k", "gthread", "--threads", "3", "--keep-alive", "30",
+        "apps.behave:app",
+    )
+    (worker,) = srv.wait_workers(1)
     with (
         connect(srv.port) as a,
         a.makefile("rb") as fa,
         connect(srv.port) as b,
         b.makefile("rb") as fb,
     ):
-        a.sendall(_req("/thread"))
-        ra = read_response(fa)
-        assert ra is not None and ra.status == 200
-        for _ in range(5):
-            b.sendall(_req("/thread"))
-            rb = read_response(fb)
-            assert rb is not None and rb.status == 200
-        a.sendall(b"GET /thread HTTP/1.1\r\nHo")
-        time.sleep(0.05)  # ordering only: the rest after A's linger ended
+        ta = _tid_of(a, fa)
+        deadline = time.monotonic() + 20
+        while not _blocked_in_poll(worker, ta):
+            assert time.monotonic() < deadline, "A's thread never lingered in poll()"
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        b_threads = {_tid_of(b, fb) for _ in range(5)}
+        assert ta not in b_threads, "B was served by the thread lingering on A"
+        assert time.monotonic() - t0 < 30, "B waited for A's linger to end"
+        assert _blocked_in_poll(worker, ta), "A's thread stopped lingering while B was served"
+        # The lingering thread itself serves A's next request.
+        assert _tid_of(a, fa) == ta
+        # Half a head wakes the lingering thread, which hands A back to the
+        # selector thread (it is no longer in poll() on A)...
+        while not _blocked_in_poll(worker, ta):
+            assert time.monotonic() < deadline + 20, "A's thread never lingered again"
+            time.sleep(0.05)
+        a.sendall(b"GET /tid HTTP/1.1\r\nHo")
+        while _blocked_in_poll(worker, ta):
+            assert time.monotonic() < deadline + 40, "half a head left A's thread in poll()"
+            time.sleep(0.05)
+        # ...and the rest, arriving later, is still answered.
         a.sendall(b"st: x\r\n\r\n")
         ra = read_response(fa)
         assert ra is not None and ra.status == 200

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 from httpraw import at_eof, connect, read_response
+from straced import traced
 
 WORKERS = ["sync", "gthread"]
 
@@ -227,10 +228,16 @@ def test_100mib_download_intact(server, tmp_path: Path, sendfile: bool) -> None:
             f.write(chunk)
             digest.update(chunk)
     args = [] if sendfile else ["--no-sendfile"]
-    srv = server(*args, "apps.behave:app")
+    srv = server(*args, "-w", "1", "apps.behave:app")
+    (worker,) = srv.wait_workers(1)
     got = hashlib.sha256()
     n = 0
-    with connect(srv.port, timeout=60) as sock, sock.makefile("rb") as f:
+    # The bytes alone cannot tell the two paths apart: strace shows which ran.
+    with (
+        traced(worker, "sendfile") as trace,
+        connect(srv.port, timeout=60) as sock,
+        sock.makefile("rb") as f,
+    ):
         sock.sendall(f"GET /file?name={path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         head = read_response(f, head_only=True)
         assert head is not None and head.status == 200
@@ -243,6 +250,10 @@ def test_100mib_download_intact(server, tmp_path: Path, sendfile: bool) -> None:
             n += len(d)
     assert n == 100 * 1024 * 1024
     assert got.hexdigest() == digest.hexdigest()
+    if sendfile:
+        assert trace.calls("sendfile") >= 1, trace.text[-2000:]
+    else:
+        assert trace.calls("sendfile") == 0, trace.text[-2000:]
 
 
 def test_at_eof_helper_sees_a_server_close(server) -> None:

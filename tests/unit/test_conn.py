@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from straced import traced
 
 from fastwsgi._conn import (
     Connection,
@@ -952,8 +953,11 @@ def test_file_wrapper_honours_position_and_length(tmp_path: Path, use_sendfile: 
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     ws = settings(sendfile=use_sendfile)
-    [r] = serve(GET, _file_app(path), ws).responses
+    with traced(os.getpid(), "sendfile") as trace:
+        [r] = serve(GET, _file_app(path), ws).responses
     assert r.body == data and r.header("Content-Length") == str(len(data))
+    # The setting decides the path: the bytes alone would not tell.
+    assert (trace.calls("sendfile") > 0) == use_sendfile, trace.text[-2000:]
     [r] = serve(GET, _file_app(path, seek=1000), ws).responses
     assert r.body == data[1000:]
     s = serve(GET + GET, _file_app(path, seek=10, length=5000), ws)
@@ -969,9 +973,16 @@ def test_sendfile_around_the_first_block_boundary(tmp_path: Path, size: int, see
     data = os.urandom(size)
     path = tmp_path / "f.bin"
     path.write_bytes(data)
-    s = serve(GET + GET, _file_app(path, seek=min(seek, size)), settings(sendfile=True))
+    with traced(os.getpid(), "sendfile") as trace:
+        s = serve(GET + GET, _file_app(path, seek=min(seek, size)), settings(sendfile=True))
     want = data[min(seek, size):]
     assert [r.status for r in s.responses] == [200, 200]
+    # What does not fit the first 64 KiB writev goes by sendfile, once per response at least.
+    head_room = 65_536 - 200  # about a head's size less than the first block
+    if len(want) > 65_536:
+        assert trace.calls("sendfile") >= 2, trace.text[-2000:]
+    elif len(want) < head_room:
+        assert trace.calls("sendfile") == 0, trace.text[-2000:]
     for r in s.responses:
         assert r.header("Content-Length") == str(len(want))
         assert hashlib.sha256(r.body).digest() == hashlib.sha256(want).digest()

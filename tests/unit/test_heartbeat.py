@@ -62,6 +62,8 @@ def test_booted_flag_is_shared_and_reset_on_reuse() -> None:
     pool = HeartbeatPool(2)
     slot = pool.acquire()
     assert not slot.booted()
+    stamp = slot.last_beat()  # acquire() stamped it with the current time
+    assert stamp > 0
     pid = os.fork()
     if pid == 0:
         try:
@@ -70,8 +72,8 @@ def test_booted_flag_is_shared_and_reset_on_reuse() -> None:
             os._exit(0)
     os.waitpid(pid, 0)
     assert slot.booted()
-    stamp = slot.last_beat()
-    assert slot.last_beat() == stamp  # the flag does not overwrite the stamp
+    # The flag sits beside the stamp, not on it: the child's mark leaves it exact.
+    assert slot.last_beat() == stamp
     pool.release(slot)
     again = pool.acquire()
     assert again.index == slot.index and not again.booted()
@@ -101,6 +103,8 @@ def test_a_note_left_by_the_child_is_read_by_the_parent_and_cleared_on_reuse() -
     pool = HeartbeatPool(2)
     slot, neighbour = pool.acquire(), pool.acquire()
     assert slot.note() == ""
+    stamp = slot.last_beat()
+    assert stamp > 0
     long_line = "Failed to load application 'm:app': é" + "x" * 400
     pid = os.fork()
     if pid == 0:
@@ -113,7 +117,7 @@ def test_a_note_left_by_the_child_is_read_by_the_parent_and_cleared_on_reuse() -
     # Cut to fit the slot, never in the middle of a character, never spilling over.
     assert long_line.startswith(note) and 200 < len(note.encode()) < 256
     assert neighbour.note() == "" and not neighbour.booted()
-    stamp = slot.last_beat()
+    # The note sits past the stamp and the flag: writing it changed neither.
     assert slot.last_beat() == stamp and not slot.booted()
     pool.release(slot)
     assert pool.acquire().note() == ""

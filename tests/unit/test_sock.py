@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from fastwsgi import systemd
 from fastwsgi.errors import BindError
 from fastwsgi.sock import (
     FD_ENV,
+    TCP_INFO_LEN,
+    TCP_INFO_UNACKED,
     bind_one,
     close_listeners,
     create_listeners,
@@ -96,6 +99,11 @@ def test_reuse_port_and_backlog() -> None:
     lnr = bind_one("127.0.0.1:0", backlog=7, reuse_port=True, retries=1)
     try:
         assert lnr.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+        # On a listening socket Linux reports the accept queue's limit, the
+        # listen() backlog, in tcpi_sacked (the word after tcpi_unacked).
+        info = lnr.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_LEN)
+        at = TCP_INFO_UNACKED + 4
+        assert int.from_bytes(info[at : at + 4], sys.byteorder) == 7
         # Two SO_REUSEPORT listeners may share the port.
         port = lnr.sock.getsockname()[1]
         twin = bind_one(f"127.0.0.1:{port}", reuse_port=True, retries=1)

@@ -39,6 +39,10 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         body = b"%d" % threading.get_ident()
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
+    if path == "/tid":  # the kernel's id, to find the thread in /proc/<pid>/task
+        body = b"%d" % threading.get_native_id()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
     if path == "/env":
         keys = (
             "wsgi.url_scheme",
