@@ -17,41 +17,20 @@ is reached, and once more with the defaults, where MissingHost must win.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_data import gunicorn_requests
 
 from fastwsgi import errors
 from fastwsgi._parser import RequestParser
 
-
-def _corpus_dir() -> Path | None:
-    env = os.environ.get("FASTWSGI_SHARED")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared")
-    for base in candidates:
-        d = base / "conformance" / "gunicorn-requests"
-        if (d / "index.json").is_file():
-            return d
-    return None
-
-
-CORPUS = _corpus_dir()
-pytestmark = pytest.mark.skipif(
-    CORPUS is None,
-    reason="shared/conformance/gunicorn-requests not found (set FASTWSGI_SHARED "
-    "or put shared/ beside the checkout)",
-)
-
-INDEX: dict[str, list[dict[str, Any]]] = (
-    json.loads((CORPUS / "index.json").read_text()) if CORPUS else {"valid": [], "invalid": []}
-)
+CORPUS = gunicorn_requests()
+INDEX: dict[str, list[dict[str, Any]]] = json.loads((CORPUS / "index.json").read_text())
 
 # Gunicorn setting name -> RequestParser keyword (same names, same meaning).
 DIRECT_SETTINGS = {
@@ -262,7 +241,6 @@ def invalid_cases() -> list[Any]:
 
 
 def load(kind: str, name: str) -> tuple[bytes, dict[str, Any]]:
-    assert CORPUS is not None
     data = (CORPUS / kind / f"{name}.http").read_bytes()
     spec = json.loads((CORPUS / kind / f"{name}.json").read_text(encoding="utf-8"))
     return data, spec
@@ -367,8 +345,7 @@ def test_invalid(name: str, feeder: str) -> None:
     [
         c
         for c in invalid_cases()
-        if CORPUS
-        and _lacks_host((CORPUS / "invalid" / f"{c.values[0]}.http").read_bytes())
+        if _lacks_host((CORPUS / "invalid" / f"{c.values[0]}.http").read_bytes())
         and json.loads((CORPUS / "invalid" / f"{c.values[0]}.json").read_text())["exception"]
         in BODY_ERRORS
     ],

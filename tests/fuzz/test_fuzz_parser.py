@@ -10,20 +10,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from shared_data import gunicorn_requests
 
 import fastwsgi
 
 pytest.importorskip("atheris")
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("FASTWSGI_SHARED", HERE.parents[1].parent / "shared"))
 
 
 @pytest.mark.slow
 def test_short_fuzz_run(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    seeds = sorted((SHARED / "conformance" / "gunicorn-requests").glob("*/*.http"))
+    seeds = sorted(gunicorn_requests().glob("*/*.http"))
+    assert seeds, "the shared corpus has no .http seeds"
     for i, seed in enumerate(seeds):
         # first byte = settings flags (see fuzz_parser.settings_for)
         (corpus / f"seed{i}").write_bytes(bytes([i % 256]) + seed.read_bytes())

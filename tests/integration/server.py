@@ -30,14 +30,13 @@ Other helpers: ``free_port()``, ``wait_for_text(path, regex)``,
 ``wait_until_gone(pid)`` (for processes that are not our children),
 ``pid_alive``, ``children``, ``cmdline``, and ``default_worker()`` /
 ``worker_classes()``, which pick the worker classes under test: the compiled
-``sync``/``gthread`` when they import, else the pure-Python ``PyWorker``; set
-``FASTWSGI_TEST_WORKER`` to force one.
+``sync``/``gthread``, or the one ``FASTWSGI_TEST_WORKER`` names (e.g. the
+pure-Python ``pyworker.PyWorker``).
 """
 
 from __future__ import annotations
 
 import http.client
-import importlib
 import os
 import re
 import signal
@@ -55,33 +54,20 @@ SRC_DIR = str(Path(fastwsgi.__file__).resolve().parent.parent)
 POLL = 0.05  # seconds between two looks at a condition
 
 
-def _compiled_workers_import() -> bool:
-    try:
-        importlib.import_module("fastwsgi.workers.sync")
-        importlib.import_module("fastwsgi.workers.gthread")
-    except ImportError:
-        return False
-    return True
-
-
 def default_worker() -> str:
-    """``$FASTWSGI_TEST_WORKER``, else the real sync worker if it imports, else ours.
+    """``$FASTWSGI_TEST_WORKER``, else the real sync worker.
 
-    The fallback keeps the arbiter testable in a tree whose compiled
-    extensions are not built yet.
+    There is no silent fallback: without the compiled extensions the run
+    stops at start-up (``tests/conftest.py``); ``FASTWSGI_TEST_WORKER=
+    pyworker.PyWorker`` asks for the pure-Python test worker explicitly.
     """
-    chosen = os.environ.get("FASTWSGI_TEST_WORKER")
-    if chosen:
-        return chosen
-    return "sync" if _compiled_workers_import() else "pyworker.PyWorker"
+    return os.environ.get("FASTWSGI_TEST_WORKER") or "sync"
 
 
 def worker_classes() -> list[str]:
     """Every worker class a process-level behaviour should hold for (for parametrize)."""
     chosen = os.environ.get("FASTWSGI_TEST_WORKER")
-    if chosen:
-        return [chosen]
-    return ["sync", "gthread"] if _compiled_workers_import() else ["pyworker.PyWorker"]
+    return [chosen] if chosen else ["sync", "gthread"]
 
 
 def free_port() -> int:

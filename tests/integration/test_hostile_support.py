@@ -231,12 +231,18 @@ def recv_until_close(sock: socket.socket, deadline: float, limit: int = 1 << 22)
 def exchange(server: Server, payload: bytes, deadline: float = CLOSE_DEADLINE) -> Received:
     """Send ``payload`` on a fresh connection and read until the server closes."""
     with server.connect() as s:
+        reset = False
         try:
             s.sendall(payload)
-        except (BrokenPipeError, ConnectionResetError):
+        except BrokenPipeError:
             # The server may answer and close before taking everything.
             pass
-        return recv_until_close(s, time.monotonic() + deadline)
+        except ConnectionResetError:
+            # Reported once: the reads after it would see a plain EOF.
+            reset = True
+        got = recv_until_close(s, time.monotonic() + deadline)
+        got.reset = got.reset or reset
+        return got
 
 
 @dataclass

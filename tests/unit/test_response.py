@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 
 import h11
 import pytest
@@ -498,3 +498,33 @@ def test_expect_length_frames_a_known_multi_part_body_with_content_length() -> N
     r.start("200 OK", [("Content-Length", "2")])
     r.expect_length(100)
     assert r.content_length == 2
+
+
+def test_every_kind_of_response_carries_one_date_of_now() -> None:
+    # RFC 9110 6.6.1: an origin server with a clock MUST send Date. Checked on
+    # each path that builds a head: one buffer, writev tuple, file, HEAD, 204,
+    # chunked, and the server's own error answers.
+    heads: list[bytes] = []
+    before = time.time()
+    r = Response()
+    r.start("200 OK", [])
+    heads.append(r.frame(b"x", True))
+    r = Response()
+    r.start("200 OK", [])
+    heads.append(r.frame(b"y" * (SMALL_BODY + 1), True)[0])
+    r = Response(keep_alive=True)
+    r.start("200 OK", [])
+    heads.append(r.frame_file(10)[0])
+    r = Response(keep_alive=True)
+    r.start("204 No Content", [])
+    heads.append(r.frame(b"", True))
+    r = Response(keep_alive=True)
+    r.start("200 OK", [])
+    heads.append(r.frame(b"streamed"))
+    heads.append(error_response(400, "Bad Request"))
+    after = time.time()
+    for head in heads:
+        dates = re.findall(rb"\r\nDate: ([^\r]*)\r\n", head)
+        assert len(dates) == 1, head
+        when = parsedate_to_datetime(dates[0].decode()).timestamp()
+        assert before - 2 <= when <= after + 1, (dates, before, after)

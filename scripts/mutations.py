@@ -1,0 +1,217 @@
+"""The mutation list ``scripts/mutate.py`` runs: each entry breaks one promise.
+
+``old`` must occur exactly once in ``path``; ``tests`` are pytest node ids
+or files (kept narrow: a .pyx mutation costs a rebuild). Add an entry with
+every behaviour you promise; docs/testing.md has the last run's results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutation:
+    id: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    promise: str
+
+
+IT = "tests/integration/"
+E2E = IT + "test_settings_e2e.py"
+HOSTILE = IT + "test_hostile.py"
+
+MUTATIONS: list[Mutation] = [
+    # --- the audit's six survivors -------------------------------------------------------
+    Mutation(
+        "response-no-date",
+        "src/fastwsgi/_response.pyx",
+        "cdef bytes date = b\"\" if self._app_date else _date_header()",
+        "cdef bytes date = b\"\"",
+        ("tests/unit/test_response.py", E2E + "::test_every_response_carries_a_date_header"),
+        "RFC 9110 6.6.1: Date on every response",
+    ),
+    Mutation(
+        "conn-no-linger-after-parse-error",
+        "src/fastwsgi/_conn.pyx",
+        "            self.must_close = True\n            self.linger = True\n            self._answer(exc)",
+        "            self.must_close = True\n            self.linger = False\n            self._answer(exc)",
+        (HOSTILE + "::test_oversize_rejected", HOSTILE + "::test_rejected_never_reaches_app"),
+        "lingering close after a parse error (the 4xx is not destroyed by a reset)",
+    ),
+    Mutation(
+        "config-jitter-not-passed",
+        "src/fastwsgi/config.py",
+        "            max_requests_jitter=v[\"max_requests_jitter\"],\n",
+        "",
+        (IT + "test_arbiter_lifecycle.py::test_max_requests_jitter_spreads_the_limit",),
+        "--max-requests-jitter reaches the workers",
+    ),
+    Mutation(
+        "config-field-size-not-passed",
+        "src/fastwsgi/config.py",
+        "            limit_request_field_size=v[\"limit_request_field_size\"],\n",
+        "",
+        (E2E,),
+        "--limit-request-field-size reaches the parser",
+    ),
+    Mutation(
+        "sock-backlog-ignored",
+        "src/fastwsgi/sock.py",
+        "        sock.bind(sockaddr)\n        sock.listen(backlog)",
+        "        sock.bind(sockaddr)\n        sock.listen(2048)",
+        ("tests/unit/test_sock.py", E2E),
+        "--backlog sets the TCP listen queue",
+    ),
+    Mutation(
+        "heartbeat-booted-zeroes-stamp",
+        "src/fastwsgi/heartbeat.py",
+        "        _FLAG.pack_into(self._mm, self._offset + _STAMP.size, _BOOTED if booted else _BOOTING)",
+        "        _FLAG.pack_into(self._mm, self._offset + _STAMP.size, _BOOTED if booted else _BOOTING)"
+        "; _STAMP.pack_into(self._mm, self._offset, 0.0)",
+        ("tests/unit/test_heartbeat.py",),
+        "mark_booted() leaves the heartbeat stamp alone",
+    ),
+    # --- the weak tests' promises ---------------------------------------------------------
+    Mutation(
+        "heartbeat-note-clobbers-stamp",
+        "src/fastwsgi/heartbeat.py",
+        "        start = self._offset + _NOTE_AT + _NOTE_LEN.size\n        self._mm[start:start + len(data)] = data",
+        "        start = self._offset\n        self._mm[start:start + len(data)] = data",
+        ("tests/unit/test_heartbeat.py",),
+        "a note never overwrites the stamp",
+    ),
+    Mutation(
+        "conn-keep-after-parse-error",
+        "src/fastwsgi/_conn.pyx",
+        "            self._answer(exc)\n            return False\n        except ClientDisconnected:",
+        "            self._answer(exc)\n            return True\n        except ClientDisconnected:",
+        (HOSTILE + "::test_rejected_never_reaches_app", HOSTILE + "::test_oversize_rejected"),
+        "dead after error: a connection is closed after a parse error",
+    ),
+    Mutation(
+        "conn-no-drain-on-close",
+        "src/fastwsgi/_conn.pyx",
+        "            for i in range(16):\n                r = recv(self.fd, scratch, 16384, MSG_DONTWAIT)",
+        "            for i in range(0):\n                r = recv(self.fd, scratch, 16384, MSG_DONTWAIT)",
+        (HOSTILE + "::test_oversize_rejected",),
+        "lingering close drains unread input (no RST under the response)",
+    ),
+    Mutation(
+        "conn-linger-holds-the-gil",
+        "src/fastwsgi/_conn.pyx",
+        "        with nogil:\n            r = poll(&pfd, 1, ms)",
+        "        if True:\n            r = poll(&pfd, 1, ms)",
+        (IT + "test_workers_gthread.py::test_lingering_thread_leaves_the_pool_to_others",),
+        "a lingering gthread thread leaves the pool (and the GIL) to others",
+    ),
+    Mutation(
+        "gthread-never-lingers",
+        "src/fastwsgi/workers/gthread.py",
+        "        return self.nconns < self.nthreads and self.alive and not self.jobs",
+        "        return False",
+        (IT + "test_workers_gthread.py::test_lingering_thread_leaves_the_pool_to_others",),
+        "an unsaturated gthread pool lingers on a keep-alive connection",
+    ),
+    Mutation(
+        "conn-sendfile-setting-ignored",
+        "src/fastwsgi/_conn.pyx",
+        "        self.use_sendfile = settings.sendfile",
+        "        self.use_sendfile = False",
+        ("tests/unit/test_conn.py::test_file_wrapper_honours_position_and_length",
+         IT + "test_wsgi_behaviour.py::test_100mib_download_intact"),
+        "file_wrapper goes out with sendfile(2) when sendfile is on",
+    ),
+    Mutation(
+        "conn-body-error-bare-close",
+        "src/fastwsgi/_conn.pyx",
+        "                if not resp.headers_sent and exc.status is not None:\n                    self._answer(exc)",
+        "                if False:\n                    self._answer(exc)",
+        (IT + "test_slow_clients.py::test_stalled_body_is_cut_off",),
+        "a stalled body is answered 408, not a bare close",
+    ),
+    # --- settings end to end ---------------------------------------------------------------
+    Mutation(
+        "config-request-line-not-passed",
+        "src/fastwsgi/config.py",
+        "            limit_request_line=v[\"limit_request_line\"],\n",
+        "",
+        (E2E,),
+        "--limit-request-line reaches the parser",
+    ),
+    Mutation(
+        "config-headers-total-not-passed",
+        "src/fastwsgi/config.py",
+        "            limit_request_headers_total=v[\"limit_request_headers_total\"],\n",
+        "",
+        (E2E,),
+        "--limit-request-headers-total reaches the parser",
+    ),
+    Mutation(
+        "config-casefold-not-passed",
+        "src/fastwsgi/config.py",
+        "            casefold_http_method=v[\"casefold_http_method\"],\n",
+        "",
+        (E2E,),
+        "--casefold-http-method reaches the parser",
+    ),
+    Mutation(
+        "config-strip-spaces-not-passed",
+        "src/fastwsgi/config.py",
+        "            strip_header_spaces=v[\"strip_header_spaces\"],\n",
+        "",
+        (E2E,),
+        "--strip-header-spaces reaches the parser",
+    ),
+    Mutation(
+        "config-loglevel-not-passed",
+        "src/fastwsgi/config.py",
+        "            loglevel=v[\"loglevel\"],\n",
+        "",
+        (E2E,),
+        "--log-level reaches logging",
+    ),
+    Mutation(
+        "config-syslog-facility-not-passed",
+        "src/fastwsgi/config.py",
+        "            syslog_facility=v[\"syslog_facility\"],\n",
+        "",
+        (E2E,),
+        "--log-syslog-facility reaches the syslog handler",
+    ),
+    Mutation(
+        "config-dogstatsd-tags-not-passed",
+        "src/fastwsgi/config.py",
+        "            dogstatsd_tags=v[\"dogstatsd_tags\"],\n",
+        "",
+        (E2E,),
+        "--dogstatsd-tags reach every metric",
+    ),
+    Mutation(
+        "parser-field-size-unchecked",
+        "src/fastwsgi/_parser.pyx",
+        "            flen = (self.sc_field_len if cont else 0) + ll + 1\n            if flen > lim_field:",
+        "            flen = (self.sc_field_len if cont else 0) + ll + 1\n            if False:",
+        (E2E, "tests/unit/test_parser.py"),
+        "a complete field over limit_request_field_size is refused 431",
+    ),
+    Mutation(
+        "worker-max-requests-ignored",
+        "src/fastwsgi/workers/base.py",
+        "        if self.nr >= self.max_requests:",
+        "        if False:",
+        (IT + "test_arbiter_lifecycle.py::test_max_requests_recycles_the_worker",),
+        "--max-requests recycles the worker",
+    ),
+    Mutation(
+        "response-error-no-date",
+        "src/fastwsgi/_response.pyx",
+        "    parts.append(_date_header())\n    parts.append(b\"Connection: keep-alive\\r\\n\"",
+        "    parts.append(b\"Connection: keep-alive\\r\\n\"",
+        ("tests/unit/test_response.py", E2E + "::test_every_response_carries_a_date_header"),
+        "the server's own error answers carry Date",
+    ),
+]
