@@ -31,7 +31,8 @@ MUTATIONS: list[Mutation] = [
         "src/fastwsgi/_response.pyx",
         "cdef bytes date = b\"\" if self._app_date else _date_header()",
         "cdef bytes date = b\"\"",
-        ("tests/unit/test_response.py", E2E + "::test_every_response_carries_a_date_header"),
+        ("tests/unit/test_response.py::test_every_kind_of_response_carries_one_date_of_now",
+         E2E + "::test_every_response_carries_a_date_header"),
         "RFC 9110 6.6.1: Date on every response",
     ),
     Mutation(
@@ -39,7 +40,7 @@ MUTATIONS: list[Mutation] = [
         "src/fastwsgi/_conn.pyx",
         "            self.must_close = True\n            self.linger = True\n            self._answer(exc)",
         "            self.must_close = True\n            self.linger = False\n            self._answer(exc)",
-        (HOSTILE + "::test_oversize_rejected", HOSTILE + "::test_rejected_never_reaches_app"),
+        (HOSTILE + "::test_close_after_a_parse_error_drains_instead_of_resetting",),
         "lingering close after a parse error (the 4xx is not destroyed by a reset)",
     ),
     Mutation(
@@ -63,8 +64,16 @@ MUTATIONS: list[Mutation] = [
         "src/fastwsgi/sock.py",
         "        sock.bind(sockaddr)\n        sock.listen(backlog)",
         "        sock.bind(sockaddr)\n        sock.listen(2048)",
-        ("tests/unit/test_sock.py", E2E),
+        ("tests/unit/test_sock.py::test_reuse_port_and_backlog",),
         "--backlog sets the TCP listen queue",
+    ),
+    Mutation(
+        "sock-backlog-ignored-e2e",
+        "src/fastwsgi/sock.py",
+        "        sock.bind(sockaddr)\n        sock.listen(backlog)",
+        "        sock.bind(sockaddr)\n        sock.listen(2048)",
+        (E2E + "::test_setting_end_to_end[backlog]",),
+        "--backlog shows in the running server's listener",
     ),
     Mutation(
         "heartbeat-booted-zeroes-stamp",
@@ -72,7 +81,7 @@ MUTATIONS: list[Mutation] = [
         "        _FLAG.pack_into(self._mm, self._offset + _STAMP.size, _BOOTED if booted else _BOOTING)",
         "        _FLAG.pack_into(self._mm, self._offset + _STAMP.size, _BOOTED if booted else _BOOTING)"
         "; _STAMP.pack_into(self._mm, self._offset, 0.0)",
-        ("tests/unit/test_heartbeat.py",),
+        ("tests/unit/test_heartbeat.py::test_booted_flag_is_shared_and_reset_on_reuse",),
         "mark_booted() leaves the heartbeat stamp alone",
     ),
     # --- the weak tests' promises ---------------------------------------------------------
@@ -81,7 +90,8 @@ MUTATIONS: list[Mutation] = [
         "src/fastwsgi/heartbeat.py",
         "        start = self._offset + _NOTE_AT + _NOTE_LEN.size\n        self._mm[start:start + len(data)] = data",
         "        start = self._offset\n        self._mm[start:start + len(data)] = data",
-        ("tests/unit/test_heartbeat.py",),
+        ("tests/unit/test_heartbeat.py::"
+         "test_a_note_left_by_the_child_is_read_by_the_parent_and_cleared_on_reuse",),
         "a note never overwrites the stamp",
     ),
     Mutation(
@@ -97,7 +107,7 @@ MUTATIONS: list[Mutation] = [
         "src/fastwsgi/_conn.pyx",
         "            for i in range(16):\n                r = recv(self.fd, scratch, 16384, MSG_DONTWAIT)",
         "            for i in range(0):\n                r = recv(self.fd, scratch, 16384, MSG_DONTWAIT)",
-        (HOSTILE + "::test_oversize_rejected",),
+        (HOSTILE + "::test_close_after_a_parse_error_drains_instead_of_resetting",),
         "lingering close drains unread input (no RST under the response)",
     ),
     Mutation(
@@ -121,8 +131,8 @@ MUTATIONS: list[Mutation] = [
         "src/fastwsgi/_conn.pyx",
         "        self.use_sendfile = settings.sendfile",
         "        self.use_sendfile = False",
-        ("tests/unit/test_conn.py::test_file_wrapper_honours_position_and_length",
-         IT + "test_wsgi_behaviour.py::test_100mib_download_intact"),
+        (IT + "test_wsgi_behaviour.py::test_100mib_download_intact",
+         "tests/unit/test_conn.py::test_file_wrapper_honours_position_and_length"),
         "file_wrapper goes out with sendfile(2) when sendfile is on",
     ),
     Mutation(

@@ -23,6 +23,7 @@ read yet.
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -296,6 +297,46 @@ def test_oversize_rejected(server: Server, case: Case) -> None:
     token = new_token()
     payload = case.payload.replace("{t}", token).encode("latin-1")
     assert_rejected(server, payload, case.statuses, token)
+
+
+TCP_CLOSE, TCP_CLOSE_WAIT = 7, 8  # tcpi_state values (include/net/tcp_states.h)
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def test_close_after_a_parse_error_drains_instead_of_resetting(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The lingering close, seen from the client's socket.
+
+    The answer always leaves with a FIN, so the client reads it whole either
+    way; what lingering changes is what follows. A server that closes with
+    unread input makes its kernel send a reset, which (off loopback, with the
+    answer still in flight) destroys the answer. Here the bad head fails in
+    the first 4 KiB read and 40 KiB more sit unread: draining them first
+    leaves the client's socket in CLOSE_WAIT; a reset moves it to CLOSE.
+    One sync worker serves connections in turn, so once a second
+    connection is answered the first one is closed, reset or not.
+    """
+    with run_server(tmp_path_factory.mktemp("linger"), "sync", workers=1) as server:
+        token = new_token()
+        junk = b"j" * 40_000
+        bad = f"POST /t/{token}/x HTTP/1.1\r\n{H}Content-Length: nope\r\n\r\n".encode()
+        with server.connect() as s:
+            s.sendall(bad + junk)
+            resp, rest = read_response(s, time.monotonic() + IO_DEADLINE)
+            assert resp is not None and resp.status == 400 and rest == b""
+            s.settimeout(IO_DEADLINE)
+            assert s.recv(1) == b"", "no FIN after the answer"
+            # The fence: the next connection is served only after the first is closed.
+            with server.connect() as t:
+                t.sendall(f"GET /t/{token}/after HTTP/1.1\r\n{H}Connection: close\r\n\r\n".encode())
+                after, _ = read_response(t, time.monotonic() + IO_DEADLINE)
+                assert after is not None and after.status == 200
+            assert _tcp_state(s) == TCP_CLOSE_WAIT, "the server reset the connection"
+        server.assert_alive()
 
 
 # --- TE spellings RFC 9112 allows: decoded as chunked, exactly -----------------
