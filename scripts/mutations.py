@@ -36,6 +36,14 @@ MUTATIONS: list[Mutation] = [
         "RFC 9110 6.6.1: Date on every response",
     ),
     Mutation(
+        "response-no-date-e2e",
+        "src/fastwsgi/_response.pyx",
+        "cdef bytes date = b\"\" if self._app_date else _date_header()",
+        "cdef bytes date = b\"\"",
+        (E2E + "::test_every_response_carries_a_date_header",),
+        "a running server's answers carry Date",
+    ),
+    Mutation(
         "conn-no-linger-after-parse-error",
         "src/fastwsgi/_conn.pyx",
         "            self.must_close = True\n            self.linger = True\n            self._answer(exc)",
@@ -134,6 +142,15 @@ MUTATIONS: list[Mutation] = [
         (IT + "test_wsgi_behaviour.py::test_100mib_download_intact",
          "tests/unit/test_conn.py::test_file_wrapper_honours_position_and_length"),
         "file_wrapper goes out with sendfile(2) when sendfile is on",
+    ),
+    Mutation(
+        "conn-sendfile-setting-ignored-unit",
+        "src/fastwsgi/_conn.pyx",
+        "        self.use_sendfile = settings.sendfile",
+        "        self.use_sendfile = False",
+        ("tests/unit/test_conn.py::test_file_wrapper_honours_position_and_length",
+         "tests/unit/test_conn.py::test_sendfile_around_the_first_block_boundary"),
+        "file_wrapper goes out with sendfile(2) (the in-process connection)",
     ),
     Mutation(
         "conn-body-error-bare-close",
