@@ -121,3 +121,16 @@ def test_a_note_left_by_the_child_is_read_by_the_parent_and_cleared_on_reuse() -
     assert slot.last_beat() == stamp and not slot.booted()
     pool.release(slot)
     assert pool.acquire().note() == ""
+
+
+def test_a_note_cut_inside_a_character_drops_that_character() -> None:
+    # Two-byte characters after one ASCII byte: the slot's cut falls inside one.
+    pool = HeartbeatPool(1)
+    slot = pool.acquire()
+    text = "x" + "é" * 200
+    slot.set_note(text)
+    note = slot.note()
+    assert text.startswith(note) and "\ufffd" not in note
+    assert 200 < len(note.encode()) < 256
+    pool.release(slot)
+    pool.close()
