@@ -139,8 +139,7 @@ MUTATIONS: list[Mutation] = [
         "src/fastwsgi/_conn.pyx",
         "        self.use_sendfile = settings.sendfile",
         "        self.use_sendfile = False",
-        (IT + "test_wsgi_behaviour.py::test_100mib_download_intact",
-         "tests/unit/test_conn.py::test_file_wrapper_honours_position_and_length"),
+        (IT + "test_wsgi_behaviour.py::test_100mib_download_intact",),
         "file_wrapper goes out with sendfile(2) when sendfile is on",
     ),
     Mutation(
@@ -148,8 +147,7 @@ MUTATIONS: list[Mutation] = [
         "src/fastwsgi/_conn.pyx",
         "        self.use_sendfile = settings.sendfile",
         "        self.use_sendfile = False",
-        ("tests/unit/test_conn.py::test_file_wrapper_honours_position_and_length",
-         "tests/unit/test_conn.py::test_sendfile_around_the_first_block_boundary"),
+        ("tests/unit/test_conn.py::test_sendfile_setting_decides_the_system_call",),
         "file_wrapper goes out with sendfile(2) (the in-process connection)",
     ),
     Mutation(
