@@ -339,6 +339,40 @@ def test_close_after_a_parse_error_drains_instead_of_resetting(
         server.assert_alive()
 
 
+def _server_side_inode(server_port: int, client_port: int) -> int | None:
+    """The inode of the server's end of one loopback connection in
+    /proc/net/tcp: 0 once no process holds it (closed, left to the
+    kernel), None when the kernel has dropped it too."""
+    want = (f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}")
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (fields[1], fields[2]) == want:
+            return int(fields[9])
+    return None
+
+
+def test_rejected_connection_is_closed_not_kept(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dead after error: the worker closes its end at once, not when
+    keep-alive runs out. The client's EOF alone cannot tell (the answer's
+    FIN comes from a shutdown), so the server's socket is looked up in
+    /proc/net/tcp until no process holds it; with a 60 s keep-alive a
+    connection kept after the error would still be held after 20 s."""
+    with run_server(
+        tmp_path_factory.mktemp("dead"), "gthread", "--threads", "4", "--keep-alive", "60"
+    ) as server:
+        token = new_token()
+        with server.connect() as s:
+            s.sendall(f"POST /t/{token}/x HTTP/1.1\r\n{H}Content-Length: nope\r\n\r\n".encode())
+            resp, _ = read_response(s, time.monotonic() + IO_DEADLINE)
+            assert resp is not None and resp.status == 400
+            client_port = s.getsockname()[1]
+            deadline = time.monotonic() + 20
+            while _server_side_inode(server.port, client_port):
+                assert time.monotonic() < deadline, "the worker still holds the rejected connection"
+                time.sleep(0.05)
+        server.assert_alive()
+
+
 # --- TE spellings RFC 9112 allows: decoded as chunked, exactly -----------------
 
 
