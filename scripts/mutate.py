@@ -16,9 +16,9 @@ writes it to a file too).
 
 Python modules get the same treatment rather than mutmut's: the tests that
 matter run real servers in child processes, which mutmut's in-process
-trampolines do not reach. ``--mutmut`` runs mutmut on the pure modules whose
-unit tests cover them (see ``[tool.mutmut]`` in pyproject.toml) as a second,
-broader sweep.
+trampolines do not reach. For the pure modules whose unit tests cover them,
+``mutmut run`` (configured in ``[tool.mutmut]`` of pyproject.toml) is a
+second, broader sweep.
 
 Run it from the repository root on a quiet machine, never in CI (it takes
 minutes per ``.pyx`` mutation):

@@ -147,8 +147,8 @@ MUTATIONS: list[Mutation] = [
         "src/fastwsgi/_conn.pyx",
         "        self.use_sendfile = settings.sendfile",
         "        self.use_sendfile = False",
-        ("tests/unit/test_conn.py::test_sendfile_setting_decides_the_system_call",),
-        "file_wrapper goes out with sendfile(2) (the in-process connection)",
+        ("tests/unit/test_conn_syscalls.py::test_sendfile_setting_decides_the_system_call",),
+        "file_wrapper goes out with sendfile(2) (one Connection under strace)",
     ),
     Mutation(
         "conn-body-error-bare-close",
