@@ -352,6 +352,7 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "syslog": "test_cli_serve.py::test_syslog_gets_the_masters_and_the_workers_lines",
     "syslog_addr": "test_cli_serve.py::test_syslog_gets_the_masters_and_the_workers_lines",
     "syslog_prefix": "test_cli_serve.py::test_syslog_gets_the_masters_and_the_workers_lines",
+    "metrics_bind": "test_metrics.py::test_only_get_metrics_is_served",
     "enable_backlog_metric": "test_cli_serve.py::test_backlog_metric_reports_connections_waiting_for_a_worker",
     "statsd_host": "test_cli_serve.py::test_statsd_metrics_for_a_real_request",
     "statsd_prefix": "test_cli_serve.py::test_statsd_metrics_for_a_real_request",
