@@ -353,6 +353,8 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "syslog_addr": "test_cli_serve.py::test_syslog_gets_the_masters_and_the_workers_lines",
     "syslog_prefix": "test_cli_serve.py::test_syslog_gets_the_masters_and_the_workers_lines",
     "metrics_bind": "test_metrics.py::test_only_get_metrics_is_served",
+    "paste": "test_paste.py::test_paste_serves_the_named_app_with_its_logging",
+    "raw_paste_global_conf": "test_paste.py::test_paste_serves_the_named_app_with_its_logging",
     "enable_backlog_metric": "test_cli_serve.py::test_backlog_metric_reports_connections_waiting_for_a_worker",
     "statsd_host": "test_cli_serve.py::test_statsd_metrics_for_a_real_request",
     "statsd_prefix": "test_cli_serve.py::test_statsd_metrics_for_a_real_request",
