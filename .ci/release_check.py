@@ -16,8 +16,10 @@ Theory of operation
    the wheel manylinux and drops debug symbols; the sizes before and after
    are printed. ``auditwheel show`` must find nothing outside the policy,
    and the extensions must carry no ``.debug_*`` section.
-4. For each CPython 3.10-3.13 found on PATH (``python3.10`` ...; or the
-   interpreters named in ``$FASTWSGI_CI_PYTHONS``), the wheel for it is
+4. For each CPython 3.10-3.13 found on PATH (``python3.10`` ...) or
+   installed by pyenv (``$PYENV_ROOT/versions/3.1x.y``, which this machine
+   image carries beside the system's one), or the interpreters named in
+   ``$FASTWSGI_CI_PYTHONS``, the wheel for it is
    installed into a fresh venv without pip, setuptools or Cython, from
    local files only (``--no-index``; runtime and smoke-test dependencies
    were downloaded beforehand), with PATH holding the venv and no compiler.
@@ -190,10 +192,20 @@ def repair(wheel: Path, out: Path) -> Path:
 
 # --- 4: install without a compiler, serve, smoke --------------------------------
 
+def pyenv_pythons() -> list[str]:
+    """The CPython 3.10-3.13 builds pyenv keeps, whether or not a shim selects them."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = []
+    for minor in ("3.10", "3.11", "3.12", "3.13"):
+        for exe in sorted(root.glob(f"{minor}.*/bin/python{minor}")):
+            found.append(str(exe))
+    return found
+
+
 def interpreters() -> list[str]:
     named = os.environ.get("FASTWSGI_CI_PYTHONS", "").split()
     found: dict[tuple[str, str], str] = {}
-    for candidate in named or [sys.executable, *CANDIDATES]:
+    for candidate in named or [sys.executable, *CANDIDATES, *pyenv_pythons()]:
         path = shutil.which(candidate)
         if path is None:
             continue
@@ -322,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pythons = interpreters()
         source = "$FASTWSGI_CI_PYTHONS" if os.environ.get("FASTWSGI_CI_PYTHONS") else \
-            f"this one and {', '.join(CANDIDATES)} on PATH"
+            f"this one, {', '.join(CANDIDATES)} on PATH and pyenv's"
         print(f"Interpreters for the wheel install and smoke subset ({source}): {len(pythons)}: "
               f"{', '.join(pythons)}")
         sdist, wheel = build(work)
