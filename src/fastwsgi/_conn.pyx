@@ -141,8 +141,8 @@ from fastwsgi.wsgi import (
 )
 
 # Unread request body discarded to keep a connection alive (ours; see above).
-DRAIN_LIMIT = 65536
 cdef long long C_DRAIN_LIMIT = 65536
+DRAIN_LIMIT = C_DRAIN_LIMIT
 # The lingering close's budget (Connection.close): how long a connection
 # closed with input in flight keeps reading and discarding before it closes.
 # nginx's lingering_time is 30 s (with lingering_timeout 5 s per pause);
@@ -306,11 +306,6 @@ cdef double _queue_start(dict env) noexcept:
     return v
 
 
-def monotonic():
-    """The clock the connection deadlines use (CLOCK_MONOTONIC)."""
-    return _now()
-
-
 @cython.final
 @cython.auto_pickle(False)
 cdef class _AddrMatcher:
@@ -467,8 +462,8 @@ def pipe_wake(int fd):
 def pipe_drain(int fd):
     """Read a non-blocking wake-up pipe empty."""
     cdef char buf[256]
-    cdef int i
-    for i in range(64):
+    cdef int _i
+    for _i in range(64):
         if c_read(fd, buf, 256) < 256:
             break
 

@@ -291,7 +291,6 @@ cdef str M_CONNECT = _METHODS[7]
 cdef object _known_method(const char* p, Py_ssize_t n):
     """The interned str of a common method spelled exactly p[:n], else None."""
     cdef Py_ssize_t i
-    cdef str m
     for i in range(N_METHODS):
         if METHOD_LEN[i] == n and memcmp(METHOD_PTR[i], p, n) == 0:
             return <str>(<tuple>_METHODS)[i]
@@ -564,7 +563,6 @@ cdef class RequestParser:
     """Incremental HTTP/1.x request parser. See the module docstring."""
 
     def __cinit__(self):
-        cdef Pooled* b
         if POOL_N > 0:
             _pool_pop(self)
             return
@@ -912,7 +910,6 @@ cdef class RequestParser:
         cdef const char* css
         cdef Py_ssize_t mlen, tlen, vlen, i, a, aend
         cdef unsigned char c
-        cdef char* mup
         if sp1 == NULL:
             self._fail(InvalidRequestLine, "request line without spaces")
         mlen = sp1 - p
@@ -1126,7 +1123,7 @@ cdef class RequestParser:
     cdef int _parse_fields(self, const char* base, dict env, bint trailer) except -1:
         """Validate the scanned field lines and apply them (RFC 9110 5, Gunicorn
         27 parse_headers + HeaderPolicy order): name, value, fold, then policy."""
-        cdef Py_ssize_t k = 0, nlen, j, vlen, fi
+        cdef Py_ssize_t k = 0, nlen, j, vlen
         cdef const char* lp
         cdef const char* colon
         cdef const char* v
@@ -1141,7 +1138,7 @@ cdef class RequestParser:
         cdef bint scheme_https = False
         cdef bint check_scheme = (not trailer) and self.trusted and len(self._secure_headers) > 0
         cdef bint seen_host = False, seen_ctype = False
-        cdef object folded, value, key, cur
+        cdef object folded, value, key
         cdef PyObject* curp
         while k < self.nlines:
             lp = base + self.lines[k].off
@@ -1730,7 +1727,6 @@ cdef class RequestParser:
         self.pos += total
         self.proxy_done = True
         return 1
-
 
 
 cdef bint _in_names(const char* p, Py_ssize_t n, tuple names) except -1:

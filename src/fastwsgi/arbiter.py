@@ -475,6 +475,7 @@ class Arbiter:
                 f"Failed to load application {self.groups.app_uri!r}: the import did not "
                 f"finish within the {self.timeout:g}s timeout (--timeout)"
             )
+        assert status is not None  # else _wait_probe raised, and that is on its way
         code, sig = describe_status(status)
         if code == 0:
             return

@@ -505,7 +505,7 @@ def v_dict(value: Any) -> dict[str, Any] | None:
     return dict(value) or None
 
 
-class _AnyAtom(dict):  # type: ignore[type-arg]
+class _AnyAtom(dict[str, int]):
     def __missing__(self, key: str) -> int:
         return 0
 
@@ -530,7 +530,7 @@ SYSLOG_FACILITIES: dict[str, int] = {
 SYSLOG_PORT = 514  # RFC 5426
 
 
-def parse_syslog_address(addr: str) -> tuple[int | None, str | tuple[str, int]]:
+def parse_syslog_address(addr: str) -> tuple[socket.SocketKind | None, str | tuple[str, int]]:
     """Gunicorn's syslog_addr forms: ``unix://PATH[#dgram|#stream]``,
     ``udp://HOST[:PORT]``, ``tcp://HOST[:PORT]`` (``[IPv6]`` in brackets,
     port 514 when omitted). Returns ``(socktype, address)`` for
@@ -1838,7 +1838,6 @@ class Settings:
                 self.values[s.name] = s.validate(s.default({}) if callable(s.default) else s.default)
                 self._bad_env[s.name] = ConfigError(f"invalid value for {s.flag} ({where}): {exc}")
         self.app_uri: str | None = None
-        self.config_file: str | None = None
         self._unsupported: dict[str, str] = {}
 
     def check_environment(self) -> None:
@@ -1882,7 +1881,6 @@ class Settings:
     def apply_config_file(self, path: str) -> None:
         names = read_config_file(path)
         where = f"config file {path}"
-        self.config_file = path
         for key, value in names.items():
             if key.startswith("_") or key == "config":
                 continue

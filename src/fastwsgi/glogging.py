@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
 from fastwsgi.config import SYSLOG_FACILITIES, LogSettings, parse_syslog_address
@@ -141,6 +141,11 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     },
 }
 
+
+
+def _mark_ours(handler: logging.Handler) -> None:
+    """Tag a handler this module installed, so a reload removes only those."""
+    handler._fastwsgi = True  # type: ignore[attr-defined]
 
 
 def _js(value: Any) -> str:
@@ -337,7 +342,8 @@ def compile_access_format(fmt: str, now: Callable[[], str]) -> AccessFormatter:
         "_FMT": fmt,
     }
     exec(compile("\n".join(body), f"<access_log_format {fmt!r}>", "exec"), namespace)
-    return namespace["_format"]  # type: ignore[no-any-return]
+    formatter: AccessFormatter = namespace["_format"]
+    return formatter
 
 
 class Logger:
@@ -387,7 +393,7 @@ class Logger:
                 handler = logging.FileHandler(cfg.errorlog)
                 self._chown(cfg.errorlog)
             handler.setFormatter(logging.Formatter(ERROR_FMT, DATE_FMT))
-            handler._fastwsgi = True  # type: ignore[attr-defined]
+            _mark_ours(handler)
             self.error_log.addHandler(handler)
         self.error_log.setLevel(level)
         self._access_syslog = False
@@ -420,7 +426,7 @@ class Logger:
             address=address, facility=SYSLOG_FACILITIES[cfg.syslog_facility], socktype=socktype
         )
         handler.setFormatter(logging.Formatter(f"gunicorn.{prefix}.{name}: [%(process)d] %(message)s"))
-        handler._fastwsgi = True  # type: ignore[attr-defined]
+        _mark_ours(handler)
         log.addHandler(handler)
 
     def _chown(self, path: str) -> None:
@@ -741,8 +747,3 @@ class Logger:
             self.statsd.close()
             self.statsd = None
 
-    def close_on_exec(self) -> None:
-        for log in (self.error_log, self.access_log):
-            for h in log.handlers:
-                if isinstance(h, logging.FileHandler) and h.stream:
-                    os.set_inheritable(h.stream.fileno(), False)

@@ -101,7 +101,7 @@ class PasteLoader(AppLoader):
             ) from exc
         if not callable(app):
             raise AppImportError(f"Failed to load application {self.uri!r}: not callable")
-        return app  # type: ignore[no-any-return]
+        return app
 
 
 def serve(app: WSGIApp, global_conf: Mapping[str, Any], **local_conf: Any) -> None:

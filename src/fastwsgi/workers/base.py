@@ -238,10 +238,10 @@ class Worker:
                 # normal exit the master would answer with a new worker (a
                 # crash loop).
                 self.app_load_failed(exc)
-                return self._exit(APP_LOAD_ERROR)
+                self._exit(APP_LOAD_ERROR)
             except BaseException as exc:
                 self.app_load_failed(exc)
-                return self._exit(APP_LOAD_ERROR)
+                self._exit(APP_LOAD_ERROR)
             self.call_hook("post_worker_init", self)
             self.booted = True
             self.heartbeat.mark_booted()
@@ -257,7 +257,7 @@ class Worker:
             else:
                 self.boot_failed(exc)
                 status = WORKER_BOOT_ERROR
-        return self._exit(status)
+        self._exit(status)
 
     def _exit(self, status: int) -> NoReturn:
         try:

@@ -172,6 +172,7 @@ class JobQueue:
         here: put() or another get() releases it, the acquire below takes it
         back."""
         woken = False
+        item: object
         while True:
             waiter = None
             with self._mutex:
@@ -688,6 +689,7 @@ class ThreadWorker(Worker):
 
     def _pool_thread(self) -> None:
         app = self.wsgi
+        assert app is not None  # init_process loaded it before run()
         wake = threading.Lock()
         wake.acquire()
         while True:

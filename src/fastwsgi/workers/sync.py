@@ -46,12 +46,11 @@ from __future__ import annotations
 
 import errno
 import select
-import socket
 import time
 
 from fastwsgi._conn import Connection, WorkerContext, accept
 from fastwsgi.sock import accept_queue_length
-from fastwsgi.workers.base import Worker, register_listener
+from fastwsgi.workers.base import Worker, WSGIApp, register_listener
 
 # Seconds to wait after accept() ran out of fds or memory (ours).
 ACCEPT_BACKOFF = 0.5
@@ -80,6 +79,7 @@ class SyncWorker(Worker):
             keepalive=False,
         )
         app = self.wsgi
+        assert app is not None  # init_process loaded it before run()
         tick = max(self.timeout / 2.0, 0.1) if self.timeout > 0 else 1.0
         if self.timeout > 0:
             # Bytes moving to or from the client keep the heartbeat going
@@ -118,7 +118,7 @@ class SyncWorker(Worker):
         finally:
             ep.close()
 
-    def _serve_queued(self, ctx: WorkerContext, app: object, servers: dict[int, object]) -> None:
+    def _serve_queued(self, ctx: WorkerContext, app: WSGIApp, servers: dict[int, object]) -> None:
         """Leaving: serve what was waiting in the accept queue (see above)."""
         for lsock in self.listeners:
             queued = accept_queue_length(lsock)
@@ -146,7 +146,7 @@ class SyncWorker(Worker):
             if r != 0 or time.monotonic() >= deadline:
                 return r == 1
 
-    def _accept_and_serve(self, ctx: WorkerContext, app: object, lfd: int, server: object) -> None:
+    def _accept_and_serve(self, ctx: WorkerContext, app: WSGIApp, lfd: int, server: object) -> None:
         # No "if not self.alive: return" before the first accept: with
         # EPOLLEXCLUSIVE the kernel woke only us for this connection, so a
         # worker that is leaving must still take it or it waits in the queue
@@ -174,7 +174,7 @@ class SyncWorker(Worker):
             if not self.alive:
                 return
 
-    def serve(self, app: object, conn: Connection) -> None:
+    def serve(self, app: WSGIApp, conn: Connection) -> None:
         self.current = conn
         try:
             conn.handle_request(app)
@@ -192,9 +192,3 @@ class SyncWorker(Worker):
             return ""
         took = time.monotonic() - conn.request_started
         return f"{conn.request_line} from {conn.remote_addr or '-'} for {took:.1f}s"
-
-    def handle(
-        self, ctx: WorkerContext, app: object, csock: socket.socket, client: object, server: object
-    ) -> None:
-        """Serve one connection accepted elsewhere (a Python socket)."""
-        self.serve(app, Connection(ctx, csock, client, server))
