@@ -14,9 +14,9 @@ build:
 debug:
 	FASTWSGI_DEBUG=1 $(PYTHON) setup.py build_ext --inplace -q --force
 
-# The inner loop: unit tests only (the `unit` extra is enough).
+# The inner loop: unit tests only, harness tests skipped (the `unit` extra is enough).
 unit: build
-	$(PYTHON) -m pytest tests/unit
+	$(PYTHON) -m pytest tests/unit -m "not bench"
 
 # The whole suite, as CI runs it (the `test` extra, plus README's system tools).
 test: build

@@ -21,6 +21,8 @@ import pytest
 
 from bench import apps, servers
 
+pytestmark = pytest.mark.bench  # the harness tier: `-m "not bench"` skips it
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -22,6 +22,8 @@ import pytest
 import fastwsgi
 from bench import hey, nginx, nginx_static, procstat, servers, wrk
 
+pytestmark = pytest.mark.bench  # the harness tier: `-m "not bench"` skips it
+
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "bench" / "run.py"
 MISSING = [t for t, ok in (("hey", hey.available()), ("wrk", wrk.available()),

@@ -19,6 +19,8 @@ import pytest
 
 from bench import hey, procstat, strace, wrk
 
+pytestmark = pytest.mark.bench  # the harness tier: `-m "not bench"` skips it
+
 DATA = Path(__file__).resolve().parents[2] / "bench" / "testdata"
 
 

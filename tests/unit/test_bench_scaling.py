@@ -15,6 +15,8 @@ import pytest
 
 from bench import nginx, run, scaling
 
+pytestmark = pytest.mark.bench  # the harness tier: `-m "not bench"` skips it
+
 
 @pytest.mark.parametrize(
     ("ncpu", "expect"),
