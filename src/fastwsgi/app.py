@@ -51,6 +51,7 @@ from typing import Any
 
 from fastwsgi.errors import AppImportError
 
+# The type of a WSGI application (PEP 3333), for every module that holds one.
 WSGIApp = Callable[..., Any]
 
 

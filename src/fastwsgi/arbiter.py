@@ -76,7 +76,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastwsgi import SERVER_SOFTWARE, __version__, systemd
-from fastwsgi.app import describe_exception
+from fastwsgi.app import WSGIApp, describe_exception
 from fastwsgi.config import ArbiterSettings, Groups
 from fastwsgi.errors import AppImportError, BindError, FastWSGIError
 from fastwsgi.heartbeat import HeartbeatPool
@@ -106,7 +106,6 @@ from fastwsgi.workers.base import HELD_UNTIL_HANDLERS, set_proctitle
 if TYPE_CHECKING:
     from fastwsgi.glogging import Logger
 
-WSGIApp = Callable[..., Any]
 AppLoaderFn = Callable[[], WSGIApp]
 # reloader() re-reads the configuration for HUP: new Groups, optionally with a
 # new app loader (when the APP argument itself changed).

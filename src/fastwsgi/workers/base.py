@@ -63,7 +63,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from fastwsgi.app import describe_exception
+from fastwsgi.app import WSGIApp, describe_exception
 from fastwsgi.config import Hooks, WorkerSettings
 from fastwsgi.errors import AppImportError
 from fastwsgi.heartbeat import HeartbeatSlot
@@ -72,8 +72,6 @@ if TYPE_CHECKING:
     import socket
 
     from fastwsgi.glogging import Logger
-
-WSGIApp = Callable[..., Any]
 
 WORKER_BOOT_ERROR = 3  # Gunicorn Arbiter.WORKER_BOOT_ERROR
 APP_LOAD_ERROR = 4  # Gunicorn Arbiter.APP_LOAD_ERROR

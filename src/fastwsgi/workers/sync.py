@@ -49,8 +49,9 @@ import select
 import time
 
 from fastwsgi._conn import Connection, WorkerContext, accept
+from fastwsgi.app import WSGIApp
 from fastwsgi.sock import accept_queue_length
-from fastwsgi.workers.base import Worker, WSGIApp, register_listener
+from fastwsgi.workers.base import Worker, register_listener
 
 # Seconds to wait after accept() ran out of fds or memory (ours).
 ACCEPT_BACKOFF = 0.5
