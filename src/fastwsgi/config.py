@@ -394,7 +394,10 @@ def v_proxy_protocol(value: Any) -> str:
 
 # Worker classes Gunicorn offers that need an event loop library we do not use.
 _FOREIGN_WORKERS = ("eventlet", "gevent", "gevent_wsgi", "gevent_pywsgi", "tornado", "asgi")
-_WORKER_ALIASES = {
+# Every spelling of the bundled classes, lower-cased: ours, and Gunicorn's so a
+# Gunicorn config file keeps working. The one table (workers/ resolves -k
+# through worker_class_name below).
+WORKER_ALIASES = {
     "sync": "sync",
     "gthread": "gthread",
     "gunicorn.workers.sync.syncworker": "sync",
@@ -406,11 +409,20 @@ _WORKER_ALIASES = {
 }
 
 
+def worker_class_name(name: str, threads: int = 1) -> str:
+    """The canonical -k name: aliases resolved, ``sync`` + threads > 1 → ``gthread``
+    (Gunicorn's rule); any other name (a dotted path) is returned as given."""
+    name = WORKER_ALIASES.get(name.lower(), name)
+    if name == "sync" and threads > 1:
+        return "gthread"
+    return name
+
+
 def v_worker_class(value: Any) -> str:
     name = v_str(value).strip()
     low = name.lower()
-    if low in _WORKER_ALIASES:
-        return _WORKER_ALIASES[low]
+    if low in WORKER_ALIASES:
+        return WORKER_ALIASES[low]
     short = low.rsplit("#", 1)[-1]
     if short in _FOREIGN_WORKERS or low.startswith("gunicorn.workers."):
         raise ValueError(
@@ -1906,9 +1918,7 @@ class Settings:
 
     @property
     def worker_class(self) -> str:
-        # Gunicorn: the default sync worker with threads > 1 means gthread.
-        wc = self.values["worker_class"]
-        return "gthread" if wc == "sync" and self.values["threads"] > 1 else wc
+        return worker_class_name(self.values["worker_class"], self.values["threads"])
 
     def hooks(self) -> Hooks:
         return Hooks(**{name: self.values[name] for name in HOOK_NAMES})

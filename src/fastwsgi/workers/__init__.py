@@ -2,16 +2,17 @@
 
 ``-k sync`` and ``-k gthread`` name the bundled classes; anything containing a
 dot is an import path (``pkg.mod.Class`` or ``pkg.mod:Class``), which is how
-tests and users plug in their own subclass of :class:`Worker`. Like Gunicorn,
-``sync`` with ``threads > 1`` means ``gthread``. Gunicorn's own spellings of
-the bundled classes (``gunicorn.workers.sync.SyncWorker``, ``egg:gunicorn#sync``)
-map to ours so a Gunicorn config file keeps working.
+tests and users plug in their own subclass of :class:`Worker`. The aliases
+(Gunicorn's spellings, ``egg:gunicorn#sync``...) and the rule that ``sync``
+with ``threads > 1`` means ``gthread`` live in ``config.worker_class_name``,
+which validates ``-k``; this module only maps the canonical name to a class.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from fastwsgi.config import worker_class_name
 from fastwsgi.errors import ConfigError
 from fastwsgi.workers.base import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker
 
@@ -28,22 +29,6 @@ WORKER_CLASSES: dict[str, str] = {
     "sync": "fastwsgi.workers.sync:SyncWorker",
     "gthread": "fastwsgi.workers.gthread:ThreadWorker",
 }
-
-_GUNICORN_ALIASES: dict[str, str] = {
-    "gunicorn.workers.sync.SyncWorker": "sync",
-    "gunicorn.workers.gthread.ThreadWorker": "gthread",
-    "egg:gunicorn#sync": "sync",
-    "egg:gunicorn#gthread": "gthread",
-}
-
-
-def worker_class_name(name: str, threads: int = 1) -> str:
-    """The canonical name: aliases resolved, ``sync`` + threads > 1 → ``gthread``."""
-    name = _GUNICORN_ALIASES.get(name, name)
-    if name == "sync" and threads > 1:
-        return "gthread"
-    return name
-
 
 def load_worker_class(name: str, threads: int = 1) -> type[Worker]:
     """Resolve ``-k``: a bundled name or an import path to a Worker subclass."""
