@@ -2207,7 +2207,7 @@ def markdown() -> str:
         "| atom | meaning |",
         "|---|---|",
     ]
-    out += [f"| `{k}` | {v} |" for k, v in ATOMS.items()]
+    out += [f"| `{k}` | {a.doc} |" for k, a in ATOMS.items()]
     out += [
         "",
         "## JSON access log",

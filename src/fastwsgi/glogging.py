@@ -51,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring_ascii as _json_str
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastwsgi.config import SYSLOG_FACILITIES, LogSettings, parse_syslog_address
 
@@ -70,30 +70,44 @@ LEVELS = {
 INVALID_BURST = 10
 INVALID_WINDOW = 5.0
 
-# Gunicorn's access log atoms (gunicorn/glogging.py Logger.atoms).
-ATOMS: dict[str, str] = {
-    "h": "remote address",
-    "l": "`-`",
-    "u": "user name (HTTP Basic auth)",
-    "t": "date of the request, `[10/Oct/2000:13:55:36 -0700]`",
-    "r": "status line (`GET /path?q HTTP/1.1`)",
-    "m": "request method",
-    "U": "URL path without query string",
-    "q": "query string",
-    "H": "protocol",
-    "s": "status",
-    "B": "response length",
-    "b": "response length or `-` (CLF format)",
-    "f": "referer",
-    "a": "user agent",
-    "T": "request time in seconds",
-    "M": "request time in milliseconds",
-    "D": "request time in microseconds",
-    "L": "request time in decimal seconds",
-    "p": "process ID, `<pid>`",
-    "{header}i": "request header",
-    "{header}o": "response header",
-    "{variable}e": "environment (WSGI environ) variable",
+class Atom(NamedTuple):
+    """One access log atom: what docs/settings.md says, and how it is computed."""
+
+    doc: str
+    # A Python expression over e=environ, st=status, hd=response headers,
+    # ln=length, du=duration ("" for the {name} families: see _atom_expr).
+    expr: str
+    # The value comes from the request: checked for unsafe characters and escaped.
+    escaped: bool = False
+    # The expression is already a str (the joined fast path skips str()).
+    text: bool = False
+
+
+# Gunicorn's access log atoms (gunicorn/glogging.py Logger.atoms), computed
+# the same way.
+ATOMS: dict[str, Atom] = {
+    "h": Atom("remote address", 'e.get("REMOTE_ADDR") or "-"', True),
+    "l": Atom("`-`", '"-"', text=True),
+    "u": Atom("user name (HTTP Basic auth)", '_user(e) or "-"', True),
+    "t": Atom("date of the request, `[10/Oct/2000:13:55:36 -0700]`", "_now()", text=True),
+    "r": Atom("status line (`GET /path?q HTTP/1.1`)", "_rline(e)", True),
+    "m": Atom("request method", 'e.get("REQUEST_METHOD") or "-"', True),
+    "U": Atom("URL path without query string", 'e.get("PATH_INFO") or "-"', True),
+    "q": Atom("query string", 'e.get("QUERY_STRING") or ""', True),
+    "H": Atom("protocol", 'e.get("SERVER_PROTOCOL") or "-"', True),
+    "s": Atom("status", "_code(st)", True),
+    "B": Atom("response length", "ln if ln is not None else 0"),
+    "b": Atom("response length or `-` (CLF format)", 'str(ln) if ln is not None else "-"', text=True),
+    "f": Atom("referer", 'e.get("HTTP_REFERER") or "-"', True),
+    "a": Atom("user agent", 'e.get("HTTP_USER_AGENT") or "-"', True),
+    "T": Atom("request time in seconds", "int(du)"),
+    "M": Atom("request time in milliseconds", "int(du * 1000)"),
+    "D": Atom("request time in microseconds", "int(du * 1000000)"),
+    "L": Atom("request time in decimal seconds", 'f"{du:.6f}"', text=True),
+    "p": Atom("process ID, `<pid>`", 'f"<{_getpid()}>"', text=True),
+    "{header}i": Atom("request header", "", True),
+    "{header}o": Atom("response header", "", True),
+    "{variable}e": Atom("environment (WSGI environ) variable", "", True),
 }
 
 # The JSON access log (--access-log-json): one object per line, these keys.
@@ -234,38 +248,15 @@ def _environ_var(e: Mapping[str, Any], name: str, low: str) -> str:
     return "-"
 
 
-# Atom -> (Python expression over e=environ, st=status, hd=response headers,
-# ln=length, du=duration; whether the value comes from the request and must be
-# escaped). Gunicorn's atoms, computed the same way.
-_ATOM_EXPR: dict[str, tuple[str, bool]] = {
-    "h": ('e.get("REMOTE_ADDR") or "-"', True),
-    "l": ('"-"', False),
-    "u": ('_user(e) or "-"', True),
-    "t": ("_now()", False),
-    "r": ("_rline(e)", True),
-    "m": ('e.get("REQUEST_METHOD") or "-"', True),
-    "U": ('e.get("PATH_INFO") or "-"', True),
-    "q": ('e.get("QUERY_STRING") or ""', True),
-    "H": ('e.get("SERVER_PROTOCOL") or "-"', True),
-    "s": ("_code(st)", True),
-    "B": ("ln if ln is not None else 0", False),
-    "b": ('str(ln) if ln is not None else "-"', False),
-    "f": ('e.get("HTTP_REFERER") or "-"', True),
-    "a": ('e.get("HTTP_USER_AGENT") or "-"', True),
-    "T": ("int(du)", False),
-    "M": ("int(du * 1000)", False),
-    "D": ("int(du * 1000000)", False),
-    "L": ('f"{du:.6f}"', False),
-    "p": ('f"<{_getpid()}>"', False),
-}
 _FORMAT_ITEM = re.compile(r"%\((?P<key>[^)]*)\)(?P<spec>[#0 +\-]*\d*(?:\.\d+)?[a-zA-Z])|%%")
 
 AccessFormatter = Callable[[Mapping[str, Any], "int | str", Iterable[tuple[str, str]], "int | None", float], str]
 
 
 def _atom_expr(key: str) -> tuple[str, bool]:
-    if key in _ATOM_EXPR:
-        return _ATOM_EXPR[key]
+    atom = ATOMS.get(key)
+    if atom is not None and atom.expr:
+        return atom.expr, atom.escaped
     if key.startswith("{") and len(key) > 3 and key[-2] == "}":
         name, kind = key[1:-2], key[-1]
         if kind == "i":
@@ -322,8 +313,10 @@ def compile_access_format(fmt: str, now: Callable[[], str]) -> AccessFormatter:
                 if text:
                     parts.append(repr(text))
             else:
-                expr, escaped = _atom_expr(text)
-                parts.append(var[text] if escaped or text in ("l", "t", "b", "L", "p") else f"str({var[text]})")
+                _, escaped = _atom_expr(text)
+                atom = ATOMS.get(text)
+                is_str = escaped or (atom is not None and atom.text)
+                parts.append(var[text] if is_str else f"str({var[text]})")
         body.append(f"    return {' + '.join(parts) if parts else repr('')}")
     else:
         items = ", ".join(f"{k!r}: {var[k]}" for k in keys)
