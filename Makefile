@@ -30,7 +30,7 @@ lint:
 
 # docs/settings.md from the settings table (tests/unit/test_config.py checks it).
 docs:
-	$(PYTHON) -m fastwsgi.config --markdown > docs/settings.md
+	$(PYTHON) -m fastwsgi.settings_doc > docs/settings.md
 
 # sdist + wheel, repaired, installed and served (README, "Building a release").
 release:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fastwsgi import config
+from fastwsgi import config, settings_doc
 from fastwsgi.config import SETTINGS, SETTINGS_BY_NAME, UNSUPPORTED, Settings, load
 from fastwsgi.errors import ConfigError
 
@@ -438,7 +438,7 @@ def test_initgroups_is_what_fastwsgi_does_anyway(empty_cwd: Path) -> None:
     (empty_cwd / "fastwsgi.conf.py").write_text("initgroups = True\n")
     assert load(["--initgroups", "app"], {}).warnings() == []
     # And the settings doc does not list it among the settings that warn.
-    assert "- `initgroups` (`--initgroups`) *no warning*\n" in config.markdown()
+    assert "- `initgroups` (`--initgroups`) *no warning*\n" in settings_doc.markdown()
 
 
 def test_reload_extra_files_from_flags_and_config_file(empty_cwd: Path) -> None:
@@ -629,7 +629,7 @@ def test_print_config_lists_every_setting(empty_cwd: Path) -> None:
 
 def test_settings_doc_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "settings.md").read_text()
-    assert committed == config.markdown(), "regenerate: python -m fastwsgi.config --markdown > docs/settings.md"
+    assert committed == settings_doc.markdown(), "regenerate: make docs"
     for s in SETTINGS:
         assert f"### `{s.name}`" in committed
 
