@@ -9,6 +9,7 @@ from fastwsgi.config import Hooks, WorkerSettings
 
 DRAIN_LIMIT: int
 LINGER_TIME: float
+CLIENT_LEFT_AFTER: float
 
 def accept(ctx: WorkerContext, lfd: int, server: Any) -> Connection | None: ...
 def epoll_arm(epfd: int, fd: int, events: int, add: bool) -> None: ...

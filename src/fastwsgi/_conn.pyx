@@ -44,8 +44,9 @@ the head went out is answered 500 (traceback to the error log, never to the
 client); after that the connection is closed, which is the only way left to
 tell the client the body is incomplete. The iterable's ``close()`` is called
 in every case (PEP 3333). A client found gone (EOF) just before the head
-goes out is logged 499, nginx's "client closed request", though the response
-is still written (``_check_client_left``); a write that makes no progress
+goes out of a response that took the app at least ``CLIENT_LEFT_AFTER`` is
+logged 499, nginx's "client closed request", though the response is still
+written (``_check_client_left``); a write that makes no progress
 for ``timeout`` drops the client with an INFO line. Access lines count the
 body bytes the kernel took, not those handed to it.
 
@@ -156,6 +157,12 @@ DRAIN_LIMIT = C_DRAIN_LIMIT
 # this is for (nginx, sending a 100 MiB body from its buffer, had sent up to
 # 14 MiB more before it read the answer and closed).
 LINGER_TIME = 2.0
+# Only a response the app took at least this long for looks whether its
+# client left (499) first: the look is a syscall, a quarter of a keep-alive
+# request's, while a client or proxy gives up after its own timeout, which
+# is seconds (nginx's proxy_read_timeout: 60 s), not within a millisecond.
+cdef double C_CLIENT_LEFT_AFTER = 0.001
+CLIENT_LEFT_AFTER = C_CLIENT_LEFT_AFTER
 # Linux sendfile(2) moves at most 0x7ffff000 bytes per call.
 cdef long long SENDFILE_MAX = 0x7ffff000
 # Read-and-send block for file_wrapper without sendfile: PEP 3333's 8 KiB
@@ -1168,7 +1175,7 @@ cdef class Connection:
         cdef RequestParser p = self.parser
         if resp.headers_sent:
             return 0
-        if not self.client_left:
+        if not self.client_left and _now() - self.request_started >= C_CLIENT_LEFT_AFTER:
             self._check_client_left()
         if not resp.want_keep_alive:
             return 0

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from fastwsgi._conn import (
+    CLIENT_LEFT_AFTER,
     Connection,
     WorkerContext,
     accept,
@@ -1526,6 +1527,7 @@ def test_client_that_left_before_the_response_is_logged_499() -> None:
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         assert gone.wait(10)
+        time.sleep(2 * CLIENT_LEFT_AFTER)  # an app slow enough to be looked after
         start_response("200 OK", [])
         return [b"late"]
 
@@ -1563,13 +1565,28 @@ def test_client_still_there_or_pipelining_is_logged_with_the_status_sent(behind:
     assert log.accessed == [("/p", "200 OK", 5)]
 
 
+def slow_hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    time.sleep(2 * CLIENT_LEFT_AFTER)
+    return hello(environ, start_response)
+
+
 def test_half_closed_client_gets_the_response_but_is_logged_499() -> None:
     """A half-close cannot be told from a close: logged as nginx logs it,
     but the response still goes out, since such a client may be reading."""
-    s = serve(GET_CLOSE, hello, log=RecLog(access=True))
+    s = serve(GET_CLOSE, slow_hello, log=RecLog(access=True))
     [r] = s.responses
     assert r.status == 200 and r.body == b"hello"
     assert s.log.accessed == [("/p", "499 Client Closed Request", 5)]
+
+
+def test_a_response_ready_at_once_does_not_look_for_a_client_that_left() -> None:
+    """The look costs a syscall, so a response the app made in under
+    CLIENT_LEFT_AFTER goes out unlooked: the same half-closed client as
+    above is logged with the status sent."""
+    s = serve(GET_CLOSE, hello, log=RecLog(access=True))
+    [r] = s.responses
+    assert r.status == 200 and r.body == b"hello"
+    assert s.log.accessed == [("/p", "200 OK", 5)]
 
 
 def test_body_error_answer_is_logged_with_its_bytes() -> None:
