@@ -1070,6 +1070,15 @@ cdef class Connection:
         comes."""
         return self._buffered_head()
 
+    def release_idle(self):
+        """Parked with nothing received (an idle keep-alive connection, or
+        one not yet sent its request): give the parser's buffers back, so
+        an idle connection costs no buffer memory (they are taken again when
+        bytes come). True when released."""
+        if self.closed:
+            return False
+        return self.parser.release_buffers() == 1
+
     def poll_head(self):
         """Non-blocking: 1 when a request head (or an error to answer) is
         ready for ``handle_request``; 0 when more bytes are needed; -1 when
