@@ -1077,6 +1077,10 @@ cdef class Connection:
         bytes come). True when released."""
         if self.closed:
             return False
+        self.resp = None  # the last answer's headers: each request makes its own
+        if self.inp is not None:
+            self.inp.conn = None
+            self.inp = None
         return self.parser.release_buffers() == 1
 
     def poll_head(self):
