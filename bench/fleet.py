@@ -103,6 +103,8 @@ HOST = {host!r}
 VERSION = {version!r}
 HERE = os.path.dirname(os.path.abspath(__file__))
 app = Flask(__name__)
+# Imported in the worker: it is about to serve (what the harness waits on).
+open(os.path.join(HERE, f"ready-{{os.getpid()}}"), "w").close()
 
 
 def _hang():
@@ -337,12 +339,18 @@ class Host:
         if o.server == "gunicorn":
             from bench.servers import gunicorn_extra
 
-            argv = [PY, "-m", "gunicorn", *gunicorn_extra()]
+            # Its console script, not "python -m gunicorn": a USR2 re-exec of
+            # the latter runs gunicorn/__main__.py with gunicorn/ first on
+            # sys.path, where gunicorn/http hides the standard library's http
+            # (the new master's workers cannot boot).
+            script = Path(PY).parent / "gunicorn"
+            argv = [str(script)] if script.exists() else [PY, "-m", "gunicorn"]
+            argv += gunicorn_extra()
         else:
             argv = [PY, "-m", "fastwsgi"]
         argv += ["-w", str(o.workers), "-k", o.worker, "--pid", str(self.pidfile),
-                 "--chdir", str(self.dir), "--timeout", str(o.timeout),
-                 "--graceful-timeout", str(o.graceful_timeout), "--keep-alive", str(o.keepalive)]
+                 "--chdir", str(self.dir), "--timeout", f"{o.timeout:g}",
+                 "--graceful-timeout", f"{o.graceful_timeout:g}", "--keep-alive", f"{o.keepalive:g}"]
         if o.worker == "gthread":
             argv += ["--threads", str(o.threads)]
         if bind:
@@ -376,6 +384,11 @@ class Host:
             log.close()
         self.procs.append(proc)
         return proc
+
+    def workers_ready(self, master: int, n: int) -> bool:
+        """``n`` workers of ``master`` have imported the app."""
+        kids = children(master)
+        return len(kids) >= n and all((self.dir / f"ready-{k}").exists() for k in kids)
 
     def master(self) -> int:
         """The current master's pid, from its pid file."""
@@ -872,15 +885,21 @@ def scenario(fleet: Fleet, name: str, t: Timing) -> Result:
             for i in range(len(hosts)):
                 fleet.restart(i)
         elif name == "t":
-            # Undrained restarts back to back, faster than fail_timeout.
-            for i in range(len(hosts)):
-                fleet.restart(i)
+            # Undrained restarts back to back, faster than fail_timeout, each
+            # host down for half a second (a supervisor's restart delay), so
+            # each fails a few requests.
+            for h in hosts:
+                h.stop()
+                load.stop_evt.wait(0.5)
+                h.start()
+                h.wait_ready()
         elif name == "r":
             for h in hosts:
                 old = h.master()
                 kids = children(old)
                 h.start(("--reuse-port",))
-                h.wait_ready()
+                wait_until(lambda h=h: h.pidfile.exists() and h.pidfile.read_text().strip() != ""
+                           and h.workers_ready(h.master(), o.workers), 60, "the new instance")
                 os.kill(old, signal.SIGTERM)
                 wait_until(lambda old=old, kids=kids: not pid_alive(old)
                            and not any(pid_alive(k) for k in kids), 60, "old instance")
@@ -903,8 +922,8 @@ def scenario(fleet: Fleet, name: str, t: Timing) -> Result:
                 wait_until(lambda two=two: two.exists() and two.read_text().strip() != "",
                            60, "the new master's pid file")
                 new = int(two.read_text())
-                # Its workers are up once they answer for the new master.
-                wait_until(lambda new=new: len(children(new)) >= o.workers, 60, "new workers")
+                wait_until(lambda h=h, new=new: h.workers_ready(new, o.workers), 60,
+                           "new workers")
                 os.kill(old, signal.SIGTERM)
                 wait_until(lambda old=old, kids=kids: not pid_alive(old)
                            and not any(pid_alive(k) for k in kids), 60, "old master")
@@ -989,7 +1008,16 @@ def run_pass(server: str, worker: str, names: list[str], t: Timing, quick: bool,
     for lb, opts, scen in groups:
         with Fleet(opts, lb) as fleet:
             for name in scen:
-                r = scenario(fleet, name, t)
+                try:
+                    r = scenario(fleet, name, t)
+                except (TimeoutError, RuntimeError) as exc:
+                    # Recorded, and the hosts brought back for what follows.
+                    r = Result(name, server, worker, notes={"error": str(exc)})
+                    for h in fleet.hosts:
+                        h.crash()
+                        h.held = None
+                        h.start()
+                        h.wait_ready()
                 log(line(r))
                 results.append(r)
     return results
@@ -1022,6 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenarios", default=ALL)
     ap.add_argument("--quick", action="store_true", help="CI-sized: short settle and events")
     ap.add_argument("--rate", type=float, default=None, help="requests/s in all")
+    ap.add_argument("--threads", type=int, default=None, help="load generator clients")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
     why = missing()
@@ -1032,6 +1061,8 @@ def main(argv: list[str] | None = None) -> int:
                rate=100.0, threads=4) if a.quick else Timing()
     if a.rate:
         t.rate = a.rate
+    if a.threads:
+        t.threads = a.threads
     names = a.scenarios.split(",")
     results: list[Result] = []
     # Ctrl-C or TERM: unwind through every finally (the fleets remove themselves).
