@@ -31,10 +31,16 @@ TIMING = fleet.Timing(settle=1.0, prestop=2.0, propagate=1.0, recycle_run=4.0,
 
 
 @pytest.fixture(scope="module", params=["sync", "gthread"])
-def fleet_of(request: pytest.FixtureRequest) -> Iterator[fleet.Fleet]:
+def fleet_of_(request: pytest.FixtureRequest) -> Iterator[fleet.Fleet]:
     opts = fleet.HostOpts(worker=request.param, graceful_timeout=5.0)
     with fleet.Fleet(opts) as f:
         yield f
+
+
+@pytest.fixture
+def fleet_of(fleet_of_: fleet.Fleet) -> fleet.Fleet:
+    fleet_of_.heal()  # a failed scenario before does not fail this one too
+    return fleet_of_
 
 
 def _check(res: fleet.Result) -> None:
@@ -89,7 +95,8 @@ def test_max_fails_trap(recipe: bool) -> None:
     max_fails=1 and no backups nginx runs out of live hosts and answers 502
     to everything; the upstream of docs/deploy.md (max_fails=3, the hosts
     again as backups) loses no GET and never says "no live upstreams"."""
-    lb = fleet.Balancer() if recipe else fleet.Balancer(max_fails=1, fail_timeout=5.0,
+    # fail_timeout longer than the three restarts take (2-3 s each here).
+    lb = fleet.Balancer() if recipe else fleet.Balancer(max_fails=1, fail_timeout=30.0,
                                                         backup=False)
     with fleet.Fleet(fleet.HostOpts(graceful_timeout=5.0), lb) as f:
         res = fleet.scenario(f, "t", TIMING)
