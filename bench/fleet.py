@@ -360,9 +360,9 @@ class Host:
     def start(self, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         """Start a new master (generation) in the namespace; returns its Popen."""
         self.generation += 1
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        from bench.servers import server_env
+
+        env = server_env()  # the fastwsgi this interpreter imports, else the checkout's
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # the deploy rewrites fleetapp.py in place
         argv = self.argv(bind=self.held is None)
         argv[-1:-1] = list(extra)

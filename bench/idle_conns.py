@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.servers import server_env
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 APP = '''\
@@ -140,7 +142,8 @@ def measure(conns: int, server: str = "fastwsgi", load: float = 0.0,
     argv = [PY, "-m", mod, "-w", "1", "-k", "gthread", "--threads", str(threads),
             "--worker-connections", str(conns + 100), "--keep-alive", "600",
             "-b", f"127.0.0.1:{port}", "--chdir", str(tmp), "idleapp:app"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(tmp)]))
+    env = server_env()  # the fastwsgi this interpreter imports, else the checkout's
+    env["PYTHONPATH"] += os.pathsep + str(tmp)
     log = open(tmp / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

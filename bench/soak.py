@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from bench.nginx import Nginx, free_port, wait_connect
+from bench.servers import server_env
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -122,7 +123,8 @@ def soak(requests: int, worker: str = "sync", server: str = "fastwsgi", warmup: 
             "-b", f"127.0.0.1:{port}", "--chdir", str(tmp), "soakapp:app"]
     if worker == "gthread":
         argv[5:5] = ["--threads", "4"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(tmp)]))
+    env = server_env()  # the fastwsgi this interpreter imports, else the checkout's
+    env["PYTHONPATH"] += os.pathsep + str(tmp)
     with open(tmp / "server.log", "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
