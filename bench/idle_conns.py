@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -189,6 +190,7 @@ def measure(conns: int, server: str = "fastwsgi", load: float = 0.0,
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> int:

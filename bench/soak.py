@@ -22,6 +22,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,6 +157,7 @@ def soak(requests: int, worker: str = "sync", server: str = "fastwsgi", warmup: 
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def flat(res: dict[str, object]) -> bool:
