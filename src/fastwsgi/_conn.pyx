@@ -683,7 +683,9 @@ cdef class Connection:
         self.ctx = ctx
         self.fd = fd
         self.parser = RequestParser(**ctx.parser_kwargs)
-        env = ctx.base_env.copy()
+        # Only what differs per connection (4 keys); _build_env lays it over
+        # base_env: a full copy here cost every idle connection ~0.3 KiB.
+        env = {}
         if isinstance(client, tuple):
             ip = client[0]
             env["REMOTE_ADDR"] = ip
@@ -1078,6 +1080,7 @@ cdef class Connection:
         if self.closed:
             return False
         self.resp = None  # the last answer's headers: each request makes its own
+        self.req_env = None  # and its environ (abort() needs resp, gone too)
         if self.inp is not None:
             self.inp.conn = None
             self.inp = None
@@ -1132,9 +1135,10 @@ cdef class Connection:
 
     cdef object _build_env(self, dict head):
         cdef RequestParser p = self.parser
-        cdef dict env = self.conn_env.copy()
+        cdef dict env = self.ctx.base_env.copy()
         cdef str script_name
         cdef Py_ssize_t n
+        env.update(self.conn_env)
         env.update(head)
         if p.url_scheme != "http":
             env["wsgi.url_scheme"] = p.url_scheme
