@@ -112,6 +112,8 @@ cdef class RequestParser:
     cdef int recv_commit(self, Py_ssize_t n) except -1
     cdef Py_ssize_t body_direct(self, Py_ssize_t n) noexcept
     cdef int body_direct_commit(self, Py_ssize_t n) except -1
+    cdef int release_buffers(self) except -1
+    cdef int _acquire(self) except -1
 
     cpdef feed(self, data)
     cpdef feed_eof(self)

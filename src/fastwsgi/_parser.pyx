@@ -563,9 +563,19 @@ cdef class RequestParser:
     """Incremental HTTP/1.x request parser. See the module docstring."""
 
     def __cinit__(self):
+        self.buf = NULL  # a freelist object may hold stale pointers
+        self.lines = NULL
+        self.fields = NULL
+        self.hbuf = NULL
+        self._acquire()
+
+    cdef int _acquire(self) except -1:
+        """Take the four blocks (from the pool, else malloc); a no-op when held."""
+        if self.buf != NULL:
+            return 0
         if POOL_N > 0:
             _pool_pop(self)
-            return
+            return 0
         self.buf = <char*>malloc(INITIAL_CAP)
         self.cap = INITIAL_CAP
         self.lines_cap = 32
@@ -575,7 +585,43 @@ cdef class RequestParser:
         self.hcap = 1024
         self.hbuf = <char*>malloc(self.hcap)
         if self.buf == NULL or self.lines == NULL or self.fields == NULL or self.hbuf == NULL:
+            free(self.buf)
+            free(self.lines)
+            free(self.fields)
+            free(self.hbuf)
+            self.buf = NULL
+            self.lines = NULL
+            self.fields = NULL
+            self.hbuf = NULL
             raise MemoryError()
+        return 0
+
+    cdef int release_buffers(self) except -1:
+        """Between requests with nothing buffered (an idle keep-alive
+        connection): hand the four blocks back (pool, else free) so an idle
+        connection holds none; the next recv_buffer()/feed() takes them
+        again. 0 (nothing done) in any other state, 1 when released."""
+        if self.buf == NULL or self.pos != self.end or self.dead:
+            return 0
+        if self.state == ST_DONE:
+            self.state = ST_HEAD  # finish(), as next_head() would do
+            self._reset_request()
+        if self.state != ST_HEAD or self.nlines or self.rl_done or not self.proxy_done:
+            return 0  # a head (or PROXY line) in progress
+        self.pos = self.end = 0
+        if POOL_N < POOL_MAX and self.cap <= POOL_KEEP_CAP:
+            _pool_push(self)
+        else:
+            free(self.buf)
+            free(self.lines)
+            free(self.fields)
+            free(self.hbuf)
+        self.buf = NULL
+        self.lines = NULL
+        self.fields = NULL
+        self.hbuf = NULL
+        self.cap = self.lines_cap = self.fields_cap = self.hcap = 0
+        return 1
 
     def __dealloc__(self):
         if (POOL_N < POOL_MAX and self.buf != NULL and self.lines != NULL
@@ -691,6 +737,7 @@ cdef class RequestParser:
     cdef char* recv_buffer(self, Py_ssize_t* avail) except NULL:
         if self.dead:
             self._fail(self.error, self.error_detail)
+        self._acquire()
         if self.pos == self.end:
             self.pos = self.end = 0
         self._reserve(MIN_RECV)
@@ -733,6 +780,7 @@ cdef class RequestParser:
             self._fail(self.error, self.error_detail)
         if self.eof:
             raise RuntimeError("feed() after feed_eof()")
+        self._acquire()
         if type(data) is bytes:
             self._append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             return

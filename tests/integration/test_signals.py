@@ -126,6 +126,38 @@ def test_term_lets_an_in_flight_request_finish(server: Start) -> None:
     assert "Shutting down: Master" in srv.log()
 
 
+def test_term_refuses_connections_once_the_queue_is_taken(server: Start) -> None:
+    """Issue 21: a connection made to a stopping server is either served or
+    refused (a balancer retries a refused one elsewhere, even a POST); it is
+    never queued on a listener still open in a leaving worker, only to be
+    reset at its exit after the request was sent (the POSTs nginx answered
+    502 in the fleet's undrained restarts). A gthread worker serving a slow
+    request shows it: it takes its queue at the TERM, while the request runs.
+    (A sync worker takes it after the request, bench/fleet.py scenario u.)"""
+    srv = server("-k", "gthread", "--threads", "2", "-w", "1", "--graceful-timeout", "10", "testapp:app")
+    post = b"POST /pid HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+    refused = False
+    with slow_request_in_flight(srv, 3.0) as result:
+        srv.signal(signal.SIGTERM)
+        # Until the slow request ends (and the worker with it): every try
+        # is answered 200 or refused, and some try is refused.
+        while not refused and not result:
+            try:
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+            except ConnectionRefusedError:
+                refused = True
+                break
+            with s:
+                s.sendall(post)
+                data = b""
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := s.recv(65536):
+                        data += chunk
+            assert data.startswith(b"HTTP/1.1 200 OK"), data
+    assert refused
+    assert "error" not in result, result
+
+
 @ONE_BUSY_WORKER
 def test_term_serves_the_requests_waiting_in_the_accept_queue(
     server: Start, worker: list[str]

@@ -111,6 +111,18 @@ def set_proctitle(title: str) -> None:
     setproctitle(title)
 
 
+def close_listeners_copies(listeners: list[socket.socket]) -> None:
+    """A leaving worker's copies of the listening sockets, closed once it has
+    taken their queues: the master closed its own first, so the last
+    worker's close stops the listening (new connections are refused, which
+    a balancer retries) and nothing is left queued to be reset at exit."""
+    for sock in listeners:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
 def register_listener(ep: select.epoll, fd: int) -> None:
     """Watch a listening socket so that a new connection wakes one worker.
 

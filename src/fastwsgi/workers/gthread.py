@@ -83,7 +83,7 @@ from collections import deque
 
 from fastwsgi._conn import Connection, WorkerContext, accept, epoll_arm, pipe_drain, pipe_wake
 from fastwsgi.sock import accept_queue_length
-from fastwsgi.workers.base import Worker, register_listener
+from fastwsgi.workers.base import Worker, close_listeners_copies, register_listener
 
 # Requests served back to back on one connection while nobody is queued,
 # before the selector thread gets its turn (ours: the selector may have
@@ -426,6 +426,10 @@ class ThreadWorker(Worker):
         fd = conn.fd
         self.waiting[fd] = conn
         self.deadline[fd] = deadline
+        if conn.buffered == 0:
+            # Idle: its parser's ~7 KiB of buffers go back to the pool
+            # until bytes come (10,000 idle connections: 85 MiB less).
+            conn.release_idle()
         if fd in self._registered:
             return
         try:
@@ -571,6 +575,8 @@ class ThreadWorker(Worker):
         }
         self._listen(False)
         self._take_queued(queued)
+        if not queued:
+            self._close_listeners()
         idle = 0
         for fd, conn in list(self.waiting.items()):
             if conn.requests > 0 and conn.buffered == 0:
@@ -588,6 +594,8 @@ class ThreadWorker(Worker):
             self._sweep(now)  # idle keep-alive ones past their grace, first of all
             if queued:
                 self._take_queued(queued)  # room made by connections closed since
+                if not queued:
+                    self._close_listeners()
             self.notify()
             live = [c for c in self.busy if c not in self.stuck_logged]
             if not live and not self.returned and not self.waiting and not queued:
@@ -618,6 +626,18 @@ class ThreadWorker(Worker):
             queued[lfd] -= got
             if got < want or queued[lfd] <= 0:
                 del queued[lfd]
+
+    def _close_listeners(self) -> None:
+        """Leaving, the queue snapshot taken: take what arrived since (as
+        worker_connections allows), then close our copies of the listeners
+        at once rather than at exit (see base.close_listeners_copies)."""
+        for lfd in list(self.lsocks):
+            self._accept(lfd, ACCEPT_BATCH, STOP_GRACE)
+        self.paused = True  # never registered again (_loop's resume)
+        for lfd in list(self.lsocks):
+            self.fdmap.pop(lfd, None)
+        close_listeners_copies([lsock for lsock, _server in self.lsocks.values()])
+        self.lsocks.clear()
 
     # --- pool threads ------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ import time
 from fastwsgi._conn import Connection, WorkerContext, accept
 from fastwsgi.app import WSGIApp
 from fastwsgi.sock import accept_queue_length
-from fastwsgi.workers.base import Worker, register_listener
+from fastwsgi.workers.base import Worker, close_listeners_copies, register_listener
 
 # Seconds to wait after accept() ran out of fds or memory (ours).
 ACCEPT_BACKOFF = 0.5
@@ -120,22 +120,32 @@ class SyncWorker(Worker):
             ep.close()
 
     def _serve_queued(self, ctx: WorkerContext, app: WSGIApp, servers: dict[int, object]) -> None:
-        """Leaving: serve what was waiting in the accept queue (see above)."""
+        """Leaving: take what waits in the accept queue, close our copies of
+        the listeners, then serve what was taken (see above)."""
+        taken: list[Connection] = []
         for lsock in self.listeners:
             queued = accept_queue_length(lsock)
             lfd = lsock.fileno()
-            for _ in range(ACCEPT_BATCH if queued is None else queued):
+            # The snapshot plus what arrives while we take it, bounded.
+            for _ in range((ACCEPT_BATCH if queued is None else queued) + ACCEPT_BATCH):
                 try:
                     conn = accept(ctx, lfd, servers[lfd])
                 except OSError:
                     break  # out of fds: nothing more to do on the way out
                 if conn is None:
                     break  # taken by another worker, or the queue is empty
-                if self._head_soon(conn):
-                    self.serve(app, conn)
-                else:
-                    conn.close()
-                self.notify()
+                taken.append(conn)
+        # Closed right after the last accept, not at exit: when the server
+        # stops, the last close stops the listening, so a connection that
+        # comes later is refused (nginx retries even a POST on it) instead
+        # of queued for seconds and reset after its request was sent.
+        close_listeners_copies(self.listeners)
+        for conn in taken:
+            if self._head_soon(conn):
+                self.serve(app, conn)
+            else:
+                conn.close()
+            self.notify()
 
     @staticmethod
     def _head_soon(conn: Connection) -> bool:

@@ -1,0 +1,27 @@
+"""The soak (bench/soak.py), CI-sized: 3,000 requests through nginx to 2
+workers (small, streamed and 64 KiB uploads); after 1,000 of warm-up no
+process may grow by more than 1 MiB of RSS or by a descriptor, no request
+may fail, and no worker may have been replaced. The 1,000,000-request run is
+the benchmark's (bench/README.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench import soak  # noqa: E402
+from bench.nginx import available  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not available(), reason="needs nginx")
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_soak_is_flat(worker: str) -> None:
+    res = soak.soak(3000, worker, warmup=1000, clients=4)
+    print(res)
+    assert not res["errors"], res
+    assert res["same_workers"], res
+    assert soak.flat(res), res
