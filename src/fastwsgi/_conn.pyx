@@ -118,7 +118,9 @@ from fastwsgi.includes.net cimport (
     SHUT_WR,
     pollfd,
     poll,
+    preadv2,
     recv,
+    RWF_NOWAIT,
     send,
     sendfile,
     shutdown,
@@ -197,11 +199,6 @@ cdef Py_ssize_t DIRECT_MAX = 262144
 cdef Py_ssize_t LEAD_BLOCK = 65536
 # Distinct peer addresses whose trust answer is remembered (ours).
 cdef Py_ssize_t ADDR_CACHE = 4096
-
-
-cdef extern from "<sys/uio.h>" nogil:
-    ssize_t preadv2(int fd, const iovec* iov, int iovcnt, off_t offset, int flags)
-    enum: RWF_NOWAIT
 
 
 cdef extern from *:

@@ -65,6 +65,18 @@ from fastwsgi.includes.python cimport (
     PyUnicode_DecodeLatin1,
     PyUnicode_New,
 )
+from fastwsgi.includes.http cimport (
+    CONN_CLOSE,
+    CONN_KEEPALIVE,
+    FIELD_OK,
+    TCHAR,
+    connection_tokens,
+    field_value_class,
+    http_tables_init,
+    ieq,
+    is_ws,
+)
+from fastwsgi.includes.net cimport AF_INET, AF_INET6, inet_ntop, inet_pton
 
 import sys
 
@@ -90,12 +102,7 @@ from fastwsgi.errors import (
     RequestBodyTooLarge,
     UnsupportedTransferCoding,
 )
-
-cdef extern from "<arpa/inet.h>" nogil:
-    int inet_pton(int af, const char* src, void* dst)
-    const char* inet_ntop(int af, const void* src, char* dst, unsigned int size)
-    int AF_INET
-    int AF_INET6
+from fastwsgi.http_rules import TCHARS
 
 
 # --- Limits -----------------------------------------------------------------
@@ -171,8 +178,7 @@ cdef const char* PP_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 # --- Byte classes ---------------------------------------------------------------
 
-cdef unsigned char TOKEN[256]      # RFC 9110 5.6.2 tchar
-cdef unsigned char FIELD_OK[256]   # RFC 9110 5.5 field-vchar / SP / HTAB (obs-text allowed)
+# TCHAR (RFC 9110 5.6.2) and FIELD_OK (5.5) come from includes/http.pxd.
 cdef unsigned char TARGET_OK[256]  # RFC 9112 3.2 / RFC 3986 2: printable ASCII only
 cdef unsigned char HOST_OK[256]    # RFC 3986 3.2.2 reg-name: unreserved / pct-encoded / sub-delims
 cdef signed char HEXVAL[256]
@@ -181,13 +187,9 @@ cdef signed char HEXVAL[256]
 cdef void _init_tables():
     cdef int c
     for c in range(256):
-        TOKEN[c] = 0
-        FIELD_OK[c] = 1 if (c == 9 or (32 <= c <= 126) or c >= 128) else 0
         TARGET_OK[c] = 1 if 0x21 <= c <= 0x7E else 0
         HOST_OK[c] = 0
         HEXVAL[c] = -1
-    for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
-        TOKEN[c] = 1
     for c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=":
         HOST_OK[c] = 1
     for c in range(10):
@@ -197,6 +199,7 @@ cdef void _init_tables():
         HEXVAL[65 + c] = 10 + c
 
 
+http_tables_init(TCHARS.encode("ascii"))
 _init_tables()
 
 
@@ -343,59 +346,11 @@ cdef inline int _known_id(const char* p, Py_ssize_t n) noexcept:
     return -1
 
 
-cdef inline bint _ieq(const char* p, Py_ssize_t n, const char* lower, Py_ssize_t m) noexcept:
-    """p[:n] equals the lower-case ASCII word lower[:m], ignoring case."""
-    cdef Py_ssize_t i
-    cdef unsigned char c
-    if n != m:
-        return False
-    for i in range(n):
-        c = <unsigned char>p[i]
-        if 65 <= c <= 90:
-            c += 32
-        if c != <unsigned char>lower[i]:
-            return False
-    return True
-
-
-cdef inline int _field_value_class(const char* p, Py_ssize_t n) noexcept:
-    """0: a CTL other than HTAB, or DEL (RFC 9110 5.5); 1: printable ASCII
-    (and HTAB); 2: valid with obs-text bytes 0x80-0xFF.
-
-    Eight bytes at a time: a word with no byte below 0x20 and no 0x7F is fine
-    as a whole (hasless / haszero from Sean Anderson's Bit Twiddling Hacks);
-    otherwise (usually a tab) its bytes are checked one by one."""
-    cdef Py_ssize_t i = 0, j
-    cdef uint64_t w, x
-    cdef uint64_t ones = 0x0101010101010101ULL
-    cdef uint64_t highs = 0x8080808080808080ULL
-    cdef uint64_t seen = 0
-    while i + 8 <= n:
-        memcpy(&w, p + i, 8)
-        seen |= w
-        x = w ^ (ones * 0x7F)
-        if (((w - ones * 0x20) & ~w) | ((x - ones) & ~x)) & highs:
-            for j in range(i, i + 8):
-                if not FIELD_OK[<unsigned char>p[j]]:
-                    return 0
-        i += 8
-    while i < n:
-        if not FIELD_OK[<unsigned char>p[i]]:
-            return 0
-        seen |= <unsigned char>p[i]
-        i += 1
-    return 2 if seen & highs else 1
-
-
 cdef inline object _ascii_str(const char* p, Py_ssize_t n):
     """A str from bytes already known to be ASCII: no decoder, no max-char scan."""
     s = PyUnicode_New(n, 127)
     memcpy(PyUnicode_DATA(s), p, n)
     return s
-
-
-cdef inline bint _is_ws(char c) noexcept:
-    return c == b' ' or c == b'\t'
 
 
 cdef object _upper_key(const char* p, Py_ssize_t n, bint prefix):
@@ -927,7 +882,7 @@ cdef class RequestParser:
             self._fail(InvalidRequestMethod, "empty method")
         for i in range(mlen):
             c = <unsigned char>p[i]
-            if not TOKEN[c]:
+            if not TCHAR[c]:
                 self._fail(InvalidRequestMethod, "method is not a token")
             if not self.permit_unconventional_http_method and ((97 <= c <= 122) or c == 35):
                 self._fail(InvalidRequestMethod, "lower case or '#' in method")
@@ -1025,7 +980,7 @@ cdef class RequestParser:
                 partial = avail - self.sc_off
                 if partial > 0:
                     cont = (self.sc_nfields > 0 and self.permit_obsolete_folding
-                            and _is_ws(base[self.sc_off]))
+                            and is_ws(base[self.sc_off]))
                     flen = (self.sc_field_len if cont else 0) + partial + 1
                     if flen > lim_field:
                         self._fail(LimitRequestHeaders, "field over limit_request_field_size")
@@ -1041,7 +996,7 @@ cdef class RequestParser:
                 self.sc_end = i + 1
                 return 1
             cont = (ll > 0 and self.sc_nfields > 0 and self.permit_obsolete_folding
-                    and _is_ws(base[self.sc_off]))
+                    and is_ws(base[self.sc_off]))
             flen = (self.sc_field_len if cont else 0) + ll + 1
             if flen > lim_field:
                 self._fail(LimitRequestHeaders, "field over limit_request_field_size")
@@ -1148,7 +1103,7 @@ cdef class RequestParser:
                 self._fail(InvalidHeader, "field line without a name and colon")
             nlen = colon - lp
             if self.strip_header_spaces:
-                while nlen > 0 and _is_ws(lp[nlen - 1]):
+                while nlen > 0 and is_ws(lp[nlen - 1]):
                     nlen -= 1
                 if nlen == 0:
                     self._fail(InvalidHeaderName, "empty field name")
@@ -1157,7 +1112,7 @@ cdef class RequestParser:
             kid = _known_id(lp, nlen)
             if kid < 0:
                 for j in range(nlen):
-                    if not TOKEN[<unsigned char>lp[j]]:
+                    if not TCHAR[<unsigned char>lp[j]]:
                         self._fail(InvalidHeaderName, "field name is not a token")
             # RFC 9110 6.5.1: fields that frame, route or authenticate the
             # message must not arrive as trailers.
@@ -1166,26 +1121,26 @@ cdef class RequestParser:
                 self._fail(InvalidHeaderName, "field not allowed in trailers")
             v = colon + 1
             ve = lp + ll
-            while v < ve and _is_ws(v[0]):
+            while v < ve and is_ws(v[0]):
                 v += 1
-            while ve > v and _is_ws(ve[-1]):
+            while ve > v and is_ws(ve[-1]):
                 ve -= 1
-            vclass = _field_value_class(v, ve - v)
+            vclass = field_value_class(v, ve - v)
             if vclass == 0:
                 self._fail(InvalidHeader, "control byte in field value")
             k += 1
             folded = None
-            if k < self.nlines and _is_ws(base[self.lines[k].off]):
+            if k < self.nlines and is_ws(base[self.lines[k].off]):
                 # RFC 9112 5.2: obs-fold is obsolete; replace it by SP when allowed.
                 if not self.permit_obsolete_folding:
                     self._fail(ObsoleteFolding, "obsolete line folding")
                 parts = [PyUnicode_DecodeLatin1(v, ve - v, NULL)]
-                while k < self.nlines and _is_ws(base[self.lines[k].off]):
+                while k < self.nlines and is_ws(base[self.lines[k].off]):
                     cp = base + self.lines[k].off
                     ce = cp + self.lines[k].len
-                    while cp < ce and _is_ws(cp[0]):
+                    while cp < ce and is_ws(cp[0]):
                         cp += 1
-                    while ce > cp and _is_ws(ce[-1]):
+                    while ce > cp and is_ws(ce[-1]):
                         ce -= 1
                     for j in range(ce - cp):
                         if not FIELD_OK[<unsigned char>cp[j]]:
@@ -1214,7 +1169,7 @@ cdef class RequestParser:
             elif kid == ID_EXPECT and not trailer:
                 # RFC 9110 10.1.1: only 100-continue is defined; ignore it in
                 # HTTP/1.0; anything else is 417.
-                if folded is None and _ieq(v, vlen, b"100-continue", 12):
+                if folded is None and ieq(v, vlen, b"100-continue", 12):
                     if self.version is V11:
                         self.expect_continue = True
                 else:
@@ -1303,21 +1258,11 @@ cdef class RequestParser:
 
     cdef int _connection_tokens(self, const char* v, Py_ssize_t n) except -1:
         """RFC 9112 9.3: every token of every Connection field counts."""
-        cdef Py_ssize_t i = 0, s, e
-        while i <= n:
-            s = i
-            while i < n and v[i] != b',':
-                i += 1
-            e = i
-            while s < e and _is_ws(v[s]):
-                s += 1
-            while e > s and _is_ws(v[e - 1]):
-                e -= 1
-            if _ieq(v + s, e - s, b"close", 5):
-                self.hflags |= HF_CLOSE
-            elif _ieq(v + s, e - s, b"keep-alive", 10):
-                self.hflags |= HF_KEEPALIVE
-            i += 1
+        cdef int found = connection_tokens(v, n)
+        if found & CONN_CLOSE:
+            self.hflags |= HF_CLOSE
+        if found & CONN_KEEPALIVE:
+            self.hflags |= HF_KEEPALIVE
         return 0
 
     cdef const char* _field_value(self, Py_ssize_t fi, Py_ssize_t* n) except NULL:
@@ -1361,22 +1306,22 @@ cdef class RequestParser:
                         i += 1
                     e = i
                     i += 1
-                    while s < e and _is_ws(v[s]):
+                    while s < e and is_ws(v[s]):
                         s += 1
-                    while e > s and _is_ws(v[e - 1]):
+                    while e > s and is_ws(v[e - 1]):
                         e -= 1
                     if e == s:
                         continue  # RFC 9110 5.6.1: empty list elements are ignored
-                    if _ieq(v + s, e - s, b"chunked", 7):
+                    if ieq(v + s, e - s, b"chunked", 7):
                         # stacked chunking is never intended
                         if chunked:
                             self._fail(InvalidHeader, "chunked applied twice")
                         chunked = True
-                    elif _ieq(v + s, e - s, b"identity", 8):
+                    elif ieq(v + s, e - s, b"identity", 8):
                         if chunked:
                             self._fail(InvalidHeader, "coding after chunked")
-                    elif (_ieq(v + s, e - s, b"gzip", 4) or _ieq(v + s, e - s, b"deflate", 7)
-                          or _ieq(v + s, e - s, b"compress", 8)):
+                    elif (ieq(v + s, e - s, b"gzip", 4) or ieq(v + s, e - s, b"deflate", 7)
+                          or ieq(v + s, e - s, b"compress", 8)):
                         # RFC 9112 6.1: chunked must be the final coding.
                         if chunked:
                             self._fail(InvalidHeader, "coding after chunked")
@@ -1567,7 +1512,7 @@ cdef class RequestParser:
         if semi != NULL:
             if memchr(semi, b'\r', ln - szend) != NULL:
                 self._fail(InvalidChunkExtension, "bare CR in chunk extension")
-            while szend > 0 and _is_ws(base[szend - 1]):
+            while szend > 0 and is_ws(base[szend - 1]):
                 szend -= 1                          # BWS before ';'
         if szend == 0 or szend > MAX_CHUNK_DIGITS:
             self._fail(InvalidChunkSize, "invalid chunk size")
@@ -1779,24 +1724,24 @@ cdef bint _valid_chunk_ext(const char* p, Py_ssize_t n) noexcept:
     cdef Py_ssize_t i = 0, s, j
     cdef unsigned char c
     while i < n:
-        while i < n and _is_ws(p[i]):
+        while i < n and is_ws(p[i]):
             i += 1
         if i >= n or p[i] != b';':
             return False
         i += 1
-        while i < n and _is_ws(p[i]):
+        while i < n and is_ws(p[i]):
             i += 1
         s = i
-        while i < n and TOKEN[<unsigned char>p[i]]:
+        while i < n and TCHAR[<unsigned char>p[i]]:
             i += 1
         if i == s:
             return False
         j = i
-        while j < n and _is_ws(p[j]):
+        while j < n and is_ws(p[j]):
             j += 1
         if j < n and p[j] == b'=':
             i = j + 1
-            while i < n and _is_ws(p[i]):
+            while i < n and is_ws(p[i]):
                 i += 1
             if i < n and p[i] == b'"':
                 i += 1
@@ -1821,7 +1766,7 @@ cdef bint _valid_chunk_ext(const char* p, Py_ssize_t n) noexcept:
                     i += 1
             else:
                 s = i
-                while i < n and TOKEN[<unsigned char>p[i]]:
+                while i < n and TCHAR[<unsigned char>p[i]]:
                     i += 1
                 if i == s:
                     return False
