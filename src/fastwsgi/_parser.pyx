@@ -1077,178 +1077,40 @@ cdef class RequestParser:
 
     cdef int _parse_fields(self, const char* base, dict env, bint trailer) except -1:
         """Validate the scanned field lines and apply them (RFC 9110 5, Gunicorn
-        27 parse_headers + HeaderPolicy order): name, value, fold, then policy."""
-        cdef Py_ssize_t k = 0, nlen, j, vlen
+        27 parse_headers + HeaderPolicy order): name, value, fold, then policy.
+        Each step is one of the inline _field_* functions below the class."""
+        cdef Py_ssize_t k = 0, nlen, vlen
         cdef const char* lp
-        cdef const char* colon
         cdef const char* v
         cdef const char* ve
-        cdef const char* cp
-        cdef const char* ce
-        cdef Py_ssize_t ll
-        cdef int kid, sidx, vclass
-        cdef FieldRef* nf
-        cdef bint kept, secure
+        cdef int kid, vclass
+        cdef bint kept
         cdef bint scheme_seen = False
         cdef bint scheme_https = False
         cdef bint check_scheme = (not trailer) and self.trusted and len(self._secure_headers) > 0
         cdef bint seen_host = False, seen_ctype = False
-        cdef object folded, value, key
-        cdef PyObject* curp
+        cdef object folded
         while k < self.nlines:
             lp = base + self.lines[k].off
-            ll = self.lines[k].len
-            colon = <const char*>memchr(lp, b':', ll)
-            if colon == NULL or colon == lp:
-                self._fail(InvalidHeader, "field line without a name and colon")
-            nlen = colon - lp
-            if self.strip_header_spaces:
-                while nlen > 0 and is_ws(lp[nlen - 1]):
-                    nlen -= 1
-                if nlen == 0:
-                    self._fail(InvalidHeaderName, "empty field name")
-            # A table hit is an exact (case-folded) match of a token, so only
-            # other names need the byte-by-byte token check.
-            kid = _known_id(lp, nlen)
-            if kid < 0:
-                for j in range(nlen):
-                    if not TCHAR[<unsigned char>lp[j]]:
-                        self._fail(InvalidHeaderName, "field name is not a token")
-            # RFC 9110 6.5.1: fields that frame, route or authenticate the
-            # message must not arrive as trailers.
-            if trailer and (kid == ID_HOST or kid == ID_CONTENT_LENGTH or kid == ID_TRANSFER_ENCODING
-                            or kid == ID_TRAILER or kid == ID_AUTHORIZATION or kid == ID_TE):
-                self._fail(InvalidHeaderName, "field not allowed in trailers")
-            v = colon + 1
-            ve = lp + ll
-            while v < ve and is_ws(v[0]):
-                v += 1
-            while ve > v and is_ws(ve[-1]):
-                ve -= 1
-            vclass = field_value_class(v, ve - v)
-            if vclass == 0:
-                self._fail(InvalidHeader, "control byte in field value")
+            ve = lp + self.lines[k].len
+            kid = _field_name(self, lp, self.lines[k].len, trailer, &nlen, &v)
+            vclass = _field_value_span(self, &v, &ve)
             k += 1
             folded = None
             if k < self.nlines and is_ws(base[self.lines[k].off]):
-                # RFC 9112 5.2: obs-fold is obsolete; replace it by SP when allowed.
-                if not self.permit_obsolete_folding:
-                    self._fail(ObsoleteFolding, "obsolete line folding")
-                parts = [PyUnicode_DecodeLatin1(v, ve - v, NULL)]
-                while k < self.nlines and is_ws(base[self.lines[k].off]):
-                    cp = base + self.lines[k].off
-                    ce = cp + self.lines[k].len
-                    while cp < ce and is_ws(cp[0]):
-                        cp += 1
-                    while ce > cp and is_ws(ce[-1]):
-                        ce -= 1
-                    for j in range(ce - cp):
-                        if not FIELD_OK[<unsigned char>cp[j]]:
-                            self._fail(InvalidHeader, "control byte in field value")
-                    parts.append(PyUnicode_DecodeLatin1(cp, ce - cp, NULL))
-                    k += 1
-                folded = " ".join(parts)
+                folded = _field_unfold(self, base, &k, v, ve)
             vlen = ve - v
-
-            # --- policy (Gunicorn HeaderPolicy order) ---
-            if kid == ID_HOST:
-                if seen_host:
-                    self._fail(InvalidHeader, "duplicate Host")
-                seen_host = True
-                if folded is not None:
-                    value = folded
-                    hb = (<str>value).encode("latin-1")
-                    if not _valid_host(hb, len(hb)) and not self._empty_host_ok(len(hb)):
-                        self._fail(InvalidHeader, "empty Host" if not hb else "invalid Host")
-                elif not _valid_host(v, vlen) and not self._empty_host_ok(vlen):
-                    self._fail(InvalidHeader, "empty Host" if vlen == 0 else "invalid Host")
-            elif kid == ID_CONTENT_TYPE:
-                if seen_ctype:
-                    self._fail(InvalidHeader, "duplicate Content-Type")
-                seen_ctype = True
-            elif kid == ID_EXPECT and not trailer:
-                # RFC 9110 10.1.1: only 100-continue is defined; ignore it in
-                # HTTP/1.0; anything else is 417.
-                if folded is None and ieq(v, vlen, b"100-continue", 12):
-                    if self.version is V11:
-                        self.expect_continue = True
-                else:
-                    self._fail(ExpectationFailed, "unsupported expectation")
-            elif kid == ID_CONNECTION and not trailer:
-                self._connection_tokens(v, vlen)
+            _field_policy(self, kid, v, vlen, folded, trailer, &seen_host, &seen_ctype)
             if check_scheme:
-                for sidx in range(len(self._secure_headers)):
-                    sname, svalue = self._secure_headers[sidx]
-                    if not _name_eq(lp, nlen, sname):
-                        continue
-                    if folded is not None:
-                        secure = (<str>folded).encode("latin-1") == svalue
-                    else:
-                        secure = (vlen == len(svalue)
-                                  and memcmp(v, PyBytes_AS_STRING(svalue), vlen) == 0)
-                    if scheme_seen and secure != scheme_https:
-                        self._fail(InvalidSchemeHeaders, "conflicting secure scheme headers")
-                    scheme_seen = True
-                    scheme_https = secure
-            kept = True
-            if (kid < 0 and memchr(lp, b'_', nlen) != NULL
-                    and not (self.trusted and _in_names(lp, nlen, self._forwarder))):
-                # '_' and '-' both map to '_' in the environ: X_Forwarded_For
-                # would merge into X-Forwarded-For (RFC 9110 17.10). Only a
-                # trusted front-end may send the names in forwarder_headers
-                # (Gunicorn 22+), e.g. nginx's SCRIPT_NAME.
-                if self.header_map == HM_DROP:
-                    kept = False
-                elif self.header_map == HM_REFUSE:
-                    self._fail(InvalidHeaderName, "'_' in field name")
-
+                _field_scheme(self, lp, nlen, v, vlen, folded, &scheme_seen, &scheme_https)
+            kept = _field_kept(self, kid, lp, nlen)
             if trailer:
                 if kept:
-                    if self._trailers is None:
-                        self._trailers = []
-                    if folded is None:
-                        folded = PyUnicode_DecodeLatin1(v, vlen, NULL)
-                    self._trailers.append((
-                        <object>KNOWN_UPPER[kid] if kid >= 0 else _upper_key(lp, nlen, False),
-                        folded))
+                    _field_trailer(self, kid, lp, nlen, v, vlen, folded)
                 continue
-
-            # record for the headers property and for framing
-            if self.nfields == self.fields_cap:
-                nf = <FieldRef*>realloc(self.fields, 2 * self.fields_cap * sizeof(FieldRef))
-                if nf == NULL:
-                    raise MemoryError()
-                self.fields = nf
-                self.fields_cap *= 2
-            nf = self.fields + self.nfields
-            self.nfields += 1
-            nf.name_off = (lp - base) - self.sc_base
-            nf.name_len = nlen
-            nf.known = kid
-            nf.kept = kept
-            if folded is not None:
-                if self._folded is None:
-                    self._folded = []
-                nf.val_off = -1 - len(self._folded)
-                nf.val_len = 0
-                self._folded.append(folded)
-                value = folded
-            else:
-                nf.val_off = (v - base) - self.sc_base
-                nf.val_len = vlen
-                value = None
-            if not kept:
-                continue
-            if kid >= 0:
-                key = <object>KNOWN_KEY[kid]
-            else:
-                key = _upper_key(lp, nlen, True)
-            if value is None:
-                value = _ascii_str(v, vlen) if vclass == 1 else PyUnicode_DecodeLatin1(v, vlen, NULL)
-            curp = PyDict_SetDefault(env, key, value)
-            if curp != <PyObject*>value:
-                # repeated field: joined with "," as Gunicorn does (RFC 9110 5.3)
-                env[key] = <str>(<object>curp) + "," + value
+            _field_record(self, base, lp, nlen, kid, kept, v, vlen, folded)
+            if kept:
+                _field_environ(env, kid, lp, nlen, folded, v, vlen, vclass)
         if not trailer:
             if scheme_seen:
                 self.url_scheme = S_HTTPS if scheme_https else S_HTTP
@@ -1672,6 +1534,215 @@ cdef class RequestParser:
         self.pos += total
         self.proxy_done = True
         return 1
+
+
+# --- _parse_fields, step by step ----------------------------------------------
+# Module-level cdef inline functions, not methods: RequestParser is not final,
+# so a cdef method is an indirect call through its vtable that the C compiler
+# cannot inline, and these run for every field line.
+
+cdef inline int _field_name(RequestParser self, const char* lp, Py_ssize_t ll, bint trailer,
+                            Py_ssize_t* nlen_out, const char** v_out) except -2:
+    """The name of the field line lp[:ll]: its length goes to nlen_out, where
+    its value starts to v_out; returns its known-name id, or -1."""
+    cdef const char* colon = <const char*>memchr(lp, b':', ll)
+    cdef Py_ssize_t nlen, j
+    cdef int kid
+    if colon == NULL or colon == lp:
+        self._fail(InvalidHeader, "field line without a name and colon")
+    nlen = colon - lp
+    if self.strip_header_spaces:
+        while nlen > 0 and is_ws(lp[nlen - 1]):
+            nlen -= 1
+        if nlen == 0:
+            self._fail(InvalidHeaderName, "empty field name")
+    # A table hit is an exact (case-folded) match of a token, so only
+    # other names need the byte-by-byte token check.
+    kid = _known_id(lp, nlen)
+    if kid < 0:
+        for j in range(nlen):
+            if not TCHAR[<unsigned char>lp[j]]:
+                self._fail(InvalidHeaderName, "field name is not a token")
+    # RFC 9110 6.5.1: fields that frame, route or authenticate the
+    # message must not arrive as trailers.
+    if trailer and (kid == ID_HOST or kid == ID_CONTENT_LENGTH or kid == ID_TRANSFER_ENCODING
+                    or kid == ID_TRAILER or kid == ID_AUTHORIZATION or kid == ID_TE):
+        self._fail(InvalidHeaderName, "field not allowed in trailers")
+    nlen_out[0] = nlen
+    v_out[0] = colon + 1
+    return kid
+
+
+cdef inline int _field_value_span(RequestParser self, const char** v, const char** ve) except -1:
+    """Trim the value v[0]:ve[0] (RFC 9110 5.5 OWS) and check its bytes;
+    returns its field_value_class, 1 (ASCII) or 2 (with obs-text)."""
+    cdef const char* a = v[0]
+    cdef const char* b = ve[0]
+    cdef int vclass
+    while a < b and is_ws(a[0]):
+        a += 1
+    while b > a and is_ws(b[-1]):
+        b -= 1
+    vclass = field_value_class(a, b - a)
+    if vclass == 0:
+        self._fail(InvalidHeader, "control byte in field value")
+    v[0] = a
+    ve[0] = b
+    return vclass
+
+
+cdef inline object _field_unfold(RequestParser self, const char* base, Py_ssize_t* k,
+                                 const char* v, const char* ve):
+    """RFC 9112 5.2: obs-fold is obsolete; when allowed, the value v:ve and its
+    continuation lines from k[0] on (k advances past them) joined by SP."""
+    cdef const char* cp
+    cdef const char* ce
+    cdef Py_ssize_t j
+    if not self.permit_obsolete_folding:
+        self._fail(ObsoleteFolding, "obsolete line folding")
+    parts = [PyUnicode_DecodeLatin1(v, ve - v, NULL)]
+    while k[0] < self.nlines and is_ws(base[self.lines[k[0]].off]):
+        cp = base + self.lines[k[0]].off
+        ce = cp + self.lines[k[0]].len
+        while cp < ce and is_ws(cp[0]):
+            cp += 1
+        while ce > cp and is_ws(ce[-1]):
+            ce -= 1
+        for j in range(ce - cp):
+            if not FIELD_OK[<unsigned char>cp[j]]:
+                self._fail(InvalidHeader, "control byte in field value")
+        parts.append(PyUnicode_DecodeLatin1(cp, ce - cp, NULL))
+        k[0] += 1
+    return " ".join(parts)
+
+
+cdef inline int _field_policy(RequestParser self, int kid, const char* v, Py_ssize_t vlen,
+                              object folded, bint trailer, bint* seen_host,
+                              bint* seen_ctype) except -1:
+    """Gunicorn's HeaderPolicy for the fields with a rule of their own: Host,
+    Content-Type, Expect, Connection."""
+    if kid == ID_HOST:
+        if seen_host[0]:
+            self._fail(InvalidHeader, "duplicate Host")
+        seen_host[0] = True
+        if folded is not None:
+            hb = (<str>folded).encode("latin-1")
+            if not _valid_host(hb, len(hb)) and not self._empty_host_ok(len(hb)):
+                self._fail(InvalidHeader, "empty Host" if not hb else "invalid Host")
+        elif not _valid_host(v, vlen) and not self._empty_host_ok(vlen):
+            self._fail(InvalidHeader, "empty Host" if vlen == 0 else "invalid Host")
+    elif kid == ID_CONTENT_TYPE:
+        if seen_ctype[0]:
+            self._fail(InvalidHeader, "duplicate Content-Type")
+        seen_ctype[0] = True
+    elif kid == ID_EXPECT and not trailer:
+        # RFC 9110 10.1.1: only 100-continue is defined; ignore it in
+        # HTTP/1.0; anything else is 417.
+        if folded is None and ieq(v, vlen, b"100-continue", 12):
+            if self.version is V11:
+                self.expect_continue = True
+        else:
+            self._fail(ExpectationFailed, "unsupported expectation")
+    elif kid == ID_CONNECTION and not trailer:
+        self._connection_tokens(v, vlen)
+    return 0
+
+
+cdef inline int _field_scheme(RequestParser self, const char* lp, Py_ssize_t nlen, const char* v,
+                              Py_ssize_t vlen, object folded, bint* seen, bint* https) except -1:
+    """secure_scheme_headers from a trusted peer: every one present must agree."""
+    cdef Py_ssize_t sidx
+    cdef bint secure
+    for sidx in range(len(self._secure_headers)):
+        sname, svalue = self._secure_headers[sidx]
+        if not _name_eq(lp, nlen, sname):
+            continue
+        if folded is not None:
+            secure = (<str>folded).encode("latin-1") == svalue
+        else:
+            secure = (vlen == len(svalue)
+                      and memcmp(v, PyBytes_AS_STRING(svalue), vlen) == 0)
+        if seen[0] and secure != https[0]:
+            self._fail(InvalidSchemeHeaders, "conflicting secure scheme headers")
+        seen[0] = True
+        https[0] = secure
+    return 0
+
+
+cdef inline bint _field_kept(RequestParser self, int kid, const char* lp, Py_ssize_t nlen) except -1:
+    """Whether the field reaches the environ (header_map decides for '_')."""
+    if (kid < 0 and memchr(lp, b'_', nlen) != NULL
+            and not (self.trusted and _in_names(lp, nlen, self._forwarder))):
+        # '_' and '-' both map to '_' in the environ: X_Forwarded_For
+        # would merge into X-Forwarded-For (RFC 9110 17.10). Only a
+        # trusted front-end may send the names in forwarder_headers
+        # (Gunicorn 22+), e.g. nginx's SCRIPT_NAME.
+        if self.header_map == HM_DROP:
+            return False
+        elif self.header_map == HM_REFUSE:
+            self._fail(InvalidHeaderName, "'_' in field name")
+    return True
+
+
+cdef inline int _field_trailer(RequestParser self, int kid, const char* lp, Py_ssize_t nlen,
+                               const char* v, Py_ssize_t vlen, object folded) except -1:
+    if self._trailers is None:
+        self._trailers = []
+    if folded is None:
+        folded = PyUnicode_DecodeLatin1(v, vlen, NULL)
+    self._trailers.append((
+        <object>KNOWN_UPPER[kid] if kid >= 0 else _upper_key(lp, nlen, False),
+        folded))
+    return 0
+
+
+cdef inline int _field_record(RequestParser self, const char* base, const char* lp,
+                              Py_ssize_t nlen, int kid, bint kept, const char* v,
+                              Py_ssize_t vlen, object folded) except -1:
+    """Note the field for the headers property and for framing."""
+    cdef FieldRef* nf
+    if self.nfields == self.fields_cap:
+        nf = <FieldRef*>realloc(self.fields, 2 * self.fields_cap * sizeof(FieldRef))
+        if nf == NULL:
+            raise MemoryError()
+        self.fields = nf
+        self.fields_cap *= 2
+    nf = self.fields + self.nfields
+    self.nfields += 1
+    nf.name_off = (lp - base) - self.sc_base
+    nf.name_len = nlen
+    nf.known = kid
+    nf.kept = kept
+    if folded is not None:
+        if self._folded is None:
+            self._folded = []
+        nf.val_off = -1 - len(self._folded)
+        nf.val_len = 0
+        self._folded.append(folded)
+    else:
+        nf.val_off = (v - base) - self.sc_base
+        nf.val_len = vlen
+    return 0
+
+
+cdef inline int _field_environ(dict env, int kid, const char* lp, Py_ssize_t nlen,
+                               object folded, const char* v, Py_ssize_t vlen,
+                               int vclass) except -1:
+    """HTTP_NAME (CONTENT_TYPE, CONTENT_LENGTH) = value in the environ."""
+    cdef PyObject* curp
+    if kid >= 0:
+        key = <object>KNOWN_KEY[kid]
+    else:
+        key = _upper_key(lp, nlen, True)
+    if folded is not None:
+        value = folded
+    else:
+        value = _ascii_str(v, vlen) if vclass == 1 else PyUnicode_DecodeLatin1(v, vlen, NULL)
+    curp = PyDict_SetDefault(env, key, value)
+    if curp != <PyObject*>value:
+        # repeated field: joined with "," as Gunicorn does (RFC 9110 5.3)
+        env[key] = <str>(<object>curp) + "," + value
+    return 0
 
 
 cdef bint _in_names(const char* p, Py_ssize_t n, tuple names) except -1:
