@@ -349,6 +349,12 @@ cdef class Response:
         self.headers_sent = True
         return out
 
+    cdef void refuse_keep_alive(self) noexcept:
+        """The connection will carry no other request (its reasons are
+        _conn's: a body it cannot drain, a dead parser): the head, when it
+        is built, says ``Connection: close``."""
+        self.want_keep_alive = False
+
     cdef bint _conn_keep(self):
         return (self.want_keep_alive and not self._app_close
                 and self.framing != FRAME_CLOSE)
