@@ -153,8 +153,9 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "conn-body-error-bare-close",
         "src/fastwsgi/_conn.pyx",
-        "                if not resp.headers_sent and exc.status is not None:\n                    err_sent = self._answer(exc)",
-        "                if False:\n                    err_sent = self._answer(exc)",
+        "            if not resp.headers_sent and (<object>exc).status is not None:\n"
+        "                err_sent[0] = self._answer(exc)",
+        "            if False:\n                err_sent[0] = self._answer(exc)",
         (IT + "test_slow_clients.py::test_stalled_body_is_cut_off",),
         "a stalled body is answered 408, not a bare close",
     ),

@@ -119,3 +119,5 @@ cdef class Connection:
     cdef int _revise_keep(self) except -1
     cdef object _frame(self, object data, bint last=*)
     cdef Py_ssize_t _answer(self, object exc) noexcept
+    cdef object _app_failed(self, BaseException exc, dict env, double started, object status,
+                            long long* err_sent)

@@ -119,7 +119,9 @@ from fastwsgi.includes.net cimport (
     SHUT_WR,
     pollfd,
     poll,
+    preadv2,
     recv,
+    RWF_NOWAIT,
     send,
     sendfile,
     shutdown,
@@ -204,11 +206,6 @@ cdef Py_ssize_t DIRECT_MAX = 262144
 cdef Py_ssize_t LEAD_BLOCK = 65536
 # Distinct peer addresses whose trust answer is remembered (ours).
 cdef Py_ssize_t ADDR_CACHE = 4096
-
-
-cdef extern from "<sys/uio.h>" nogil:
-    ssize_t preadv2(int fd, const iovec* iov, int iovcnt, off_t offset, int flags)
-    enum: RWF_NOWAIT
 
 
 cdef extern from *:
@@ -1197,13 +1194,13 @@ cdef class Connection:
         if not resp.want_keep_alive:
             return 0
         if p.dead or self.eof:
-            resp.want_keep_alive = False
+            resp.refuse_keep_alive()
         elif self.inp is not None and self.inp.done:
             pass
         elif p.expect_continue and not self.continue_sent and (p.chunked or p.body_left > 0):
-            resp.want_keep_alive = False
+            resp.refuse_keep_alive()
         elif not p.chunked and p.body_left > C_DRAIN_LIMIT:
-            resp.want_keep_alive = False
+            resp.refuse_keep_alive()
         return 0
 
     cdef int _check_client_left(self) except -1:
@@ -1466,6 +1463,76 @@ cdef class Connection:
             return 0
         return _error_body_len(status, exc.reason)
 
+    cdef object _app_failed(self, BaseException exc, dict env, double started, object status,
+                            long long* err_sent):
+        """What a request that raised (the app, the body, the client) gets
+        and what the logs say: returns the status for the access log (or
+        None) and sets err_sent to the body bytes of an answer the server
+        sent in the app's place. The request's connection is never reused.
+        handle_request re-raises anything that is not an Exception."""
+        cdef WorkerContext ctx = self.ctx
+        cdef Response resp = self.resp
+        self.must_close = True
+        if isinstance(exc, ClientDisconnected):
+            if isinstance(exc, ClientStoppedReading):
+                # The server ended this transfer: say so where an
+                # operator looks first (the access log may be off).
+                if ctx.log is not None:
+                    ctx.log.info(
+                        "Client stopped reading for %.1fs (timeout): %s from %s cut "
+                        "off with status %s after %d body bytes",
+                        ctx.send_timeout, self.request_line, self.remote_addr,
+                        (resp.status or "-").split(" ", 1)[0],
+                        max(0, resp.sent - max(0, self.wire_goal - self.wire_sent)))
+            elif ctx.log is not None:
+                ctx.log.debug("Client went away during %s: %s", self.request_line, exc)
+            if not resp.headers_sent or self.client_left:
+                # Logged as nginx does (499): not a server error, so an
+                # aborted upload or an impatient client does not show up
+                # among the 500s of the access log and statsd. Once the
+                # head went out, the status sent is logged with the
+                # bytes that made it.
+                status = CLIENT_CLOSED
+            # Body bytes framed but never taken by the kernel did not
+            # make it (a bound: what was unsent may include framing).
+            err_sent[0] = max(0, resp.sent - max(0, self.wire_goal - self.wire_sent))
+        elif isinstance(exc, ParseError):
+            # The request body was malformed, too large or too slow.
+            if not resp.headers_sent and (<object>exc).status is not None:
+                err_sent[0] = self._answer(exc)
+                status = f"{(<object>exc).status} {(<object>exc).reason}"
+            self._warn_rejected(exc)
+        elif isinstance(exc, Exception):
+            if ctx.log is not None:
+                ctx.log.exception("Error handling request %s", self.request_line)
+            if not resp.headers_sent:
+                out = error_response(500, "Internal Server Error", ctx.server)
+                try:
+                    self._send_closing(out)  # must_close: nothing follows
+                    status = "500 Internal Server Error"
+                    err_sent[0] = _error_body_len(500, "Internal Server Error")
+                except Exception:
+                    pass
+        else:
+            # The worker is going down under this request: SystemExit from
+            # its abort after a heartbeat timeout (sync) or from a fast
+            # stop (INT/QUIT). Its client gets a 500 rather than a bare
+            # close when nothing went out yet (a proxy logs "upstream
+            # prematurely closed" and answers 502 otherwise), and the
+            # access log gets its line (Gunicorn writes none: its #1060,
+            # #1243); then the exit goes on.
+            if not resp.headers_sent:
+                out = error_response(500, "Internal Server Error", ctx.server)
+                # The body is the answer's tail: count what of it made it.
+                err_sent[0] = max(0, self._answer_now(out) - PyBytes_GET_SIZE(out)
+                                  + _error_body_len(500, "Internal Server Error"))
+                status = "500 Internal Server Error"
+            elif status is None:
+                status = resp.status
+            if not self.aborted:
+                self._log_access(env, status, resp, started, err_sent[0])
+        return status
+
     def handle_request(self, app):
         """Serve one request; True if the connection may be reused."""
         cdef WorkerContext ctx = self.ctx
@@ -1473,6 +1540,7 @@ cdef class Connection:
         cdef Response resp
         cdef bint keep
         cdef double started
+        cdef long long err_sent
         if self.closed:
             return False
         try:
@@ -1523,77 +1591,17 @@ cdef class Connection:
         status = None
         result = None
         try:
-            try:
-                result = app(env, self.start_cb)
-                self._send_result(result)
-                if ctx.metrics != NULL:
-                    self.sent_at = _now()  # the metrics' duration ends here
-                # A client that left before the head went out is logged as
-                # nginx logs it (499), even though the response was written.
-                status = CLIENT_CLOSED if self.client_left else resp.status
-            except ClientDisconnected as exc:
-                self.must_close = True
-                if isinstance(exc, ClientStoppedReading):
-                    # The server ended this transfer: say so where an
-                    # operator looks first (the access log may be off).
-                    if ctx.log is not None:
-                        ctx.log.info(
-                            "Client stopped reading for %.1fs (timeout): %s from %s cut "
-                            "off with status %s after %d body bytes",
-                            ctx.send_timeout, self.request_line, self.remote_addr,
-                            (resp.status or "-").split(" ", 1)[0],
-                            max(0, resp.sent - max(0, self.wire_goal - self.wire_sent)))
-                elif ctx.log is not None:
-                    ctx.log.debug("Client went away during %s: %s", self.request_line, exc)
-                if not resp.headers_sent or self.client_left:
-                    # Logged as nginx does (499): not a server error, so an
-                    # aborted upload or an impatient client does not show up
-                    # among the 500s of the access log and statsd. Once the
-                    # head went out, the status sent is logged with the
-                    # bytes that made it.
-                    status = CLIENT_CLOSED
-                # Body bytes framed but never taken by the kernel did not
-                # make it (a bound: what was unsent may include framing).
-                err_sent = max(0, resp.sent - max(0, self.wire_goal - self.wire_sent))
-            except ParseError as exc:
-                # The request body was malformed, too large or too slow.
-                self.must_close = True
-                if not resp.headers_sent and exc.status is not None:
-                    err_sent = self._answer(exc)
-                    status = f"{exc.status} {exc.reason}"
-                self._warn_rejected(exc)
-            except Exception:
-                self.must_close = True
-                if ctx.log is not None:
-                    ctx.log.exception("Error handling request %s", self.request_line)
-                if not resp.headers_sent:
-                    out = error_response(500, "Internal Server Error", ctx.server)
-                    try:
-                        self._send_closing(out)  # must_close: nothing follows
-                        status = "500 Internal Server Error"
-                        err_sent = _error_body_len(500, "Internal Server Error")
-                    except Exception:
-                        pass
-            except BaseException:
-                # The worker is going down under this request: SystemExit from
-                # its abort after a heartbeat timeout (sync) or from a fast
-                # stop (INT/QUIT). Its client gets a 500 rather than a bare
-                # close when nothing went out yet (a proxy logs "upstream
-                # prematurely closed" and answers 502 otherwise), and the
-                # access log gets its line (Gunicorn writes none: its #1060,
-                # #1243); then the exit goes on.
-                self.must_close = True
-                if not resp.headers_sent:
-                    out = error_response(500, "Internal Server Error", ctx.server)
-                    # The body is the answer's tail: count what of it made it.
-                    err_sent = max(0, self._answer_now(out) - PyBytes_GET_SIZE(out)
-                                   + _error_body_len(500, "Internal Server Error"))
-                    status = "500 Internal Server Error"
-                elif status is None:
-                    status = resp.status
-                if not self.aborted:
-                    self._log_access(env, status, resp, started, err_sent)
-                raise
+            result = app(env, self.start_cb)
+            self._send_result(result)
+            if ctx.metrics != NULL:
+                self.sent_at = _now()  # the metrics' duration ends here
+            # A client that left before the head went out is logged as
+            # nginx logs it (499), even though the response was written.
+            status = CLIENT_CLOSED if self.client_left else resp.status
+        except BaseException as exc:
+            status = self._app_failed(exc, env, started, status, &err_sent)
+            if not isinstance(exc, Exception):
+                raise  # the worker is going down: SystemExit, KeyboardInterrupt
         finally:
             if result is not None and type(result) is not list and type(result) is not tuple:
                 close = getattr(result, "close", None)

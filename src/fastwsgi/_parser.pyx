@@ -65,6 +65,18 @@ from fastwsgi.includes.python cimport (
     PyUnicode_DecodeLatin1,
     PyUnicode_New,
 )
+from fastwsgi.includes.http cimport (
+    CONN_CLOSE,
+    CONN_KEEPALIVE,
+    FIELD_OK,
+    TCHAR,
+    connection_tokens,
+    field_value_class,
+    http_tables_init,
+    ieq,
+    is_ws,
+)
+from fastwsgi.includes.net cimport AF_INET, AF_INET6, inet_ntop, inet_pton
 
 import sys
 
@@ -90,12 +102,7 @@ from fastwsgi.errors import (
     RequestBodyTooLarge,
     UnsupportedTransferCoding,
 )
-
-cdef extern from "<arpa/inet.h>" nogil:
-    int inet_pton(int af, const char* src, void* dst)
-    const char* inet_ntop(int af, const void* src, char* dst, unsigned int size)
-    int AF_INET
-    int AF_INET6
+from fastwsgi.http_rules import TCHARS
 
 
 # --- Limits -----------------------------------------------------------------
@@ -171,8 +178,7 @@ cdef const char* PP_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 # --- Byte classes ---------------------------------------------------------------
 
-cdef unsigned char TOKEN[256]      # RFC 9110 5.6.2 tchar
-cdef unsigned char FIELD_OK[256]   # RFC 9110 5.5 field-vchar / SP / HTAB (obs-text allowed)
+# TCHAR (RFC 9110 5.6.2) and FIELD_OK (5.5) come from includes/http.pxd.
 cdef unsigned char TARGET_OK[256]  # RFC 9112 3.2 / RFC 3986 2: printable ASCII only
 cdef unsigned char HOST_OK[256]    # RFC 3986 3.2.2 reg-name: unreserved / pct-encoded / sub-delims
 cdef signed char HEXVAL[256]
@@ -181,13 +187,9 @@ cdef signed char HEXVAL[256]
 cdef void _init_tables():
     cdef int c
     for c in range(256):
-        TOKEN[c] = 0
-        FIELD_OK[c] = 1 if (c == 9 or (32 <= c <= 126) or c >= 128) else 0
         TARGET_OK[c] = 1 if 0x21 <= c <= 0x7E else 0
         HOST_OK[c] = 0
         HEXVAL[c] = -1
-    for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
-        TOKEN[c] = 1
     for c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=":
         HOST_OK[c] = 1
     for c in range(10):
@@ -197,6 +199,7 @@ cdef void _init_tables():
         HEXVAL[65 + c] = 10 + c
 
 
+http_tables_init(TCHARS.encode("ascii"))
 _init_tables()
 
 
@@ -343,59 +346,11 @@ cdef inline int _known_id(const char* p, Py_ssize_t n) noexcept:
     return -1
 
 
-cdef inline bint _ieq(const char* p, Py_ssize_t n, const char* lower, Py_ssize_t m) noexcept:
-    """p[:n] equals the lower-case ASCII word lower[:m], ignoring case."""
-    cdef Py_ssize_t i
-    cdef unsigned char c
-    if n != m:
-        return False
-    for i in range(n):
-        c = <unsigned char>p[i]
-        if 65 <= c <= 90:
-            c += 32
-        if c != <unsigned char>lower[i]:
-            return False
-    return True
-
-
-cdef inline int _field_value_class(const char* p, Py_ssize_t n) noexcept:
-    """0: a CTL other than HTAB, or DEL (RFC 9110 5.5); 1: printable ASCII
-    (and HTAB); 2: valid with obs-text bytes 0x80-0xFF.
-
-    Eight bytes at a time: a word with no byte below 0x20 and no 0x7F is fine
-    as a whole (hasless / haszero from Sean Anderson's Bit Twiddling Hacks);
-    otherwise (usually a tab) its bytes are checked one by one."""
-    cdef Py_ssize_t i = 0, j
-    cdef uint64_t w, x
-    cdef uint64_t ones = 0x0101010101010101ULL
-    cdef uint64_t highs = 0x8080808080808080ULL
-    cdef uint64_t seen = 0
-    while i + 8 <= n:
-        memcpy(&w, p + i, 8)
-        seen |= w
-        x = w ^ (ones * 0x7F)
-        if (((w - ones * 0x20) & ~w) | ((x - ones) & ~x)) & highs:
-            for j in range(i, i + 8):
-                if not FIELD_OK[<unsigned char>p[j]]:
-                    return 0
-        i += 8
-    while i < n:
-        if not FIELD_OK[<unsigned char>p[i]]:
-            return 0
-        seen |= <unsigned char>p[i]
-        i += 1
-    return 2 if seen & highs else 1
-
-
 cdef inline object _ascii_str(const char* p, Py_ssize_t n):
     """A str from bytes already known to be ASCII: no decoder, no max-char scan."""
     s = PyUnicode_New(n, 127)
     memcpy(PyUnicode_DATA(s), p, n)
     return s
-
-
-cdef inline bint _is_ws(char c) noexcept:
-    return c == b' ' or c == b'\t'
 
 
 cdef object _upper_key(const char* p, Py_ssize_t n, bint prefix):
@@ -975,7 +930,7 @@ cdef class RequestParser:
             self._fail(InvalidRequestMethod, "empty method")
         for i in range(mlen):
             c = <unsigned char>p[i]
-            if not TOKEN[c]:
+            if not TCHAR[c]:
                 self._fail(InvalidRequestMethod, "method is not a token")
             if not self.permit_unconventional_http_method and ((97 <= c <= 122) or c == 35):
                 self._fail(InvalidRequestMethod, "lower case or '#' in method")
@@ -1073,7 +1028,7 @@ cdef class RequestParser:
                 partial = avail - self.sc_off
                 if partial > 0:
                     cont = (self.sc_nfields > 0 and self.permit_obsolete_folding
-                            and _is_ws(base[self.sc_off]))
+                            and is_ws(base[self.sc_off]))
                     flen = (self.sc_field_len if cont else 0) + partial + 1
                     if flen > lim_field:
                         self._fail(LimitRequestHeaders, "field over limit_request_field_size")
@@ -1089,7 +1044,7 @@ cdef class RequestParser:
                 self.sc_end = i + 1
                 return 1
             cont = (ll > 0 and self.sc_nfields > 0 and self.permit_obsolete_folding
-                    and _is_ws(base[self.sc_off]))
+                    and is_ws(base[self.sc_off]))
             flen = (self.sc_field_len if cont else 0) + ll + 1
             if flen > lim_field:
                 self._fail(LimitRequestHeaders, "field over limit_request_field_size")
@@ -1170,178 +1125,40 @@ cdef class RequestParser:
 
     cdef int _parse_fields(self, const char* base, dict env, bint trailer) except -1:
         """Validate the scanned field lines and apply them (RFC 9110 5, Gunicorn
-        27 parse_headers + HeaderPolicy order): name, value, fold, then policy."""
-        cdef Py_ssize_t k = 0, nlen, j, vlen
+        27 parse_headers + HeaderPolicy order): name, value, fold, then policy.
+        Each step is one of the inline _field_* functions below the class."""
+        cdef Py_ssize_t k = 0, nlen, vlen
         cdef const char* lp
-        cdef const char* colon
         cdef const char* v
         cdef const char* ve
-        cdef const char* cp
-        cdef const char* ce
-        cdef Py_ssize_t ll
-        cdef int kid, sidx, vclass
-        cdef FieldRef* nf
-        cdef bint kept, secure
+        cdef int kid, vclass
+        cdef bint kept
         cdef bint scheme_seen = False
         cdef bint scheme_https = False
         cdef bint check_scheme = (not trailer) and self.trusted and len(self._secure_headers) > 0
         cdef bint seen_host = False, seen_ctype = False
-        cdef object folded, value, key
-        cdef PyObject* curp
+        cdef object folded
         while k < self.nlines:
             lp = base + self.lines[k].off
-            ll = self.lines[k].len
-            colon = <const char*>memchr(lp, b':', ll)
-            if colon == NULL or colon == lp:
-                self._fail(InvalidHeader, "field line without a name and colon")
-            nlen = colon - lp
-            if self.strip_header_spaces:
-                while nlen > 0 and _is_ws(lp[nlen - 1]):
-                    nlen -= 1
-                if nlen == 0:
-                    self._fail(InvalidHeaderName, "empty field name")
-            # A table hit is an exact (case-folded) match of a token, so only
-            # other names need the byte-by-byte token check.
-            kid = _known_id(lp, nlen)
-            if kid < 0:
-                for j in range(nlen):
-                    if not TOKEN[<unsigned char>lp[j]]:
-                        self._fail(InvalidHeaderName, "field name is not a token")
-            # RFC 9110 6.5.1: fields that frame, route or authenticate the
-            # message must not arrive as trailers.
-            if trailer and (kid == ID_HOST or kid == ID_CONTENT_LENGTH or kid == ID_TRANSFER_ENCODING
-                            or kid == ID_TRAILER or kid == ID_AUTHORIZATION or kid == ID_TE):
-                self._fail(InvalidHeaderName, "field not allowed in trailers")
-            v = colon + 1
-            ve = lp + ll
-            while v < ve and _is_ws(v[0]):
-                v += 1
-            while ve > v and _is_ws(ve[-1]):
-                ve -= 1
-            vclass = _field_value_class(v, ve - v)
-            if vclass == 0:
-                self._fail(InvalidHeader, "control byte in field value")
+            ve = lp + self.lines[k].len
+            kid = _field_name(self, lp, self.lines[k].len, trailer, &nlen, &v)
+            vclass = _field_value_span(self, &v, &ve)
             k += 1
             folded = None
-            if k < self.nlines and _is_ws(base[self.lines[k].off]):
-                # RFC 9112 5.2: obs-fold is obsolete; replace it by SP when allowed.
-                if not self.permit_obsolete_folding:
-                    self._fail(ObsoleteFolding, "obsolete line folding")
-                parts = [PyUnicode_DecodeLatin1(v, ve - v, NULL)]
-                while k < self.nlines and _is_ws(base[self.lines[k].off]):
-                    cp = base + self.lines[k].off
-                    ce = cp + self.lines[k].len
-                    while cp < ce and _is_ws(cp[0]):
-                        cp += 1
-                    while ce > cp and _is_ws(ce[-1]):
-                        ce -= 1
-                    for j in range(ce - cp):
-                        if not FIELD_OK[<unsigned char>cp[j]]:
-                            self._fail(InvalidHeader, "control byte in field value")
-                    parts.append(PyUnicode_DecodeLatin1(cp, ce - cp, NULL))
-                    k += 1
-                folded = " ".join(parts)
+            if k < self.nlines and is_ws(base[self.lines[k].off]):
+                folded = _field_unfold(self, base, &k, v, ve)
             vlen = ve - v
-
-            # --- policy (Gunicorn HeaderPolicy order) ---
-            if kid == ID_HOST:
-                if seen_host:
-                    self._fail(InvalidHeader, "duplicate Host")
-                seen_host = True
-                if folded is not None:
-                    value = folded
-                    hb = (<str>value).encode("latin-1")
-                    if not _valid_host(hb, len(hb)) and not self._empty_host_ok(len(hb)):
-                        self._fail(InvalidHeader, "empty Host" if not hb else "invalid Host")
-                elif not _valid_host(v, vlen) and not self._empty_host_ok(vlen):
-                    self._fail(InvalidHeader, "empty Host" if vlen == 0 else "invalid Host")
-            elif kid == ID_CONTENT_TYPE:
-                if seen_ctype:
-                    self._fail(InvalidHeader, "duplicate Content-Type")
-                seen_ctype = True
-            elif kid == ID_EXPECT and not trailer:
-                # RFC 9110 10.1.1: only 100-continue is defined; ignore it in
-                # HTTP/1.0; anything else is 417.
-                if folded is None and _ieq(v, vlen, b"100-continue", 12):
-                    if self.version is V11:
-                        self.expect_continue = True
-                else:
-                    self._fail(ExpectationFailed, "unsupported expectation")
-            elif kid == ID_CONNECTION and not trailer:
-                self._connection_tokens(v, vlen)
+            _field_policy(self, kid, v, vlen, folded, trailer, &seen_host, &seen_ctype)
             if check_scheme:
-                for sidx in range(len(self._secure_headers)):
-                    sname, svalue = self._secure_headers[sidx]
-                    if not _name_eq(lp, nlen, sname):
-                        continue
-                    if folded is not None:
-                        secure = (<str>folded).encode("latin-1") == svalue
-                    else:
-                        secure = (vlen == len(svalue)
-                                  and memcmp(v, PyBytes_AS_STRING(svalue), vlen) == 0)
-                    if scheme_seen and secure != scheme_https:
-                        self._fail(InvalidSchemeHeaders, "conflicting secure scheme headers")
-                    scheme_seen = True
-                    scheme_https = secure
-            kept = True
-            if (kid < 0 and memchr(lp, b'_', nlen) != NULL
-                    and not (self.trusted and _in_names(lp, nlen, self._forwarder))):
-                # '_' and '-' both map to '_' in the environ: X_Forwarded_For
-                # would merge into X-Forwarded-For (RFC 9110 17.10). Only a
-                # trusted front-end may send the names in forwarder_headers
-                # (Gunicorn 22+), e.g. nginx's SCRIPT_NAME.
-                if self.header_map == HM_DROP:
-                    kept = False
-                elif self.header_map == HM_REFUSE:
-                    self._fail(InvalidHeaderName, "'_' in field name")
-
+                _field_scheme(self, lp, nlen, v, vlen, folded, &scheme_seen, &scheme_https)
+            kept = _field_kept(self, kid, lp, nlen)
             if trailer:
                 if kept:
-                    if self._trailers is None:
-                        self._trailers = []
-                    if folded is None:
-                        folded = PyUnicode_DecodeLatin1(v, vlen, NULL)
-                    self._trailers.append((
-                        <object>KNOWN_UPPER[kid] if kid >= 0 else _upper_key(lp, nlen, False),
-                        folded))
+                    _field_trailer(self, kid, lp, nlen, v, vlen, folded)
                 continue
-
-            # record for the headers property and for framing
-            if self.nfields == self.fields_cap:
-                nf = <FieldRef*>realloc(self.fields, 2 * self.fields_cap * sizeof(FieldRef))
-                if nf == NULL:
-                    raise MemoryError()
-                self.fields = nf
-                self.fields_cap *= 2
-            nf = self.fields + self.nfields
-            self.nfields += 1
-            nf.name_off = (lp - base) - self.sc_base
-            nf.name_len = nlen
-            nf.known = kid
-            nf.kept = kept
-            if folded is not None:
-                if self._folded is None:
-                    self._folded = []
-                nf.val_off = -1 - len(self._folded)
-                nf.val_len = 0
-                self._folded.append(folded)
-                value = folded
-            else:
-                nf.val_off = (v - base) - self.sc_base
-                nf.val_len = vlen
-                value = None
-            if not kept:
-                continue
-            if kid >= 0:
-                key = <object>KNOWN_KEY[kid]
-            else:
-                key = _upper_key(lp, nlen, True)
-            if value is None:
-                value = _ascii_str(v, vlen) if vclass == 1 else PyUnicode_DecodeLatin1(v, vlen, NULL)
-            curp = PyDict_SetDefault(env, key, value)
-            if curp != <PyObject*>value:
-                # repeated field: joined with "," as Gunicorn does (RFC 9110 5.3)
-                env[key] = <str>(<object>curp) + "," + value
+            _field_record(self, base, lp, nlen, kid, kept, v, vlen, folded)
+            if kept:
+                _field_environ(env, kid, lp, nlen, folded, v, vlen, vclass)
         if not trailer:
             if scheme_seen:
                 self.url_scheme = S_HTTPS if scheme_https else S_HTTP
@@ -1351,21 +1168,11 @@ cdef class RequestParser:
 
     cdef int _connection_tokens(self, const char* v, Py_ssize_t n) except -1:
         """RFC 9112 9.3: every token of every Connection field counts."""
-        cdef Py_ssize_t i = 0, s, e
-        while i <= n:
-            s = i
-            while i < n and v[i] != b',':
-                i += 1
-            e = i
-            while s < e and _is_ws(v[s]):
-                s += 1
-            while e > s and _is_ws(v[e - 1]):
-                e -= 1
-            if _ieq(v + s, e - s, b"close", 5):
-                self.hflags |= HF_CLOSE
-            elif _ieq(v + s, e - s, b"keep-alive", 10):
-                self.hflags |= HF_KEEPALIVE
-            i += 1
+        cdef int found = connection_tokens(v, n)
+        if found & CONN_CLOSE:
+            self.hflags |= HF_CLOSE
+        if found & CONN_KEEPALIVE:
+            self.hflags |= HF_KEEPALIVE
         return 0
 
     cdef const char* _field_value(self, Py_ssize_t fi, Py_ssize_t* n) except NULL:
@@ -1409,22 +1216,22 @@ cdef class RequestParser:
                         i += 1
                     e = i
                     i += 1
-                    while s < e and _is_ws(v[s]):
+                    while s < e and is_ws(v[s]):
                         s += 1
-                    while e > s and _is_ws(v[e - 1]):
+                    while e > s and is_ws(v[e - 1]):
                         e -= 1
                     if e == s:
                         continue  # RFC 9110 5.6.1: empty list elements are ignored
-                    if _ieq(v + s, e - s, b"chunked", 7):
+                    if ieq(v + s, e - s, b"chunked", 7):
                         # stacked chunking is never intended
                         if chunked:
                             self._fail(InvalidHeader, "chunked applied twice")
                         chunked = True
-                    elif _ieq(v + s, e - s, b"identity", 8):
+                    elif ieq(v + s, e - s, b"identity", 8):
                         if chunked:
                             self._fail(InvalidHeader, "coding after chunked")
-                    elif (_ieq(v + s, e - s, b"gzip", 4) or _ieq(v + s, e - s, b"deflate", 7)
-                          or _ieq(v + s, e - s, b"compress", 8)):
+                    elif (ieq(v + s, e - s, b"gzip", 4) or ieq(v + s, e - s, b"deflate", 7)
+                          or ieq(v + s, e - s, b"compress", 8)):
                         # RFC 9112 6.1: chunked must be the final coding.
                         if chunked:
                             self._fail(InvalidHeader, "coding after chunked")
@@ -1615,7 +1422,7 @@ cdef class RequestParser:
         if semi != NULL:
             if memchr(semi, b'\r', ln - szend) != NULL:
                 self._fail(InvalidChunkExtension, "bare CR in chunk extension")
-            while szend > 0 and _is_ws(base[szend - 1]):
+            while szend > 0 and is_ws(base[szend - 1]):
                 szend -= 1                          # BWS before ';'
         if szend == 0 or szend > MAX_CHUNK_DIGITS:
             self._fail(InvalidChunkSize, "invalid chunk size")
@@ -1777,6 +1584,215 @@ cdef class RequestParser:
         return 1
 
 
+# --- _parse_fields, step by step ----------------------------------------------
+# Module-level cdef inline functions, not methods: RequestParser is not final,
+# so a cdef method is an indirect call through its vtable that the C compiler
+# cannot inline, and these run for every field line.
+
+cdef inline int _field_name(RequestParser self, const char* lp, Py_ssize_t ll, bint trailer,
+                            Py_ssize_t* nlen_out, const char** v_out) except -2:
+    """The name of the field line lp[:ll]: its length goes to nlen_out, where
+    its value starts to v_out; returns its known-name id, or -1."""
+    cdef const char* colon = <const char*>memchr(lp, b':', ll)
+    cdef Py_ssize_t nlen, j
+    cdef int kid
+    if colon == NULL or colon == lp:
+        self._fail(InvalidHeader, "field line without a name and colon")
+    nlen = colon - lp
+    if self.strip_header_spaces:
+        while nlen > 0 and is_ws(lp[nlen - 1]):
+            nlen -= 1
+        if nlen == 0:
+            self._fail(InvalidHeaderName, "empty field name")
+    # A table hit is an exact (case-folded) match of a token, so only
+    # other names need the byte-by-byte token check.
+    kid = _known_id(lp, nlen)
+    if kid < 0:
+        for j in range(nlen):
+            if not TCHAR[<unsigned char>lp[j]]:
+                self._fail(InvalidHeaderName, "field name is not a token")
+    # RFC 9110 6.5.1: fields that frame, route or authenticate the
+    # message must not arrive as trailers.
+    if trailer and (kid == ID_HOST or kid == ID_CONTENT_LENGTH or kid == ID_TRANSFER_ENCODING
+                    or kid == ID_TRAILER or kid == ID_AUTHORIZATION or kid == ID_TE):
+        self._fail(InvalidHeaderName, "field not allowed in trailers")
+    nlen_out[0] = nlen
+    v_out[0] = colon + 1
+    return kid
+
+
+cdef inline int _field_value_span(RequestParser self, const char** v, const char** ve) except -1:
+    """Trim the value v[0]:ve[0] (RFC 9110 5.5 OWS) and check its bytes;
+    returns its field_value_class, 1 (ASCII) or 2 (with obs-text)."""
+    cdef const char* a = v[0]
+    cdef const char* b = ve[0]
+    cdef int vclass
+    while a < b and is_ws(a[0]):
+        a += 1
+    while b > a and is_ws(b[-1]):
+        b -= 1
+    vclass = field_value_class(a, b - a)
+    if vclass == 0:
+        self._fail(InvalidHeader, "control byte in field value")
+    v[0] = a
+    ve[0] = b
+    return vclass
+
+
+cdef inline object _field_unfold(RequestParser self, const char* base, Py_ssize_t* k,
+                                 const char* v, const char* ve):
+    """RFC 9112 5.2: obs-fold is obsolete; when allowed, the value v:ve and its
+    continuation lines from k[0] on (k advances past them) joined by SP."""
+    cdef const char* cp
+    cdef const char* ce
+    cdef Py_ssize_t j
+    if not self.permit_obsolete_folding:
+        self._fail(ObsoleteFolding, "obsolete line folding")
+    parts = [PyUnicode_DecodeLatin1(v, ve - v, NULL)]
+    while k[0] < self.nlines and is_ws(base[self.lines[k[0]].off]):
+        cp = base + self.lines[k[0]].off
+        ce = cp + self.lines[k[0]].len
+        while cp < ce and is_ws(cp[0]):
+            cp += 1
+        while ce > cp and is_ws(ce[-1]):
+            ce -= 1
+        for j in range(ce - cp):
+            if not FIELD_OK[<unsigned char>cp[j]]:
+                self._fail(InvalidHeader, "control byte in field value")
+        parts.append(PyUnicode_DecodeLatin1(cp, ce - cp, NULL))
+        k[0] += 1
+    return " ".join(parts)
+
+
+cdef inline int _field_policy(RequestParser self, int kid, const char* v, Py_ssize_t vlen,
+                              object folded, bint trailer, bint* seen_host,
+                              bint* seen_ctype) except -1:
+    """Gunicorn's HeaderPolicy for the fields with a rule of their own: Host,
+    Content-Type, Expect, Connection."""
+    if kid == ID_HOST:
+        if seen_host[0]:
+            self._fail(InvalidHeader, "duplicate Host")
+        seen_host[0] = True
+        if folded is not None:
+            hb = (<str>folded).encode("latin-1")
+            if not _valid_host(hb, len(hb)) and not self._empty_host_ok(len(hb)):
+                self._fail(InvalidHeader, "empty Host" if not hb else "invalid Host")
+        elif not _valid_host(v, vlen) and not self._empty_host_ok(vlen):
+            self._fail(InvalidHeader, "empty Host" if vlen == 0 else "invalid Host")
+    elif kid == ID_CONTENT_TYPE:
+        if seen_ctype[0]:
+            self._fail(InvalidHeader, "duplicate Content-Type")
+        seen_ctype[0] = True
+    elif kid == ID_EXPECT and not trailer:
+        # RFC 9110 10.1.1: only 100-continue is defined; ignore it in
+        # HTTP/1.0; anything else is 417.
+        if folded is None and ieq(v, vlen, b"100-continue", 12):
+            if self.version is V11:
+                self.expect_continue = True
+        else:
+            self._fail(ExpectationFailed, "unsupported expectation")
+    elif kid == ID_CONNECTION and not trailer:
+        self._connection_tokens(v, vlen)
+    return 0
+
+
+cdef inline int _field_scheme(RequestParser self, const char* lp, Py_ssize_t nlen, const char* v,
+                              Py_ssize_t vlen, object folded, bint* seen, bint* https) except -1:
+    """secure_scheme_headers from a trusted peer: every one present must agree."""
+    cdef Py_ssize_t sidx
+    cdef bint secure
+    for sidx in range(len(self._secure_headers)):
+        sname, svalue = self._secure_headers[sidx]
+        if not _name_eq(lp, nlen, sname):
+            continue
+        if folded is not None:
+            secure = (<str>folded).encode("latin-1") == svalue
+        else:
+            secure = (vlen == len(svalue)
+                      and memcmp(v, PyBytes_AS_STRING(svalue), vlen) == 0)
+        if seen[0] and secure != https[0]:
+            self._fail(InvalidSchemeHeaders, "conflicting secure scheme headers")
+        seen[0] = True
+        https[0] = secure
+    return 0
+
+
+cdef inline bint _field_kept(RequestParser self, int kid, const char* lp, Py_ssize_t nlen) except -1:
+    """Whether the field reaches the environ (header_map decides for '_')."""
+    if (kid < 0 and memchr(lp, b'_', nlen) != NULL
+            and not (self.trusted and _in_names(lp, nlen, self._forwarder))):
+        # '_' and '-' both map to '_' in the environ: X_Forwarded_For
+        # would merge into X-Forwarded-For (RFC 9110 17.10). Only a
+        # trusted front-end may send the names in forwarder_headers
+        # (Gunicorn 22+), e.g. nginx's SCRIPT_NAME.
+        if self.header_map == HM_DROP:
+            return False
+        elif self.header_map == HM_REFUSE:
+            self._fail(InvalidHeaderName, "'_' in field name")
+    return True
+
+
+cdef inline int _field_trailer(RequestParser self, int kid, const char* lp, Py_ssize_t nlen,
+                               const char* v, Py_ssize_t vlen, object folded) except -1:
+    if self._trailers is None:
+        self._trailers = []
+    if folded is None:
+        folded = PyUnicode_DecodeLatin1(v, vlen, NULL)
+    self._trailers.append((
+        <object>KNOWN_UPPER[kid] if kid >= 0 else _upper_key(lp, nlen, False),
+        folded))
+    return 0
+
+
+cdef inline int _field_record(RequestParser self, const char* base, const char* lp,
+                              Py_ssize_t nlen, int kid, bint kept, const char* v,
+                              Py_ssize_t vlen, object folded) except -1:
+    """Note the field for the headers property and for framing."""
+    cdef FieldRef* nf
+    if self.nfields == self.fields_cap:
+        nf = <FieldRef*>realloc(self.fields, 2 * self.fields_cap * sizeof(FieldRef))
+        if nf == NULL:
+            raise MemoryError()
+        self.fields = nf
+        self.fields_cap *= 2
+    nf = self.fields + self.nfields
+    self.nfields += 1
+    nf.name_off = (lp - base) - self.sc_base
+    nf.name_len = nlen
+    nf.known = kid
+    nf.kept = kept
+    if folded is not None:
+        if self._folded is None:
+            self._folded = []
+        nf.val_off = -1 - len(self._folded)
+        nf.val_len = 0
+        self._folded.append(folded)
+    else:
+        nf.val_off = (v - base) - self.sc_base
+        nf.val_len = vlen
+    return 0
+
+
+cdef inline int _field_environ(dict env, int kid, const char* lp, Py_ssize_t nlen,
+                               object folded, const char* v, Py_ssize_t vlen,
+                               int vclass) except -1:
+    """HTTP_NAME (CONTENT_TYPE, CONTENT_LENGTH) = value in the environ."""
+    cdef PyObject* curp
+    if kid >= 0:
+        key = <object>KNOWN_KEY[kid]
+    else:
+        key = _upper_key(lp, nlen, True)
+    if folded is not None:
+        value = folded
+    else:
+        value = _ascii_str(v, vlen) if vclass == 1 else PyUnicode_DecodeLatin1(v, vlen, NULL)
+    curp = PyDict_SetDefault(env, key, value)
+    if curp != <PyObject*>value:
+        # repeated field: joined with "," as Gunicorn does (RFC 9110 5.3)
+        env[key] = <str>(<object>curp) + "," + value
+    return 0
+
+
 cdef bint _in_names(const char* p, Py_ssize_t n, tuple names) except -1:
     """Field name p[:n] is one of ``names`` (upper-case str), or they hold "*"."""
     for name in names:
@@ -1827,24 +1843,24 @@ cdef bint _valid_chunk_ext(const char* p, Py_ssize_t n) noexcept:
     cdef Py_ssize_t i = 0, s, j
     cdef unsigned char c
     while i < n:
-        while i < n and _is_ws(p[i]):
+        while i < n and is_ws(p[i]):
             i += 1
         if i >= n or p[i] != b';':
             return False
         i += 1
-        while i < n and _is_ws(p[i]):
+        while i < n and is_ws(p[i]):
             i += 1
         s = i
-        while i < n and TOKEN[<unsigned char>p[i]]:
+        while i < n and TCHAR[<unsigned char>p[i]]:
             i += 1
         if i == s:
             return False
         j = i
-        while j < n and _is_ws(p[j]):
+        while j < n and is_ws(p[j]):
             j += 1
         if j < n and p[j] == b'=':
             i = j + 1
-            while i < n and _is_ws(p[i]):
+            while i < n and is_ws(p[i]):
                 i += 1
             if i < n and p[i] == b'"':
                 i += 1
@@ -1869,7 +1885,7 @@ cdef bint _valid_chunk_ext(const char* p, Py_ssize_t n) noexcept:
                     i += 1
             else:
                 s = i
-                while i < n and TOKEN[<unsigned char>p[i]]:
+                while i < n and TCHAR[<unsigned char>p[i]]:
                     i += 1
                 if i == s:
                     return False

@@ -49,6 +49,7 @@ cdef class Response:
     cpdef tuple frame_file(self, long long avail)
     cpdef file_sent(self, long long n)
     cpdef bytes finish(self)
+    cdef void refuse_keep_alive(self) noexcept   # _conn: this connection will close
     cdef void _decide(self, bint last, long long n)
     cdef bint _conn_keep(self)
     cdef bint body_done_and_closing(self)

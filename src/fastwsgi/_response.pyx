@@ -55,18 +55,24 @@ from libc.stdio cimport snprintf
 from libc.string cimport memcpy
 from libc.time cimport gmtime_r, time, time_t, tm
 
+from fastwsgi.includes.http cimport (
+    CONN_CLOSE,
+    TCHAR,
+    connection_tokens,
+    field_value_class,
+    http_tables_init,
+    ieq,
+)
+
 from fastwsgi.errors import ResponseError
+from fastwsgi.http_rules import TCHARS
 
 SMALL_BODY = 16384
 cdef Py_ssize_t C_SMALL_BODY = 16384
 
-# RFC 9110 section 5.6.2: tchar.
-cdef unsigned char TCHAR[256]
-cdef int _i
-for _i in range(256):
-    TCHAR[_i] = 0
-for _i in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
-    TCHAR[_i] = 1
+# The byte rules (TCHAR, the CTL check, the case-insensitive compare, the
+# Connection tokens) are shared with the parser: includes/http.pxd.
+http_tables_init(TCHARS.encode("ascii"))
 
 # RFC 9110 section 5.6.7 IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT": always
 # English names and GMT, so it is formatted here rather than by strftime (whose
@@ -112,21 +118,6 @@ def http_date_header(t=None):
     return _format_date_header(<time_t>t)
 
 
-cdef inline bint _ieq(const char* p, Py_ssize_t n, const char* lit, Py_ssize_t litn):
-    # ASCII case-insensitive compare with a lower-case literal.
-    cdef Py_ssize_t i
-    cdef char c
-    if n != litn:
-        return False
-    for i in range(n):
-        c = p[i]
-        if 65 <= c <= 90:
-            c = c + 32
-        if c != lit[i]:
-            return False
-    return True
-
-
 cdef bytes _latin1(object s, str what):
     if type(s) is not str:
         raise ResponseError(f"{what} must be a str, not {type(s).__name__}: {s!r}")
@@ -134,35 +125,6 @@ cdef bytes _latin1(object s, str what):
         return (<str>s).encode("latin-1")
     except UnicodeEncodeError:
         raise ResponseError(f"{what} is not latin-1: {s!r}") from None
-
-
-cdef bint _has_ctl(const char* p, Py_ssize_t n):
-    # CTLs (0x00-0x1F, 0x7F) except HTAB: RFC 9110 section 5.5 field-value.
-    cdef Py_ssize_t i
-    cdef unsigned char c
-    for i in range(n):
-        c = <unsigned char>p[i]
-        if (c < 0x20 and c != 0x09) or c == 0x7F:
-            return True
-    return False
-
-
-cdef bint _has_close_token(const char* p, Py_ssize_t n):
-    # Connection: a comma-separated token list; is "close" one of them?
-    cdef Py_ssize_t i = 0, start, stop
-    while i <= n:
-        start = i
-        while i < n and p[i] != 44:  # ','
-            i += 1
-        stop = i
-        while start < stop and (p[start] == 32 or p[start] == 9):
-            start += 1
-        while stop > start and (p[stop - 1] == 32 or p[stop - 1] == 9):
-            stop -= 1
-        if _ieq(p + start, stop - start, "close", 5):
-            return True
-        i += 1
-    return False
 
 
 cdef const char* _HEX = b"0123456789abcdef"
@@ -220,7 +182,7 @@ cdef class Response:
         self.is_head = is_head
         self.want_keep_alive = keep_alive
         self.http11 = http11
-        if server and _has_ctl(server, len(server)):
+        if server and field_value_class(server, len(server)) == 0:
             raise ValueError("server header value contains control characters")
         self.server = server
         self.status = None
@@ -247,7 +209,7 @@ cdef class Response:
             raise ResponseError(f"status must start with a 3-digit code: {status!r}")
         if n > 3 and p[3] != 32:
             raise ResponseError(f"status code must be followed by a space: {status!r}")
-        if _has_ctl(p, n):
+        if field_value_class(p, n) == 0:
             raise ResponseError(f"control character in status: {status!r}")
         code = (p[0] - 48) * 100 + (p[1] - 48) * 10 + (p[2] - 48)
         if code < 100:
@@ -271,7 +233,7 @@ cdef class Response:
                 if not TCHAR[<unsigned char>p[a]]:
                     raise ResponseError(f"invalid header name: {name!r}")
             bval = _latin1(value, "header value")
-            if _has_ctl(bval, len(bval)):
+            if field_value_class(bval, len(bval)) == 0:
                 raise ResponseError(f"control character in header {name!r}: {value!r}")
             # Strip optional whitespace (RFC 9110 section 5.5), like Gunicorn.
             p = bval
@@ -284,7 +246,7 @@ cdef class Response:
             if a != 0 or b != len(bval):
                 bval = bval[a:b]
             p = bname
-            if _ieq(p, n, "content-length", 14):
+            if ieq(p, n, "content-length", 14):
                 if not bval or not bval.isdigit() or len(bval) > 18:
                     raise ResponseError(f"invalid Content-Length: {value!r}")
                 # At most 18 ASCII digits (checked above): fits, no int().
@@ -296,19 +258,19 @@ cdef class Response:
                     raise ResponseError("conflicting Content-Length headers")
                 cl = v
                 continue
-            if _ieq(p, n, "connection", 10):
-                if _has_close_token(bval, len(bval)):
+            if ieq(p, n, "connection", 10):
+                if connection_tokens(bval, len(bval)) & CONN_CLOSE:
                     app_close = True
                 continue
-            if (_ieq(p, n, "transfer-encoding", 17) or _ieq(p, n, "keep-alive", 10)
-                    or _ieq(p, n, "te", 2) or _ieq(p, n, "trailer", 7)
-                    or _ieq(p, n, "trailers", 8) or _ieq(p, n, "upgrade", 7)
-                    or _ieq(p, n, "proxy-authenticate", 18)
-                    or _ieq(p, n, "proxy-authorization", 19)):
+            if (ieq(p, n, "transfer-encoding", 17) or ieq(p, n, "keep-alive", 10)
+                    or ieq(p, n, "te", 2) or ieq(p, n, "trailer", 7)
+                    or ieq(p, n, "trailers", 8) or ieq(p, n, "upgrade", 7)
+                    or ieq(p, n, "proxy-authenticate", 18)
+                    or ieq(p, n, "proxy-authorization", 19)):
                 continue
-            if _ieq(p, n, "server", 6):
+            if ieq(p, n, "server", 6):
                 app_server = True
-            elif _ieq(p, n, "date", 4):
+            elif ieq(p, n, "date", 4):
                 app_date = True
             parts.append(bname + b": " + bval + b"\r\n")
         self.status = status
@@ -386,6 +348,12 @@ cdef class Response:
         assert pos == total
         self.headers_sent = True
         return out
+
+    cdef void refuse_keep_alive(self) noexcept:
+        """The connection will carry no other request (its reasons are
+        _conn's: a body it cannot drain, a dead parser): the head, when it
+        is built, says ``Connection: close``."""
+        self.want_keep_alive = False
 
     cdef bint _conn_keep(self):
         return (self.want_keep_alive and not self._app_close

@@ -1,8 +1,11 @@
 # The socket-level syscalls _conn.pyx calls with the GIL released: recv/send
-# (sys/socket.h), poll (poll.h) and Linux sendfile(2) (sys/sendfile.h).
-# writev comes from Cython's own posix/uio.pxd.
+# (sys/socket.h), poll (poll.h), Linux sendfile(2) (sys/sendfile.h) and
+# preadv2(2); writev comes from Cython's own posix/uio.pxd. Also the address
+# conversions (inet_pton/inet_ntop) that _conn.pyx and the parser's PROXY
+# protocol code use.
 
 from posix.types cimport off_t
+from posix.uio cimport iovec
 
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -31,6 +34,13 @@ cdef extern from "<poll.h>" nogil:
 
 cdef extern from "<sys/sendfile.h>" nogil:
     ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count)
+
+
+# preadv2(2) with RWF_NOWAIT: read a file only from the page cache, never
+# blocking on the disk (Linux 4.14+).
+cdef extern from "<sys/uio.h>" nogil:
+    ssize_t preadv2(int fd, const iovec* iov, int iovcnt, off_t offset, int flags)
+    enum: RWF_NOWAIT
 
 
 # accept4(2) on the listener's raw fd (no Python socket object per connection)
@@ -67,6 +77,7 @@ cdef extern from "<netinet/in.h>" nogil:
 
 
 cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char* src, void* dst)
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
     enum: INET6_ADDRSTRLEN
 
