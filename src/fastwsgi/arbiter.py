@@ -77,7 +77,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastwsgi import SERVER_SOFTWARE, __version__, systemd
 from fastwsgi.app import WSGIApp, describe_exception
-from fastwsgi.config import ArbiterSettings, Groups
 from fastwsgi.errors import AppImportError, BindError, FastWSGIError
 from fastwsgi.heartbeat import HeartbeatPool
 from fastwsgi.metrics import (
@@ -89,6 +88,7 @@ from fastwsgi.metrics import (
     restart_reason,
 )
 from fastwsgi.procops import ProcOps, describe_status
+from fastwsgi.settings import ArbiterSettings, Groups
 from fastwsgi.sock import (
     FD_ENV,
     Listener,

@@ -22,10 +22,13 @@ defaults (some read an environment variable, like Gunicorn's ``PORT``,
 through the same validator, which accepts the Python type or its string form.
 
 Subsystems never see the whole configuration. ``Settings.groups()`` turns the
-validated values into the frozen dataclasses below, and each subsystem receives
-only its own group: the parser gets ``ParserSettings``, the worker
-``WorkerSettings``, the arbiter ``ArbiterSettings``, logging ``LogSettings``.
-Tests build these groups directly.
+validated values into the frozen dataclasses of ``settings.py``, each field
+taking the setting of the same name unless it is one of the few computed
+values named there, and each subsystem receives only its own group: the parser
+gets ``ParserSettings``, the worker ``WorkerSettings``, the arbiter
+``ArbiterSettings``, logging ``LogSettings``. Tests build these groups
+directly. A new setting that a subsystem reads is a row in ``SETTINGS`` plus a
+field of the same name in its group.
 
 Defaults cite their source: "Gunicorn" means Gunicorn 27's default for the
 setting of the same name.
@@ -34,6 +37,7 @@ setting of the same name.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import grp
 import importlib
 import inspect
@@ -45,183 +49,18 @@ import socket
 import sys
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
 
 from fastwsgi.errors import ConfigError
 from fastwsgi.http_rules import is_token
-
-
-@dataclass(frozen=True)
-class ParserSettings:
-    """What the sans-IO parser needs; ``as_kwargs()`` feeds RequestParser."""
-
-    # Gunicorn 4094; capped at 8190 like Gunicorn (nginx large_client_header_buffers is 8k).
-    limit_request_line: int = 4094
-    # Gunicorn 100 (Apache LimitRequestFields is 100 too).
-    limit_request_fields: int = 100
-    # Gunicorn 8190 (Apache LimitRequestFieldSize 8190).
-    limit_request_field_size: int = 8190
-    # Whole header block: 100 fields of 8190 bytes could be 800 KiB; nginx caps
-    # the head at 4 x 8k buffers, so we allow 64 KiB by default.
-    limit_request_headers_total: int = 65536
-    # 0 = unlimited (Gunicorn has no body limit; nginx client_max_body_size is 1m).
-    limit_request_body: int = 0
-    header_map: str = "drop"  # drop | refuse | dangerous (Gunicorn)
-    permit_obsolete_folding: bool = False
-    permit_unconventional_http_method: bool = False
-    casefold_http_method: bool = False
-    strip_header_spaces: bool = False
-    permit_missing_host: bool = False  # ours: RFC 9112 3.2 says 400
-    # Gunicorn secure_scheme_headers default.
-    secure_scheme_headers: tuple[tuple[str, str], ...] = (
-        ("X-FORWARDED-PROTOCOL", "ssl"),
-        ("X-FORWARDED-PROTO", "https"),
-        ("X-FORWARDED-SSL", "on"),
-    )
-    proxy_protocol: str = "off"  # off | v1 | v2 | auto (Gunicorn)
-    # Gunicorn 22+ forwarder_headers: names with '_' a trusted front-end
-    # (forwarded_allow_ips) may send whatever header_map says; SCRIPT_NAME
-    # is how nginx tells the app its mount point (proxy_set_header SCRIPT_NAME).
-    forwarder_headers: tuple[str, ...] = ("SCRIPT_NAME", "PATH_INFO")
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """What a worker process needs (sync and gthread)."""
-
-    worker_class: str = "sync"
-    threads: int = 1
-    worker_connections: int = 1000  # Gunicorn
-    timeout: float = 30.0  # Gunicorn
-    graceful_timeout: float = 30.0  # Gunicorn
-    keepalive: float = 2.0  # Gunicorn keepalive seconds
-    max_requests: int = 0  # Gunicorn: 0 = never recycle
-    max_requests_jitter: int = 0
-    max_worker_memory: int = 0  # MiB; ours (0 = off)
-    sendfile: bool = True
-    # Gunicorn 22+ default is 127.0.0.1,::1
-    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
-    proxy_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
-    # Seconds a client may take to send a complete request head (slowloris);
-    # nginx client_header_timeout is 60s, we are stricter behind no proxy.
-    header_timeout: float = 30.0
-    # Seconds between two reads of a request body (nginx client_body_timeout 60s).
-    body_timeout: float = 30.0
-    script_name: str = ""  # from the SCRIPT_NAME environment variable
-    server_software: str = ""
-    parser: ParserSettings = field(default_factory=ParserSettings)
-
-
-@dataclass(frozen=True)
-class ArbiterSettings:
-    """What the master process needs."""
-
-    bind: tuple[str, ...] = ("127.0.0.1:8000",)  # Gunicorn
-    backlog: int = 2048  # Gunicorn
-    workers: int = 1  # Gunicorn: WEB_CONCURRENCY else 1
-    timeout: float = 30.0
-    graceful_timeout: float = 30.0
-    reuse_port: bool = False
-    preload_app: bool = False
-    daemon: bool = False
-    enable_stdio_inheritance: bool = False
-    pidfile: str | None = None
-    user: int | None = None
-    group: int | None = None
-    umask: int = 0
-    chdir: str | None = None
-    proc_name: str | None = None
-    worker_tmp_dir: str | None = None
-    reload: bool = False
-    reload_extra_files: tuple[str, ...] = ()
-    max_worker_memory: int = 0
-    enable_backlog_metric: bool = False
-    metrics_bind: str | None = None
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    """What logging needs."""
-
-    errorlog: str = "-"  # Gunicorn: stderr
-    loglevel: str = "info"
-    accesslog: str | None = None  # Gunicorn: off
-    access_log_format: str = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
-    access_log_json: bool = False
-    capture_output: bool = False
-    logconfig: str | None = None
-    logconfig_dict: dict[str, Any] | None = None
-    statsd_host: str | None = None
-    statsd_prefix: str = ""
-    dogstatsd_tags: str = ""
-    syslog: bool = False
-    syslog_addr: str = "udp://localhost:514"  # Gunicorn
-    syslog_prefix: str | None = None
-    syslog_facility: str = "user"  # Gunicorn
-    disable_redirect_access_to_syslog: bool = False
-    proc_name: str | None = None
-    # Workers switch to these (-u/-g): log files are chowned so they can reopen them on USR1.
-    user: int | None = None
-    group: int | None = None
-
-
-HookFn = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class Hooks:
-    """Server hooks with Gunicorn's names and signatures; ``None`` = not set."""
-
-    on_starting: HookFn | None = None  # (server)
-    on_reload: HookFn | None = None  # (server)
-    when_ready: HookFn | None = None  # (server)
-    pre_fork: HookFn | None = None  # (server, worker)
-    post_fork: HookFn | None = None  # (server, worker)
-    post_worker_init: HookFn | None = None  # (worker)
-    worker_int: HookFn | None = None  # (worker)
-    worker_abort: HookFn | None = None  # (worker)
-    pre_exec: HookFn | None = None  # (server)
-    pre_request: HookFn | None = None  # (worker, req)
-    post_request: HookFn | None = None  # (worker, req, environ, resp)
-    child_exit: HookFn | None = None  # (server, worker)
-    worker_exit: HookFn | None = None  # (server, worker)
-    nworkers_changed: HookFn | None = None  # (server, new_value, old_value)
-    on_exit: HookFn | None = None  # (server)
-
-    def call(self, name: str, log: Any, *args: Any) -> None:
-        """Run hook ``name`` if set. A failing hook is logged through ``log``,
-        never fatal (as in Gunicorn); SystemExit still propagates."""
-        fn = getattr(self, name)
-        if fn is None:
-            return
-        try:
-            fn(*args)
-        except SystemExit:
-            raise
-        except Exception:
-            log.exception("Exception in %s hook", name)
-
-
-@dataclass(frozen=True)
-class Groups:
-    """Everything a running server needs, split by subsystem."""
-
-    app_uri: str
-    arbiter: ArbiterSettings
-    worker: WorkerSettings
-    log: LogSettings
-    hooks: Hooks
-    chdir: str | None = None
-    pythonpath: tuple[str, ...] = ()
-    raw_env: tuple[str, ...] = ()
-    # --paste: app_uri is then the ini's absolute path (and "#name").
-    paste: bool = False
-    paste_global_conf: tuple[str, ...] = ()
-
+from fastwsgi.settings import ArbiterSettings as ArbiterSettings
+from fastwsgi.settings import Groups as Groups
+from fastwsgi.settings import HookFn as HookFn
+from fastwsgi.settings import Hooks as Hooks
+from fastwsgi.settings import LogSettings as LogSettings
+from fastwsgi.settings import ParserSettings as ParserSettings
+from fastwsgi.settings import WorkerSettings as WorkerSettings
 
 # --- Validators ---------------------------------------------------------------
 # Each takes the Python value (config file) or its string form (CLI, env) and
@@ -1828,6 +1667,21 @@ def default_config_file(cwd: str | None = None) -> str | None:
 # --- Settings: the values from all sources ---------------------------------------
 
 
+_G = TypeVar("_G")
+
+
+def _fill(group: type[_G], values: Mapping[str, Any], **computed: Any) -> _G:
+    """Build a frozen group: each field takes the setting of the same name,
+    except the ``computed`` ones; a field with neither is a KeyError here, in
+    every test that loads a configuration."""
+    return group(
+        **{
+            f.name: computed[f.name] if f.name in computed else values[f.name]
+            for f in dataclasses.fields(group)  # type: ignore[arg-type]
+        }
+    )
+
+
 class Settings:
     """Validated values of every setting, and where each came from."""
 
@@ -1925,101 +1779,37 @@ class Settings:
         from fastwsgi import SERVER_SOFTWARE
 
         v = self.values
-        parser = ParserSettings(
-            limit_request_line=v["limit_request_line"],
-            limit_request_fields=v["limit_request_fields"],
-            limit_request_field_size=v["limit_request_field_size"],
-            limit_request_headers_total=v["limit_request_headers_total"],
-            limit_request_body=v["limit_request_body"],
-            header_map=v["header_map"],
-            permit_obsolete_folding=v["permit_obsolete_folding"],
-            permit_unconventional_http_method=v["permit_unconventional_http_method"],
-            casefold_http_method=v["casefold_http_method"],
-            strip_header_spaces=v["strip_header_spaces"],
-            permit_missing_host=v["permit_missing_host"],
-            secure_scheme_headers=v["secure_scheme_headers"],
-            proxy_protocol=v["proxy_protocol"],
-            forwarder_headers=v["forwarder_headers"],
-        )
-        worker = WorkerSettings(
+        proc_name = v["proc_name"] or self.app_uri
+        parser = _fill(ParserSettings, v)
+        worker = _fill(
+            WorkerSettings,
+            v,
             worker_class=self.worker_class,
-            threads=v["threads"],
-            worker_connections=v["worker_connections"],
-            timeout=v["timeout"],
-            graceful_timeout=v["graceful_timeout"],
-            keepalive=v["keepalive"],
-            max_requests=v["max_requests"],
-            max_requests_jitter=v["max_requests_jitter"],
-            max_worker_memory=v["max_worker_memory"],
-            sendfile=v["sendfile"],
-            forwarded_allow_ips=v["forwarded_allow_ips"],
-            proxy_allow_ips=v["proxy_allow_ips"],
-            header_timeout=v["header_timeout"],
-            body_timeout=v["body_timeout"],
             script_name=v["script_name"].rstrip("/"),
             server_software=SERVER_SOFTWARE,
             parser=parser,
         )
-        proc_name = v["proc_name"] or self.app_uri
-        arbiter = ArbiterSettings(
-            bind=v["bind"],
-            backlog=v["backlog"],
-            workers=v["workers"],
-            timeout=v["timeout"],
-            graceful_timeout=v["graceful_timeout"],
-            reuse_port=v["reuse_port"],
-            preload_app=v["preload_app"],
-            daemon=v["daemon"],
-            enable_stdio_inheritance=v["enable_stdio_inheritance"],
-            pidfile=v["pidfile"],
-            user=v["user"],
-            group=v["group"],
-            umask=v["umask"],
-            chdir=v["chdir"],
-            proc_name=proc_name,
-            worker_tmp_dir=v["worker_tmp_dir"],
-            reload=v["reload"],
-            reload_extra_files=v["reload_extra_files"],
-            enable_backlog_metric=v["enable_backlog_metric"],
-            max_worker_memory=v["max_worker_memory"],
-            metrics_bind=v["metrics_bind"],
-        )
+        arbiter = _fill(ArbiterSettings, v, proc_name=proc_name)
         if arbiter.metrics_bind:
             taken = metrics_collision(arbiter.metrics_bind, arbiter.bind)
             if taken is not None:
                 raise ConfigError(
                     f"--metrics-bind {arbiter.metrics_bind} is also a --bind address ({taken})"
                 )
-        log = LogSettings(
-            errorlog=v["errorlog"],
-            loglevel=v["loglevel"],
-            accesslog=v["accesslog"],
-            access_log_format=v["access_log_format"],
-            access_log_json=v["access_log_json"],
-            capture_output=v["capture_output"],
-            logconfig=v["logconfig"],
+        log = _fill(
+            LogSettings,
+            v,
             logconfig_dict=v["logconfig_dict"] or self._logconfig_json(),
-            statsd_host=v["statsd_host"],
-            statsd_prefix=v["statsd_prefix"],
-            dogstatsd_tags=v["dogstatsd_tags"],
-            syslog=v["syslog"],
-            syslog_addr=v["syslog_addr"],
-            syslog_prefix=v["syslog_prefix"],
-            syslog_facility=v["syslog_facility"],
-            disable_redirect_access_to_syslog=v["disable_redirect_access_to_syslog"],
             proc_name=proc_name,
-            user=v["user"],
-            group=v["group"],
         )
-        return Groups(
+        return _fill(
+            Groups,
+            v,
             app_uri=self.app_uri or "",
             arbiter=arbiter,
             worker=worker,
             log=log,
             hooks=self.hooks(),
-            chdir=v["chdir"],
-            pythonpath=v["pythonpath"],
-            raw_env=v["raw_env"],
             paste=bool(v["paste"]),
             paste_global_conf=v["raw_paste_global_conf"],
         )

@@ -53,7 +53,8 @@ from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any, NamedTuple
 
-from fastwsgi.config import SYSLOG_FACILITIES, LogSettings, parse_syslog_address
+from fastwsgi.config import SYSLOG_FACILITIES, parse_syslog_address
+from fastwsgi.settings import LogSettings
 
 ERROR_FMT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 DATE_FMT = "[%Y-%m-%d %H:%M:%S %z]"

@@ -64,9 +64,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastwsgi.app import WSGIApp, describe_exception
-from fastwsgi.config import Hooks, WorkerSettings
 from fastwsgi.errors import AppImportError
 from fastwsgi.heartbeat import HeartbeatSlot
+from fastwsgi.settings import Hooks, WorkerSettings
 
 if TYPE_CHECKING:
     import socket
