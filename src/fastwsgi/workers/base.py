@@ -48,10 +48,23 @@ replacement starts accepting while it finishes its requests; Gunicorn's
 arbiter learns only when it exits, and with one worker nothing accepts
 meanwhile. Over ``max_worker_memory`` it does not: memory is what is short,
 and the replacement waits until this process has gone.
+
+What the two loops share lives here too: the accept batch and back-off, the
+answer to ``accept()`` running out of fds or memory (:meth:`accept_failed`),
+the listeners' set-up (:meth:`open_listeners`, :func:`register_listener`),
+the tick that bounds every wait (:meth:`tick`) and the snapshot of the accept
+queues a leaving worker serves (:meth:`queued_snapshot`). The differences are
+deliberate: ``sync`` registers its listeners once and, on an fd shortage,
+sleeps the back-off in its only thread, and on the way out waits for each
+queued connection's head with a blocking ``wait_head`` (nothing else needs
+the thread); ``gthread`` unregisters its listeners for the back-off (or at
+``worker_connections``) and keeps serving, and leaving, parks queued
+connections in its selector like any other.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import select
@@ -67,6 +80,7 @@ from fastwsgi.app import WSGIApp, describe_exception
 from fastwsgi.errors import AppImportError
 from fastwsgi.heartbeat import HeartbeatSlot
 from fastwsgi.settings import Hooks, WorkerSettings
+from fastwsgi.sock import accept_queue_length
 
 if TYPE_CHECKING:
     import socket
@@ -100,6 +114,16 @@ MASTER_SIGNALS = (
 HELD_UNTIL_HANDLERS = (*MASTER_SIGNALS, signal.SIGABRT)
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+# Connections accepted per wake-up before looking at signals and, in gthread,
+# serving the others (ours).
+ACCEPT_BATCH = 64
+# Seconds without accepting after accept() ran out of fds or memory (ours;
+# Gunicorn retries at once and spins).
+ACCEPT_BACKOFF = 0.5
+# accept() errors that say the process or the system is out of fds or memory:
+# the listener stays readable, so the loop must back off, not spin or die.
+ACCEPT_SHORTAGE = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 
 def set_proctitle(title: str) -> None:
@@ -391,6 +415,50 @@ class Worker:
         return "".join(parts)
 
     # --- liveness and recycling ------------------------------------------------
+
+    def tick(self) -> float:
+        """Seconds that bound every wait of the loop: it stamps the heartbeat
+        and looks for its parent at least this often. Half of ``timeout`` (the
+        heartbeat's deadline) but at most 1 s, so a worker whose master died
+        stops within a second rather than after ``timeout / 2``, and at least
+        50 ms, so a tiny ``timeout`` does not spin; 1 s with no timeout."""
+        if self.timeout <= 0:
+            return 1.0
+        return max(min(self.timeout / 2.0, 1.0), 0.05)
+
+    def open_listeners(self) -> dict[int, tuple[socket.socket, object]]:
+        """fd -> (listener, its address for the environ), each non-blocking;
+        the loop registers them (:func:`register_listener`)."""
+        out: dict[int, tuple[socket.socket, object]] = {}
+        for lsock in self.listeners:
+            lsock.setblocking(False)
+            out[lsock.fileno()] = (lsock, lsock.getsockname())
+        return out
+
+    def accept_failed(self, exc: OSError) -> bool:
+        """True, with one warning, when ``accept()`` failed for want of fds or
+        memory and the loop should stop accepting for ``ACCEPT_BACKOFF`` (the
+        other workers, and this one's open files, may free up); False for an
+        error the caller re-raises."""
+        if exc.errno not in ACCEPT_SHORTAGE:
+            return False
+        self.log.warning("accept() failed: %s; pausing accepts for %ss", exc, ACCEPT_BACKOFF)
+        return True
+
+    def queued_snapshot(self) -> dict[int, int]:
+        """Leaving: listener fd -> connections waiting in its accept queue now
+        (``TCP_INFO``; ``ACCEPT_BATCH`` for a unix socket, whose queue the
+        kernel does not show), those with none left out. Their clients sent a
+        request before the stop, and when the whole server stops nobody else
+        would take them (closing the listener resets them: Gunicorn #2529);
+        a snapshot, so connections that keep arriving cannot hold the worker."""
+        out: dict[int, int] = {}
+        for lsock in self.listeners:
+            n = accept_queue_length(lsock)
+            n = ACCEPT_BATCH if n is None else n
+            if n > 0:
+                out[lsock.fileno()] = n
+        return out
 
     def notify(self) -> None:
         """Stamp the heartbeat; call at least every ``timeout / 2`` seconds."""

@@ -73,17 +73,20 @@ longer than that is closed at once.
 
 from __future__ import annotations
 
-import errno
 import os
 import select
-import socket
 import threading
 import time
 from collections import deque
 
 from fastwsgi._conn import Connection, WorkerContext, accept, epoll_arm, pipe_drain, pipe_wake
-from fastwsgi.sock import accept_queue_length
-from fastwsgi.workers.base import Worker, close_listeners_copies, register_listener
+from fastwsgi.workers.base import (
+    ACCEPT_BACKOFF,
+    ACCEPT_BATCH,
+    Worker,
+    close_listeners_copies,
+    register_listener,
+)
 
 # Requests served back to back on one connection while nobody is queued,
 # before the selector thread gets its turn (ours: the selector may have
@@ -96,11 +99,6 @@ INLINE_REQUESTS = 16
 # thread nobody needed). Never longer than 2 ms, so a burst that finds every
 # other thread busy waits at most that for this one.
 LINGER = 0.002
-# Connections accepted per wake-up before serving the others (ours).
-ACCEPT_BATCH = 64
-# Seconds without accepting after accept() ran out of fds or memory (ours;
-# Gunicorn retries at once and spins).
-ACCEPT_BACKOFF = 0.5
 # Seconds after its last answer that a leaving worker keeps an idle
 # keep-alive connection open (never past its keep-alive timeout), for a
 # request its client may already be sending: that request is answered
@@ -250,11 +248,9 @@ class ThreadWorker(Worker):
         if self.wakeup_fd >= 0:
             self.fdmap[self.wakeup_fd] = _SIGNAL
             self.ep.register(self.wakeup_fd, select.EPOLLIN)
-        self.lsocks: dict[int, tuple[socket.socket, object]] = {}
-        for lsock in self.listeners:
-            lsock.setblocking(False)
-            self.lsocks[lsock.fileno()] = (lsock, lsock.getsockname())
-            self.fdmap[lsock.fileno()] = _LISTENER
+        self.lsocks = self.open_listeners()
+        for fd in self.lsocks:
+            self.fdmap[fd] = _LISTENER
         self._listen(True)
         self.threads = [
             threading.Thread(target=self._pool_thread, name=f"fastwsgi-{i}", daemon=True)
@@ -287,7 +283,7 @@ class ThreadWorker(Worker):
 
     def _loop(self) -> None:
         s = self.settings
-        tick = max(min(self.timeout / 2.0, 1.0), 0.05) if self.timeout > 0 else 1.0
+        tick = self.tick()
         next_beat = 0.0
         next_sweep = 0.0
         while self.alive:
@@ -339,12 +335,8 @@ class ThreadWorker(Worker):
             try:
                 conn = accept(self.ctx, lfd, server)
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # Out of fds or memory: the listener stays readable, so
-                    # stop polling it for a moment instead of spinning.
-                    self.log.warning(
-                        "accept() failed: %s; pausing accepts for %ss", exc, ACCEPT_BACKOFF
-                    )
+                if self.accept_failed(exc):
+                    # Stop polling the listeners for a moment; the others are served.
                     self._listen(False)
                     self.resume_at = time.monotonic() + ACCEPT_BACKOFF
                     return taken
@@ -565,14 +557,10 @@ class ThreadWorker(Worker):
         sees ``alive`` False), so such a connection closes after one more
         answer; one idle longer than that is closed at once (the race that
         remains is inherent to keep-alive)."""
-        # What already waits in the accept queue is owed an answer too (its
-        # client sent a request before the stop; see sync.py): up to the
-        # queue's length now, as worker_connections allows, the rest as
-        # connections close.
-        queued = {
-            lfd: n for lfd, (lsock, _server) in self.lsocks.items()
-            if (n := accept_queue_length(lsock) or 0) > 0
-        }
+        # What already waits in the accept queue is owed an answer too
+        # (Worker.queued_snapshot): as worker_connections allows, the rest
+        # as connections close.
+        queued = self.queued_snapshot()
         self._listen(False)
         self._take_queued(queued)
         if not queued:

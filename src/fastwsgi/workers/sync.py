@@ -13,12 +13,12 @@ none is. Per request that is accept4, recv, send (``MSG_MORE``), shutdown
 (the FIN leaves in the response's segment, see ``Connection._send_final``),
 close and, when the queue ran dry, epoll_wait.
 
-The wait is bounded by ``timeout / 2`` so the heartbeat (``notify``) is
-stamped even when idle, and the signal wake-up pipe is in the wait set so
+The wait is bounded by the worker's ``tick`` (``timeout / 2``, at most 1 s;
+``base.py``) so the heartbeat (``notify``) is stamped even when idle, and the signal wake-up pipe is in the wait set so
 TERM (``alive = False``) ends the loop at once. A request runs to completion
 in the worker's only thread, and the heartbeat keeps going while it moves
 bytes: the compiled connection stamps it on every send and receive, and at
-least every ``timeout / 2`` seconds while it waits on the client (each wait
+least every tick while it waits on the client (each wait
 bounded by its own deadline: ``header_timeout``, ``body_timeout``, and
 ``timeout`` for a client that stops reading). So a request is killed by the
 arbiter when its app is silent for ``timeout`` (stuck in a query, a lock,
@@ -35,28 +35,27 @@ Leaving gracefully (TERM, a reload, max_requests), the worker first serves
 the connections that were already waiting in the accept queue: their
 clients sent a request before the stop, and when the whole server stops,
 nobody else would take them (closing the listener resets them: Gunicorn
-#2529). At most the queue's length at that moment (``TCP_INFO``; 64 for a
-unix socket), so connections that keep arriving cannot hold the worker, and
-only those whose request is there within ``QUEUED_HEAD_WAIT``: a silent one
+#2529). At most the queue's length at that moment
+(``Worker.queued_snapshot``), and only those whose request is there within ``QUEUED_HEAD_WAIT``: a silent one
 (a browser's preconnect, a TCP health check) is closed rather than waited
 for; ``graceful_timeout`` still bounds the whole exit.
 """
 
 from __future__ import annotations
 
-import errno
 import select
 import time
 
 from fastwsgi._conn import Connection, WorkerContext, accept
 from fastwsgi.app import WSGIApp
-from fastwsgi.sock import accept_queue_length
-from fastwsgi.workers.base import Worker, close_listeners_copies, register_listener
+from fastwsgi.workers.base import (
+    ACCEPT_BACKOFF,
+    ACCEPT_BATCH,
+    Worker,
+    close_listeners_copies,
+    register_listener,
+)
 
-# Seconds to wait after accept() ran out of fds or memory (ours).
-ACCEPT_BACKOFF = 0.5
-# Connections accepted back to back before looking at signals again (ours).
-ACCEPT_BATCH = 64
 # Leaving: how long a connection taken from the accept queue may take to
 # show its request (ours, gthread's STOP_GRACE: a proxy sends it with the
 # connection; nothing within a second means nobody is about to).
@@ -81,18 +80,16 @@ class SyncWorker(Worker):
         )
         app = self.wsgi
         assert app is not None  # init_process loaded it before run()
-        tick = max(self.timeout / 2.0, 0.1) if self.timeout > 0 else 1.0
+        tick = self.tick()
         if self.timeout > 0:
             # Bytes moving to or from the client keep the heartbeat going
             # while a request runs (see the module docstring).
             ctx.stamp_heartbeat(self.heartbeat, tick)
         ep = select.epoll()
-        servers: dict[int, object] = {}
+        servers = {fd: server for fd, (_lsock, server) in self.open_listeners().items()}
         try:
-            for lsock in self.listeners:
-                lsock.setblocking(False)
-                servers[lsock.fileno()] = lsock.getsockname()
-                register_listener(ep, lsock.fileno())
+            for fd in servers:
+                register_listener(ep, fd)
             wake = self.wakeup_fd
             if wake >= 0:
                 ep.register(wake, select.EPOLLIN)
@@ -123,11 +120,10 @@ class SyncWorker(Worker):
         """Leaving: take what waits in the accept queue, close our copies of
         the listeners, then serve what was taken (see above)."""
         taken: list[Connection] = []
-        for lsock in self.listeners:
-            queued = accept_queue_length(lsock)
-            lfd = lsock.fileno()
+        snapshot = self.queued_snapshot()
+        for lfd in servers:
             # The snapshot plus what arrives while we take it, bounded.
-            for _ in range((ACCEPT_BATCH if queued is None else queued) + ACCEPT_BATCH):
+            for _ in range(snapshot.get(lfd, 0) + ACCEPT_BATCH):
                 try:
                     conn = accept(ctx, lfd, servers[lfd])
                 except OSError:
@@ -170,11 +166,8 @@ class SyncWorker(Worker):
             try:
                 conn = accept(ctx, lfd, server)
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # Out of fds or memory: the listener stays readable; back
-                    # off instead of spinning (the other workers, and this
-                    # one's open files, may free up).
-                    self.log.warning("accept() failed: %s; backing off", exc)
+                if self.accept_failed(exc):
+                    # Nothing else needs this thread meanwhile.
                     time.sleep(ACCEPT_BACKOFF)
                     return
                 raise
