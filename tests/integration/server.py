@@ -26,7 +26,8 @@ test's ``tmp_path``. ``Server(..., bind=False)`` leaves ``-b`` to the test,
 ``command=[...]`` replaces ``python -m fastwsgi`` (e.g. a launcher that plays
 systemd), ``pass_fds`` hands sockets down, ``env`` adds variables.
 
-Other helpers: ``free_port()``, ``wait_for_text(path, regex)``,
+Other helpers: ``free_port()``, ``wait_until(what, check)`` (the one
+poll-until-true-or-fail loop), ``wait_for_text(path, regex)``,
 ``wait_until_gone(pid)`` (for processes that are not our children),
 ``pid_alive``, ``children``, ``cmdline``, and ``default_worker()`` /
 ``worker_classes()``, which pick the worker classes under test: the compiled
@@ -44,8 +45,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import fastwsgi
 
@@ -96,6 +98,23 @@ def read_text(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+_T = TypeVar("_T")
+
+
+def wait_until(what: str, check: Callable[[], _T], timeout: float = 30.0) -> _T:
+    """Until ``check()`` returns something truthy, which is returned; an
+    AssertionError naming ``what`` after ``timeout`` seconds. ``check`` may
+    raise to fail early (a server that exited, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(POLL)
 
 
 def wait_for_text(path: Path, pattern: str, timeout: float = 20.0, after: int = 0) -> re.Match[str]:
@@ -161,6 +180,7 @@ class Server:
         name: str = "server",
         command: list[str] | None = None,
         pass_fds: tuple[int, ...] = (),
+        split_output: bool = False,
     ) -> None:
         self.port = port if port is not None else free_port()
         self.args = list(args)
@@ -168,6 +188,9 @@ class Server:
             self.args = ["-b", f"127.0.0.1:{self.port}", *self.args]
         self.tmp_path = tmp_path
         self.log_path = tmp_path / f"{name}.log"
+        # split_output: stdout to its own file (a test of what goes where,
+        # like accesslog "-"), the log file keeps stderr.
+        self.out_path = tmp_path / f"{name}.out" if split_output else None
         self.env = server_env(env)
         # What runs the server; the default is the real CLI.
         self.command = command if command is not None else [sys.executable, "-m", "fastwsgi"]
@@ -177,12 +200,13 @@ class Server:
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self) -> Server:
-        with open(self.log_path, "ab") as log:
+        out_path = self.out_path or os.devnull
+        with open(self.log_path, "ab") as log, open(out_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [*self.command, *self.args],
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=out if self.out_path else log,
+                stderr=log,
                 env=self.env,
                 cwd=str(self.tmp_path),
                 start_new_session=True,

@@ -14,10 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from httpraw import Response, recv_response
 
 from bench import apps, servers
 
@@ -49,24 +51,11 @@ def expected_body(srv: servers.Server, env: dict[str, str]) -> bytes:
     return Path(apps.ensure_file(env["FASTWSGI_BENCH_FILE"])).read_bytes()
 
 
-def read_response(s: socket.socket, buf: bytearray) -> tuple[bytes, bytes]:
-    """One response (head, body) from ``s``; ``buf`` keeps what follows it."""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        assert chunk, f"EOF inside a head: {bytes(buf)!r}"
-        buf += chunk
-    end = buf.index(b"\r\n\r\n") + 4
-    head = bytes(buf[:end])
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:")))
-    del buf[:end]
-    while len(buf) < length:
-        chunk = s.recv(1 << 20)
-        assert chunk, "EOF inside a body"
-        buf += chunk
-    body = bytes(buf[:length])
-    del buf[:length]
-    return head, body
+def next_response(s: socket.socket, rest: bytes = b"") -> tuple[Response, bytes]:
+    """One response from ``s`` (after ``rest``, what the last one left over)."""
+    resp, rest = recv_response(s, time.monotonic() + 10, rest)
+    assert resp is not None, f"no whole response, only {rest[:200]!r}"
+    return resp, rest
 
 
 GET11 = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -78,17 +67,17 @@ def test_keep_alive_pipelined_and_split_requests(
 ) -> None:
     body = expected_body(floor, env)
     with socket.create_connection(("127.0.0.1", floor.port), timeout=10) as s:
-        buf = bytearray()
+        rest = b""
         s.sendall(GET11 * 2)  # pipelined: both answered, in order
         for _ in range(2):
-            head, got = read_response(s, buf)
-            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-            assert got == body
+            resp, rest = next_response(s, rest)
+            assert resp.raw_head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert resp.body == body
         for b in GET11:  # a head in one-byte pieces, on the same connection
             s.send(bytes([b]))
-        head, got = read_response(s, buf)
-        assert got == body
-        assert not buf
+        resp, rest = next_response(s, rest)
+        assert resp.body == body
+        assert not rest
 
 
 def test_http10_request_gets_its_answer_then_eof(
@@ -97,10 +86,9 @@ def test_http10_request_gets_its_answer_then_eof(
     body = expected_body(floor, env)
     with socket.create_connection(("127.0.0.1", floor.port), timeout=10) as s:
         s.sendall(GET10)
-        buf = bytearray()
-        _, got = read_response(s, buf)
-        assert got == body
-        assert not buf and s.recv(1) == b""  # closed by the server
+        resp, rest = next_response(s)
+        assert resp.body == body
+        assert not rest and s.recv(1) == b""  # closed by the server
 
 
 def test_refuses_a_scenario_it_cannot_answer(env: dict[str, str]) -> None:
@@ -119,7 +107,7 @@ def test_sigterm_stops_it_with_status_0(env: dict[str, str]) -> None:
         srv.start(60)
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
             s.sendall(GET11)
-            read_response(s, bytearray())  # an open keep-alive connection
+            next_response(s)  # an open keep-alive connection
             os.kill(srv.pid, signal.SIGTERM)
             assert srv.proc is not None
             assert srv.proc.wait(timeout=10) == 0

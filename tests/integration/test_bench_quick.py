@@ -13,11 +13,10 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from server import wait_until
 
 import fastwsgi
 from bench import hey, nginx, nginx_static, procstat, servers, wrk
@@ -158,19 +157,12 @@ def test_nginx_runs_the_worker_processes_it_is_given_and_pins_them(tmp_path: Pat
         proxy.start()
         ok = hey.run(proxy.url, requests=60, concurrency=3)
         assert not ok.failed, ok.failure_reason()
-        _until(lambda: len(proxy.pids()) == 4, "nginx master + 3 workers")
+        wait_until("nginx master + 3 workers", lambda: len(proxy.pids()) == 4, 10.0)
         for pid in proxy.pids():
             assert os.sched_getaffinity(pid) == {0}
     finally:
         proxy.stop()
         srv.stop()
-
-
-def _until(cond: Callable[[], bool], what: str, wait: float = 10.0) -> None:
-    deadline = time.monotonic() + wait
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 @pytest.mark.needs_tools

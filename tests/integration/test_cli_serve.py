@@ -10,15 +10,14 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from server import children
+import server as procserver
+from server import children, wait_until
 
 import fastwsgi
 
@@ -193,51 +192,28 @@ def worker_abort(worker):
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Server:
-    """One ``python -m fastwsgi`` process; stdout/stderr go to files."""
+class Server(procserver.Server):
+    """``server.Server`` with stdout apart (accesslog "-" goes there), started
+    at once, a ``get`` with headers that says None for no answer, and
+    ``extra_pids`` (a USR2 child) stopped with it."""
 
     def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None, bind: bool = True) -> None:
-        self.cwd = cwd
-        self.port = free_port()
-        self.out_path = cwd / "stdout.log"
-        self.err_path = cwd / "stderr.log"
-        full_env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
-        full_env.pop("FASTWSGI_CMD_ARGS", None)
-        argv = [sys.executable, "-m", "fastwsgi", *(["-b", f"127.0.0.1:{self.port}"] if bind else []), *args]
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            # Own process group: stop() can KILL whatever the master left (its
-            # workers, a USR2 child) without touching anything else.
-            self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=out, stderr=err,
-                                         start_new_session=True)
+        super().__init__(args, cwd, bind=bind, env=env, split_output=True)
         self.extra_pids: list[int] = []
+        self.start()
 
     @property
     def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
+        return self.log()
 
     @property
     def stdout(self) -> str:
-        return self.out_path.read_text(errors="replace")
+        assert self.out_path is not None
+        return procserver.read_text(self.out_path)
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes] | None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+    def get(self, path: str = "/", headers: dict[str, str] | None = None,  # type: ignore[override]
+            timeout: float = 10.0) -> tuple[int, bytes] | None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request("GET", path, headers=headers or {})
             resp = conn.getresponse()
@@ -247,13 +223,13 @@ class Server:
         finally:
             conn.close()
 
-    def wait_ready(self, path: str = "/ready") -> tuple[int, bytes]:
+    def wait_ready(self, path: str = "/ready") -> tuple[int, bytes]:  # type: ignore[override]
         def probe() -> tuple[int, bytes] | None:
-            if self.proc.poll() is not None:
+            if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.stderr}")
             return self.get(path)
 
-        return wait_for("the server to answer", probe, READY_TIMEOUT)
+        return wait_until("the server to answer", probe, READY_TIMEOUT)
 
     def stop(self) -> None:
         for pid in self.extra_pids:
@@ -261,27 +237,12 @@ class Server:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self.close(grace=30)
         for pid in self.extra_pids:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
-            else:
+            try:
+                procserver.wait_until_gone(pid, 30)
+            except AssertionError:
                 os.kill(pid, signal.SIGKILL)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @pytest.fixture
@@ -320,7 +281,7 @@ class HookLog:
         return [r for r in self.records() if r["hook"] == hook and all(r.get(k) == v for k, v in match.items())]
 
     def wait(self, hook: str, count: int = 1, **match: Any) -> list[dict[str, Any]]:
-        return wait_for(f"{count} x {hook} {match or ''}",
+        return wait_until(f"{count} x {hook} {match or ''}",
                         lambda: (found := self.find(hook, **match)) and len(found) >= count and found)
 
 
@@ -334,7 +295,7 @@ def booted_workers(hooks: HookLog, count: int) -> list[int]:
         booted = {r["pid"] for r in hooks.find("post_worker_init")}
         return live if len(live) == count and booted.issuperset(live) else None
 
-    return wait_for(f"{count} live workers that have booted", live_and_booted)
+    return wait_until(f"{count} live workers that have booted", live_and_booted)
 
 
 def test_every_hook_is_called_with_its_arguments(appdir: Path, start: Callable[..., Server]) -> None:
@@ -408,7 +369,7 @@ def test_pre_exec_on_usr2(appdir: Path, start: Callable[..., Server]) -> None:
     os.kill(master, signal.SIGUSR2)
     pre_exec = hooks.wait("pre_exec")[0]
     assert pre_exec["args"] == ["Arbiter"]
-    new_master = wait_for("the new master", lambda: [r["pid"] for r in hooks.find("on_starting") if r["pid"] != master])
+    new_master = wait_until("the new master", lambda: [r["pid"] for r in hooks.find("on_starting") if r["pid"] != master])
     server.extra_pids.append(new_master[0])
     hooks.wait("when_ready", pid=new_master[0])
 
@@ -417,7 +378,7 @@ def test_pre_exec_on_usr2(appdir: Path, start: Callable[..., Server]) -> None:
 
 
 def access_lines(path: Path, count: int) -> list[str]:
-    return wait_for(f"{count} access log lines in {path.name}",
+    return wait_until(f"{count} access log lines in {path.name}",
                     lambda: path.exists() and len(lines := path.read_text().splitlines()) >= count and lines)
 
 
@@ -474,9 +435,9 @@ def test_access_log_reopened_on_usr1(appdir: Path, start: Callable[..., Server])
         server.get("/probe")  # lands in the old file until the worker reopens
         return log.exists() and "/probe" in log.read_text()
 
-    wait_for("the worker to reopen the access log", reopened)
+    wait_until("the worker to reopen the access log", reopened)
     server.get("/after")
-    wait_for("/after in the new access log", lambda: "/after" in log.read_text())
+    wait_until("/after in the new access log", lambda: "/after" in log.read_text())
     assert "/after" not in (appdir / "access.log.1").read_text()
 
 
@@ -492,8 +453,8 @@ def test_gunicorn_example_config_runs_unchanged(appdir: Path, start: Callable[..
     access_lines(server.out_path, 1)  # accesslog = "-" is stdout
     assert re.fullmatch(r'127\.0\.0\.1 - - ' + CLF_TIME + rf' "GET /x HTTP/1\.1" 200 {len(b"/x eggs")} "-" "-"',
                         server.stdout.splitlines()[0])
-    wait_for("the when_ready hook", lambda: "Server is ready. Spawning workers" in server.stderr)
-    wait_for("the post_fork hook", lambda: re.search(r"\[INFO\] Worker spawned \(pid: \d+\)", server.stderr))
+    wait_until("the when_ready hook", lambda: "Server is ready. Spawning workers" in server.stderr)
+    wait_until("the post_fork hook", lambda: re.search(r"\[INFO\] Worker spawned \(pid: \d+\)", server.stderr))
     assert "not supported" not in server.stderr  # spew = False etc. are off values
     os.kill(server.proc.pid, signal.SIGQUIT)
     assert server.proc.wait(WAIT_TIMEOUT) == 0
@@ -522,13 +483,13 @@ def test_hup_rereads_the_config_file(appdir: Path, start: Callable[..., Server])
         later = [r for r in hooks.records()[reload_at:] if r["hook"] == "post_worker_init"]
         return len(later) >= 2
 
-    wait_for("two workers from the new configuration", two_new_workers)
-    wait_for("the new environment in the app", lambda: server.get("/r") == (200, b"/r reloaded"))
+    wait_until("two workers from the new configuration", two_new_workers)
+    wait_until("the new environment in the app", lambda: server.get("/r") == (200, b"/r reloaded"))
 
     # A broken config on HUP: logged, the old configuration keeps serving.
     conf.write_text("workers = 'two'\n")
     os.kill(master, signal.SIGHUP)
-    wait_for("the reload failure in the log", lambda: "invalid value for --workers" in server.stderr)
+    wait_until("the reload failure in the log", lambda: "invalid value for --workers" in server.stderr)
     assert server.get("/still") == (200, b"/still reloaded")
     assert server.proc.poll() is None
 
@@ -555,13 +516,13 @@ def test_hup_after_a_broken_deploy_keeps_the_old_workers(
     assert server.wait_ready("/") == (200, b"v1")
     # Counted by the pids of booted workers: the start-up probe child imports
     # the app too, and its file alone must not let the broken code in early.
-    wait_for("both workers to load v1", lambda: len(
+    wait_until("both workers to load v1", lambda: len(
         set(re.findall(r"Booting worker with pid: (\d+)", server.stderr))
         & {p.name for p in loaded.iterdir()}) >= 2)
     master = server.proc.pid
     save(mod, "import no_such_module_anywhere\n" + version % "v2", 2)
     os.kill(master, signal.SIGHUP)
-    wait_for("the failed reload", lambda: "Reload failed: Failed to load application 'deployapp'"
+    wait_until("the failed reload", lambda: "Reload failed: Failed to load application 'deployapp'"
              in server.stderr)
     assert "the 2 previous worker(s) keep serving" in server.stderr
     for _ in range(4):
@@ -569,7 +530,7 @@ def test_hup_after_a_broken_deploy_keeps_the_old_workers(
     assert server.proc.poll() is None
     save(mod, version % "v3", 4)
     os.kill(master, signal.SIGHUP)
-    wait_for("the fixed code to answer", lambda: server.get("/") == (200, b"v3"), READY_TIMEOUT)
+    wait_until("the fixed code to answer", lambda: server.get("/") == (200, b"v3"), READY_TIMEOUT)
     assert server.proc.poll() is None
 
 
@@ -586,7 +547,7 @@ def test_hup_with_a_log_file_that_cannot_be_opened_keeps_the_server(
     master = server.proc.pid
     conf.write_text(f"errorlog = {str(appdir / 'no-such-dir' / 'error.log')!r}\n")
     os.kill(master, signal.SIGHUP)
-    wait_for("the reload failure on the old error log",
+    wait_until("the reload failure on the old error log",
              lambda: "Reload failed; the running workers keep serving" in server.stderr)
     assert "No such file or directory" in server.stderr
     status, body = server.get("/still") or (0, b"")
@@ -595,7 +556,7 @@ def test_hup_with_a_log_file_that_cannot_be_opened_keeps_the_server(
     good = appdir / "error.log"
     conf.write_text(f"errorlog = {str(good)!r}\n")
     os.kill(master, signal.SIGHUP)
-    wait_for("the new workers' lines in the new error log",
+    wait_until("the new workers' lines in the new error log",
              lambda: good.exists() and "Booting worker" in good.read_text())
     assert server.proc.poll() is None
 
@@ -622,7 +583,7 @@ def test_hup_after_a_relative_chdir_rereads_a_relative_config(appdir: Path, star
 
     conf.write_text("workers = 1\nwsgi_app = 'hupapp_two'\nraw_env = ['GREETING=second']\n")
     os.kill(server.proc.pid, signal.SIGHUP)
-    wait_for("the new APP and environment after HUP",
+    wait_until("the new APP and environment after HUP",
              lambda: server.get("/") == (200, b"two second lib project"))
     assert "Reload failed" not in server.stderr
     assert server.proc.poll() is None
@@ -640,7 +601,7 @@ def test_reload_picks_up_changed_code(appdir: Path, start: Callable[..., Server]
     # moved on by 2 s, so the bytecode cache, which compares whole seconds and
     # the size (the same here), is not taken for the new source.
     save(mod, "def application(e, s):\n    s('200 OK', [])\n    return [b'v2']\n", 2)
-    wait_for("the new code to answer", lambda: server.get("/") == (200, b"v2"), READY_TIMEOUT)
+    wait_until("the new code to answer", lambda: server.get("/") == (200, b"v2"), READY_TIMEOUT)
     # The worker says which file made it leave. Usually reloadapp.py; in a
     # shared development checkout another build may rewrite one of
     # fastwsgi's own extension modules at that moment, and that is then the
@@ -664,7 +625,7 @@ def test_reload_extra_file_change_restarts_the_worker(appdir: Path, start: Calla
     server = start("--reload", "--reload-extra-file", "templates/*.txt", "tplapp")
     assert server.wait_ready() == (200, b"page v1")
     save(tpl, "page v2", 2)
-    wait_for("the edited template to be served", lambda: server.get("/") == (200, b"page v2"),
+    wait_until("the edited template to be served", lambda: server.get("/") == (200, b"page v2"),
              READY_TIMEOUT)
     assert re.search(r"\[INFO\] Worker reloading: .*page\.txt modified$", server.stderr, re.M), (
         server.stderr
@@ -695,12 +656,12 @@ def test_reload_survives_a_broken_edit(appdir: Path, start: Callable[..., Server
         got = server.get("/")
         return got[1] if got is not None and got[0] == 500 else None
 
-    body = wait_for("the error page", error_page, READY_TIMEOUT)
+    body = wait_until("the error page", error_page, READY_TIMEOUT)
     assert body.startswith(b"Failed to load application 'reloadbroken': SyntaxError")
     assert "[ERROR] Failed to load application 'reloadbroken': SyntaxError" in server.stderr
     assert "Traceback" not in server.stderr
     save(mod, "def application(e, s):\n    s('200 OK', [])\n    return [b'v2']\n", 4)
-    wait_for("the fixed code to answer", lambda: server.get("/") == (200, b"v2"), READY_TIMEOUT)
+    wait_until("the fixed code to answer", lambda: server.get("/") == (200, b"v2"), READY_TIMEOUT)
     assert server.proc.poll() is None
 
 
@@ -799,6 +760,6 @@ def test_chdir_pythonpath_and_captured_output(tmp_path: Path, start: Callable[..
     server = start("--chdir", str(project), "--pythonpath", str(site), "--error-logfile", str(errlog),
                    "--capture-output", "chdirapp")
     assert server.wait_ready() == (200, b"from pythonpath in project")
-    wait_for("the app's print() in the error log", lambda: "printed by the app" in errlog.read_text())
+    wait_until("the app's print() in the error log", lambda: "printed by the app" in errlog.read_text())
     assert "[INFO] Booting worker" in errlog.read_text()
     assert "printed by the app" not in server.stdout + server.stderr

@@ -24,25 +24,20 @@ read yet.
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_hostile_support import (  # noqa: E402
+from hostile_support import (
     CLOSE_DEADLINE,
     IO_DEADLINE,
     Server,
     exchange,
     new_token,
-    parse_responses,
-    read_response,
     run_server,
 )
+from httpraw import parse_responses, recv_response
 
 WORKER_KINDS = ["sync", "gthread"]
 
@@ -326,14 +321,14 @@ def test_close_after_a_parse_error_drains_instead_of_resetting(
         bad = f"POST /t/{token}/x HTTP/1.1\r\n{H}Content-Length: nope\r\n\r\n".encode()
         with server.connect() as s:
             s.sendall(bad + junk)
-            resp, rest = read_response(s, time.monotonic() + IO_DEADLINE)
+            resp, rest = recv_response(s, time.monotonic() + IO_DEADLINE)
             assert resp is not None and resp.status == 400 and rest == b""
             s.settimeout(IO_DEADLINE)
             assert s.recv(1) == b"", "no FIN after the answer"
             # The fence: the next connection is served only after the first is closed.
             with server.connect() as t:
                 t.sendall(f"GET /t/{token}/after HTTP/1.1\r\n{H}Connection: close\r\n\r\n".encode())
-                after, _ = read_response(t, time.monotonic() + IO_DEADLINE)
+                after, _ = recv_response(t, time.monotonic() + IO_DEADLINE)
                 assert after is not None and after.status == 200
             assert _tcp_state(s) == TCP_CLOSE_WAIT, "the server reset the connection"
         server.assert_alive()
@@ -363,7 +358,7 @@ def test_rejected_connection_is_closed_not_kept(tmp_path_factory: pytest.TempPat
         token = new_token()
         with server.connect() as s:
             s.sendall(f"POST /t/{token}/x HTTP/1.1\r\n{H}Content-Length: nope\r\n\r\n".encode())
-            resp, _ = read_response(s, time.monotonic() + IO_DEADLINE)
+            resp, _ = recv_response(s, time.monotonic() + IO_DEADLINE)
             assert resp is not None and resp.status == 400
             client_port = s.getsockname()[1]
             deadline = time.monotonic() + 20
@@ -415,7 +410,7 @@ def test_server_survives_and_serves_after_hostile_traffic(server: Server) -> Non
     token = new_token()
     with server.connect() as s:
         s.sendall(f"GET /t/{token}/after HTTP/1.1\r\n{H}Connection: close\r\n\r\n".encode())
-        resp, _ = read_response(s, time.monotonic() + IO_DEADLINE)
+        resp, _ = recv_response(s, time.monotonic() + IO_DEADLINE)
     assert resp is not None and resp.status == 200
     assert server.recorded_paths(token) == [f"/t/{token}/after"]
     server.assert_alive()

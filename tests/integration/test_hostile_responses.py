@@ -17,25 +17,19 @@ check what reaches the wire:
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_hostile_support import (  # noqa: E402
+from hostile_support import (
     CLOSE_DEADLINE,
     IO_DEADLINE,
     Server,
     exchange,
     new_token,
-    parse_responses,
-    read_response,
     recv_until_close,
     run_server,
 )
+from httpraw import parse_responses, recv_response
 
 H = "Host: example.test\r\n"
 
@@ -46,17 +40,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     extra = ["--threads", "4"] if kind == "gthread" else []
     with run_server(tmp_path_factory.mktemp(f"responses-{kind}"), kind, *extra) as srv:
         yield srv
-
-
-def wait_for_log(server: Server, start: int, needle: str, deadline: float) -> str:
-    """New log text since offset ``start`` once it contains ``needle`` (or at the deadline)."""
-    text = ""
-    for _ in range(1000):
-        text = server.log_text()[start:]
-        if needle in text or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    return text
 
 
 @pytest.mark.parametrize(
@@ -77,8 +60,7 @@ def test_bad_status_or_header_from_app_is_500_never_on_the_wire(server: Server, 
     assert b"X-Injected" not in got.data
     assert b"never sent" not in got.data
     assert server.recorded_paths(token) == [f"/t/{token}/{which}"]
-    logged = wait_for_log(server, log_start, "ERROR", time.monotonic() + IO_DEADLINE)
-    assert "ERROR" in logged, f"no error logged for {which}; log tail: {logged[-2000:]!r}"
+    server.proc.wait_for_log("ERROR", IO_DEADLINE, after=log_start)  # fails with the log
     server.assert_alive()
 
 
@@ -174,7 +156,7 @@ def test_keep_alive_only_on_gthread(server: Server) -> None:
     token = new_token()
     with server.connect() as s:
         s.sendall(f"GET /t/{token}/ka1 HTTP/1.1\r\n{H}\r\n".encode())
-        first, extra = read_response(s, time.monotonic() + IO_DEADLINE)
+        first, extra = recv_response(s, time.monotonic() + IO_DEADLINE)
         assert first is not None and first.status == 200
         assert extra == b""
         conn = (first.header("connection") or "").lower()
@@ -184,7 +166,7 @@ def test_keep_alive_only_on_gthread(server: Server) -> None:
             return
         assert conn != "close"
         s.sendall(f"GET /t/{token}/ka2 HTTP/1.1\r\n{H}Connection: close\r\n\r\n".encode())
-        second, _ = read_response(s, time.monotonic() + IO_DEADLINE)
+        second, _ = recv_response(s, time.monotonic() + IO_DEADLINE)
         assert second is not None and second.status == 200
         assert f"/t/{token}/ka2".encode() in second.body
     assert server.recorded_paths(token) == [f"/t/{token}/ka1", f"/t/{token}/ka2"]
@@ -255,7 +237,7 @@ def test_expect_continue_body_never_parsed_as_a_request(server: Server) -> None:
             f"POST /t/{token}/noread HTTP/1.1\r\n{H}Expect: 100-continue\r\n"
             f"Content-Length: {len(inner)}\r\n\r\n".encode()
         )
-        first, extra = read_response(s, time.monotonic() + IO_DEADLINE)
+        first, extra = recv_response(s, time.monotonic() + IO_DEADLINE)
         assert first is not None and first.status == 200
         assert not extra.startswith(b"HTTP/1.1 100"), "100 Continue sent for an unread body"
         try:

@@ -13,21 +13,17 @@ All peers here are 127.0.0.1, so "untrusted" means a server started with a
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_hostile_support import (  # noqa: E402
+from hostile_support import (
     IO_DEADLINE,
     Server,
     exchange,
     new_token,
-    parse_responses,
     run_server,
 )
+from httpraw import parse_responses
 
 
 def get(server: Server, path: str, *headers: str) -> tuple[int, dict]:

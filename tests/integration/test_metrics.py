@@ -24,7 +24,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from server import POLL, Server, free_port, pid_alive, wait_until_gone, worker_classes
+from server import (
+    POLL,
+    Server,
+    free_port,
+    pid_alive,
+    wait_until,
+    wait_until_gone,
+    worker_classes,
+)
 
 from bench import nginx as bench_nginx
 from bench import strace as bench_strace
@@ -76,17 +84,22 @@ def scrape(port: int) -> Samples:
 
 
 def wait_for(port: int, check: Callable[[Samples], bool], timeout: float = 30.0) -> Samples:
-    deadline = time.monotonic() + timeout
-    samples: Samples = {}
-    while time.monotonic() < deadline:
+    """Until a scrape of ``port`` satisfies ``check``; that scrape."""
+
+    last: Samples = {}
+
+    def scraped() -> Samples | None:
+        nonlocal last
         try:
-            samples = scrape(port)
+            last = scrape(port)
         except OSError:
-            samples = {}
-        if samples and check(samples):
-            return samples
-        time.sleep(POLL)
-    raise AssertionError(f"metrics never matched; last scrape: {samples}")
+            last = {}
+        return last if last and check(last) else None
+
+    try:
+        return wait_until("metrics that match", scraped, timeout)
+    except AssertionError:
+        raise AssertionError(f"metrics never matched; last scrape: {last}") from None
 
 
 def request(port: int, raw: bytes, timeout: float = 10.0, source: str = "") -> bytes:

@@ -40,8 +40,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
+from hostile_support import recv_until_close
+from httpraw import parse_responses
 from server import Server
-from test_hostile_support import parse_responses, recv_until_close
 
 from fastwsgi.config import SETTINGS
 

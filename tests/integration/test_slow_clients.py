@@ -23,23 +23,18 @@ import re
 import resource
 import select
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_hostile_support import (  # noqa: E402
+from hostile_support import (
     IO_DEADLINE,
     Server,
     new_token,
-    parse_responses,
-    read_response,
     recv_until_close,
     run_server,
 )
+from httpraw import parse_responses, recv_response
 
 H = "Host: example.test\r\n"
 SHORT = "2"  # seconds, for --header-timeout / --body-timeout / --keep-alive
@@ -64,7 +59,7 @@ def timed_request(server: Server, path: str, deadline_s: float) -> tuple[int | N
     t0 = time.monotonic()
     with server.connect(timeout=deadline_s) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\n{H}Connection: close\r\n\r\n".encode())
-        resp, _ = read_response(s, t0 + deadline_s)
+        resp, _ = recv_response(s, t0 + deadline_s)
     return (resp.status if resp is not None else None), time.monotonic() - t0
 
 
@@ -191,7 +186,7 @@ def test_gthread_keepalive_idle_connection_is_closed(tmp_path: Path) -> None:
     with run_server(tmp_path, "gthread", "--threads", "2", "--keep-alive", SHORT) as server:
         with server.connect() as s:
             s.sendall(f"GET /t/{token}/ka HTTP/1.1\r\n{H}\r\n".encode())
-            resp, extra = read_response(s, time.monotonic() + IO_DEADLINE)
+            resp, extra = recv_response(s, time.monotonic() + IO_DEADLINE)
             assert resp is not None and resp.status == 200
             assert (resp.header("connection") or "").lower() != "close"
             got = recv_until_close(s, time.monotonic() + float(SHORT) + MARGIN)
@@ -254,7 +249,7 @@ def test_gthread_worker_connections_cap_holds_and_releases(tmp_path: Path) -> No
                 assert early.data == b"" and not early.closed
                 assert server.recorded_paths(token) == []
                 idle.pop().close()
-                resp, _ = read_response(extra, time.monotonic() + IO_DEADLINE)
+                resp, _ = recv_response(extra, time.monotonic() + IO_DEADLINE)
             assert resp is not None and resp.status == 200
             assert server.recorded_paths(token) == [f"/t/{token}/queued"]
         finally:
@@ -351,7 +346,7 @@ def test_sync_slow_upload_outlasting_timeout_is_not_killed(tmp_path: Path) -> No
             for _ in range(pieces):
                 s.sendall(b"u" * piece)
                 time.sleep(2.5 * TIMEOUT / pieces)
-            resp, _ = read_response(s, time.monotonic() + IO_DEADLINE)
+            resp, _ = recv_response(s, time.monotonic() + IO_DEADLINE)
             took = time.monotonic() - t0
         assert resp is not None and resp.status == 200, server.log_text()[-2000:]
         (rec,) = [r for r in server.recorded() if r["path"] == f"/t/{token}/upload"]
@@ -377,6 +372,6 @@ def test_sync_header_wait_longer_than_timeout_is_not_a_stuck_worker(tmp_path: Pa
             # the client's delay is the behaviour under test, not a wait.
             time.sleep(2.5 * TIMEOUT)
             s.sendall(f"GET /t/{token}/late HTTP/1.1\r\n{H}Connection: close\r\n\r\n".encode())
-            resp, _ = read_response(s, time.monotonic() + IO_DEADLINE)
+            resp, _ = recv_response(s, time.monotonic() + IO_DEADLINE)
         assert resp is not None and resp.status == 200, server.log_text()[-2000:]
         assert "WORKER TIMEOUT" not in server.log_text()

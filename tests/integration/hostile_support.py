@@ -18,8 +18,8 @@ period, KILL to the process group it leads (started with
 ``start_new_session``, so the group is exactly the server and its workers).
 
 Client I/O is raw sockets with a deadline on every read: ``exchange()`` sends
-bytes and reads until the server closes, ``read_response()`` reads one
-response and leaves the rest.
+bytes and reads until the server closes; ``httpraw.recv_response()`` reads
+one response and leaves the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import sys
 import textwrap
 import time
 import uuid
@@ -35,9 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from server import Server as ProcServer  # noqa: E402  (tests/integration/server.py)
+from server import Server as ProcServer  # tests/integration/server.py
 
 READY_DEADLINE = 60.0  # generous: the machine is shared and has 2 cores
 CLOSE_DEADLINE = 5.0  # "promptly": a rejected connection must close within this
@@ -243,120 +240,3 @@ def exchange(server: Server, payload: bytes, deadline: float = CLOSE_DEADLINE) -
         got = recv_until_close(s, time.monotonic() + deadline)
         got.reset = got.reset or reset
         return got
-
-
-@dataclass
-class Response:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    raw_head: bytes
-    framed: bool = True  # False: close-delimited (body runs to the end of the stream)
-    complete: bool = True  # False: the stream ended inside a framed body
-    end: int = 0  # offset just past this response in the parsed bytes
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-
-def parse_responses(data: bytes) -> tuple[list[Response], bytes]:
-    """Split a byte stream into responses; return them and the unparsed rest.
-
-    Content-Length and chunked responses end where their framing says; a
-    response with neither (and a status that may have a body) is
-    close-delimited and takes everything to the end. A framed response cut
-    short by the end of ``data`` is returned with ``complete=False``.
-    """
-    out: list[Response] = []
-    pos = 0
-    for _ in range(100):
-        end = data.find(b"\r\n\r\n", pos)
-        if pos >= len(data) or end < 0:
-            break
-        lines = data[pos:end].split(b"\r\n")
-        version, _, tail = lines[0].partition(b" ")
-        code, _, reason = tail.partition(b" ")
-        if not version.startswith(b"HTTP/1.") or not code.isdigit():
-            break
-        headers = []
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
-        resp = Response(int(code), reason.decode("latin-1"), headers, b"", data[pos:end])
-        body_start = end + 4
-        cl = resp.header("content-length")
-        te = resp.header("transfer-encoding")
-        if resp.status in (204, 304) or 100 <= resp.status < 200:
-            resp.end = body_start
-        elif te is not None and "chunked" in te.lower():
-            body, used = _dechunk(data[body_start:])
-            resp.body = body
-            if used < 0:
-                resp.complete = False
-                resp.end = len(data)
-                out.append(resp)
-                break
-            resp.end = body_start + used
-        elif cl is not None:
-            n = int(cl)
-            resp.body = data[body_start : body_start + n]
-            resp.complete = len(resp.body) == n
-            resp.end = body_start + len(resp.body)
-        else:
-            resp.framed = False
-            resp.body = data[body_start:]
-            resp.end = len(data)
-        out.append(resp)
-        pos = resp.end
-        if not resp.complete:
-            break
-    return out, data[pos:]
-
-
-def _dechunk(data: bytes) -> tuple[bytes, int]:
-    """Decode a chunked body; return it and the bytes used (-1: incomplete)."""
-    pos = 0
-    body = b""
-    for _ in range(100000):
-        eol = data.find(b"\r\n", pos)
-        if eol < 0:
-            return body, -1
-        size = int(data[pos:eol].split(b";")[0], 16)
-        pos = eol + 2
-        if size == 0:
-            end = data.find(b"\r\n\r\n", pos - 2)
-            return body, (end + 4) if end >= 0 else -1
-        if len(data) < pos + size + 2:
-            return body + data[pos : pos + size], -1
-        body += data[pos : pos + size]
-        pos += size + 2
-    return body, -1
-
-
-def read_response(sock: socket.socket, deadline: float) -> tuple[Response | None, bytes]:
-    """Read one framed response from ``sock``; return it and any bytes after it.
-
-    ``None`` when the deadline passes or the server closes before a whole
-    framed response arrived (the bytes read so far come back instead).
-    """
-    buf = b""
-    for _ in range(100000):
-        resps, _rest = parse_responses(buf)
-        if resps and resps[0].framed and resps[0].complete:
-            return resps[0], buf[resps[0].end :]
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None, buf
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except (TimeoutError, ConnectionResetError):
-            return None, buf
-        if not chunk:
-            return None, buf
-        buf += chunk
-    return None, buf
