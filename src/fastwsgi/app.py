@@ -292,7 +292,8 @@ class AppLoader:
             raise AppImportError(f"{fail}: the application is None")
         if not callable(obj):
             raise AppImportError(f"{fail}: application object must be callable")
-        return obj
+        app: WSGIApp = obj
+        return app
 
     def _code_changed(self, path: str) -> None:
         if self.log is not None:

@@ -88,7 +88,8 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
                 ("Content-Disposition", 'attachment; filename="demo.bin"'),
             ],
         )
-        return environ["wsgi.file_wrapper"](f, 65536)
+        wrapped: Iterable[bytes] = environ["wsgi.file_wrapper"](f, 65536)
+        return wrapped
     if path == "/environ":
         lines = [f"{k} = {environ[k]!r}" for k in sorted(environ)]
         body = ("\n".join(lines) + "\n").encode("utf-8", "replace")

@@ -89,7 +89,7 @@ class PasteLoader(AppLoader):
         from paste.deploy import loadapp
 
         try:
-            app = loadapp(
+            app: WSGIApp = loadapp(
                 "config:" + self.path,
                 name=self.name or None,
                 relative_to=os.path.dirname(self.path),
@@ -144,7 +144,7 @@ def serve(app: WSGIApp, global_conf: Mapping[str, Any], **local_conf: Any) -> No
         if ini and not given and config.ini_has_logging(ini):
             settings.set("logconfig", ini, f"[loggers] in {ini}")
         status = cli.serve_app(settings, app)
-    except config.ConfigError as exc:
+    except ConfigError as exc:
         sys.stderr.write(f"fastwsgi: error: {exc}\n")
         status = exc.exit_status
     if status:
