@@ -187,6 +187,38 @@ def test_term_serves_the_requests_waiting_in_the_accept_queue(
 
 
 @ONE_BUSY_WORKER
+def test_term_serves_the_requests_waiting_in_a_unix_socket_accept_queue(
+    server: Start, worker: list[str], tmp_path: Path
+) -> None:
+    """As above on a unix socket, whose queue length the kernel does not
+    report: the leaving worker still takes what is queued there."""
+    path = tmp_path / "q.sock"
+    srv = server(*worker, "-w", "1", "-b", f"unix:{path}", "--graceful-timeout", "20",
+                 "testapp:app")
+    with slow_request_in_flight(srv, 1.5) as result, contextlib.ExitStack() as queued:
+        socks = []
+        for i in range(3):  # the worker is busy (or at its cap): nobody accepts these
+            s = queued.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            s.settimeout(20)
+            s.connect(str(path))
+            s.sendall(f"GET /pid?n={i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            socks.append(s)
+        srv.signal(signal.SIGTERM)
+        answers = []
+        for s in socks:
+            data = b""
+            try:
+                while chunk := s.recv(65536):
+                    data += chunk
+            except ConnectionResetError:
+                pass
+            answers.append(data.split(b"\r\n", 1)[0])
+        assert answers == [b"HTTP/1.1 200 OK"] * 3
+        assert srv.wait_exit(20) == 0
+    assert "error" not in result, result
+
+
+@ONE_BUSY_WORKER
 def test_a_silent_connection_in_the_accept_queue_does_not_hold_the_stop(
     server: Start, worker: list[str]
 ) -> None:
