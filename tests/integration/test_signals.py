@@ -238,6 +238,20 @@ def test_a_silent_connection_in_the_accept_queue_does_not_hold_the_stop(
     assert status == 200
 
 
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
+def test_a_worker_whose_master_died_stops_within_a_tick(server: Start, kind: str) -> None:
+    """A SIGKILLed master leaves its worker orphaned; the worker sees its
+    parent change within one tick (at most 1 s), not after timeout / 2 (60 s
+    here), and leaves. The deadline is generous for a loaded machine."""
+    srv = server("-k", kind, "-w", "1", "--timeout", "120", "testapp:app")
+    (worker,) = srv.wait_workers(1)
+    mark = srv.mark()
+    srv.signal(signal.SIGKILL)
+    srv.wait_exit(10)
+    wait_until_gone(worker, 15)
+    srv.wait_for_log(r"Parent changed, shutting down", timeout=5, after=mark)
+
+
 def test_term_kills_requests_that_outlive_graceful_timeout(server: Start) -> None:
     srv = server(*WORKER, "-w", "1", "--graceful-timeout", "1", "testapp:app")
     (worker,) = srv.wait_workers(1)
