@@ -21,7 +21,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext as _build_ext
 
-EXTENSIONS = ["_parser", "_response", "_conn"]
+EXTENSIONS = ["_parser", "_response", "_conn", "_selector"]
 
 debug = os.environ.get("FASTWSGI_DEBUG") == "1"
 annotate = debug or os.environ.get("FASTWSGI_ANNOTATE") == "1"

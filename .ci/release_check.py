@@ -56,7 +56,7 @@ else:
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTENSIONS = ("_parser", "_response", "_conn")
+EXTENSIONS = ("_parser", "_response", "_conn", "_selector")
 CANDIDATES = ("python3.10", "python3.11", "python3.12", "python3.13")
 COMPILERS = ("cc", "gcc", "clang", "c++", "g++", "x86_64-linux-gnu-gcc")
 # Things that are build output or caches and must never reach an archive.

@@ -14,7 +14,7 @@ import importlib
 
 import pytest
 
-COMPILED = ("fastwsgi._parser", "fastwsgi._response", "fastwsgi._conn")
+COMPILED = ("fastwsgi._parser", "fastwsgi._response", "fastwsgi._conn", "fastwsgi._selector")
 
 
 def pytest_configure(config: pytest.Config) -> None:

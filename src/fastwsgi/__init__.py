@@ -1,6 +1,6 @@
 """fastwsgi: a pre-fork WSGI HTTP server with a compiled hot path.
 
-The compiled core (``_parser``, ``_response``, ``_conn``) parses requests,
+The compiled core (``_parser``, ``_response``, ``_conn``, ``_selector``) parses requests,
 frames responses and moves bytes; everything that decides *when* and *whether*
 (arbiter, worker loops, configuration, logging) is plain Python.
 """

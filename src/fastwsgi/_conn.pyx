@@ -89,15 +89,11 @@ from posix.uio cimport iovec, writev
 from fastwsgi._parser cimport RequestParser
 from fastwsgi._response cimport Response
 from libc.string cimport strcmp, strcpy, strlen
-from posix.unistd cimport close as c_close, pread, read as c_read, write as c_write
+from posix.unistd cimport close as c_close, pread
 
 from fastwsgi.includes.net cimport (
     AF_INET,
     AF_INET6,
-    EPOLL_CTL_ADD,
-    EPOLL_CTL_MOD,
-    epoll_ctl,
-    epoll_event,
     INET6_ADDRSTRLEN,
     SOCK_CLOEXEC,
     SOCK_NONBLOCK,
@@ -150,14 +146,13 @@ DRAIN_LIMIT = C_DRAIN_LIMIT
 # closed with input in flight keeps reading and discarding before it closes.
 # nginx's lingering_time is 30 s (with lingering_timeout 5 s per pause);
 # Gunicorn's close_graceful waits 2 s but stops after 64 KiB, too little for
-# a proxy still sending a 1 MiB body (it lost 5-20 % of early answers behind
-# nginx that way). 2 s is long enough for a proxy to read the answer and
-# close, short enough that a client that keeps sending (or stays silent)
-# holds a sync worker no longer than Gunicorn's close does. No byte cap:
-# discarding costs no memory and the time bounds the CPU, while a cap would
-# cut off only fast senders, i.e. a proxy on the same host, which is what
-# this is for (nginx, sending a 100 MiB body from its buffer, had sent up to
-# 14 MiB more before it read the answer and closed).
+# a proxy still sending a large body. 2 s is long enough for a proxy to read
+# the answer and close, short enough that a client that keeps sending (or
+# stays silent) holds a sync worker no longer than Gunicorn's close does. No
+# byte cap: discarding costs no memory and the time bounds the CPU, while a
+# cap would cut off only fast senders, i.e. a proxy on the same host, which
+# is what this is for. Measurements: bench/README.md, "Early answers behind
+# nginx".
 LINGER_TIME = 2.0
 # Only a response the app took at least this long for looks whether its
 # client left (499) first: the look is a syscall, a quarter of a keep-alive
@@ -434,42 +429,6 @@ cdef class WorkerContext:
             raise ValueError("metrics page too small")
         self.metrics_view = view
         self.metrics = &view[0]
-
-
-# --- selector helpers for threaded workers -----------------------------------
-# The syscalls a selector thread makes per hand-off, done without releasing
-# the GIL: none of them can block (the pipe is non-blocking, epoll_ctl never
-# waits), and every release while pool threads wait for the GIL is a forced
-# thread switch. select.epoll.modify() and os.read/os.write release it.
-
-
-def epoll_arm(int epfd, int fd, unsigned int events, bint add):
-    """``epoll_ctl`` ADD (``add``) or MOD for ``fd`` with ``data.fd = fd``
-    (what ``select.epoll.poll`` reports). OSError on failure."""
-    cdef epoll_event ev
-    cdef int r
-    ev.events = events
-    ev.data.u64 = 0
-    ev.data.fd = fd
-    r = epoll_ctl(epfd, EPOLL_CTL_ADD if add else EPOLL_CTL_MOD, fd, &ev)
-    if r < 0:
-        raise OSError(errno, strerror(errno).decode())
-
-
-def pipe_wake(int fd):
-    """Write one byte to a non-blocking wake-up pipe (a full pipe is awake
-    already, so EAGAIN is ignored)."""
-    cdef char b = 120
-    c_write(fd, &b, 1)
-
-
-def pipe_drain(int fd):
-    """Read a non-blocking wake-up pipe empty."""
-    cdef char buf[256]
-    cdef int _i
-    for _i in range(64):
-        if c_read(fd, buf, 256) < 256:
-            break
 
 
 def accept(WorkerContext ctx, int lfd, object server):

@@ -30,10 +30,8 @@ from fastwsgi._conn import (
     Connection,
     WorkerContext,
     accept,
-    epoll_arm,
-    pipe_drain,
-    pipe_wake,
 )
+from fastwsgi._selector import epoll_arm, pipe_drain, pipe_wake
 from fastwsgi.config import Hooks, ParserSettings, WorkerSettings
 from fastwsgi.errors import ParseError
 from fastwsgi.heartbeat import HeartbeatPool

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-EXTENSIONS = ["_parser", "_response", "_conn"]
+EXTENSIONS = ["_parser", "_response", "_conn", "_selector"]
 
 
 def _declared(pyi: Path) -> set[str]:

@@ -79,7 +79,8 @@ import threading
 import time
 from collections import deque
 
-from fastwsgi._conn import Connection, WorkerContext, accept, epoll_arm, pipe_drain, pipe_wake
+from fastwsgi._conn import Connection, WorkerContext, accept
+from fastwsgi._selector import epoll_arm, pipe_drain, pipe_wake
 from fastwsgi.workers.base import (
     ACCEPT_BACKOFF,
     ACCEPT_BATCH,
