@@ -113,6 +113,7 @@ cdef class RequestParser:
     cdef Py_ssize_t body_direct(self, Py_ssize_t n) noexcept
     cdef int body_direct_commit(self, Py_ssize_t n) except -1
     cdef int release_buffers(self) except -1
+    cdef void _free_blocks(self) noexcept
     cdef int _acquire(self) except -1
 
     cpdef feed(self, data)

@@ -464,6 +464,11 @@ cdef inline void _pool_push(RequestParser p) noexcept:
     b.fields, b.fields_cap = p.fields, p.fields_cap
     b.hbuf, b.hcap = p.hbuf, p.hcap
     POOL_N += 1
+    # The pool owns the blocks now.
+    p.buf = NULL
+    p.lines = NULL
+    p.fields = NULL
+    p.hbuf = NULL
 
 
 cdef inline void _pool_pop(RequestParser p) noexcept:
@@ -540,16 +545,20 @@ cdef class RequestParser:
         self.hcap = 1024
         self.hbuf = <char*>malloc(self.hcap)
         if self.buf == NULL or self.lines == NULL or self.fields == NULL or self.hbuf == NULL:
-            free(self.buf)
-            free(self.lines)
-            free(self.fields)
-            free(self.hbuf)
-            self.buf = NULL
-            self.lines = NULL
-            self.fields = NULL
-            self.hbuf = NULL
+            self._free_blocks()
             raise MemoryError()
         return 0
+
+    cdef void _free_blocks(self) noexcept:
+        """Free the four blocks (any may be NULL) and forget them."""
+        free(self.buf)
+        free(self.lines)
+        free(self.fields)
+        free(self.hbuf)
+        self.buf = NULL
+        self.lines = NULL
+        self.fields = NULL
+        self.hbuf = NULL
 
     cdef int release_buffers(self) except -1:
         """Between requests with nothing buffered (an idle keep-alive
@@ -567,14 +576,7 @@ cdef class RequestParser:
         if POOL_N < POOL_MAX and self.cap <= POOL_KEEP_CAP:
             _pool_push(self)
         else:
-            free(self.buf)
-            free(self.lines)
-            free(self.fields)
-            free(self.hbuf)
-        self.buf = NULL
-        self.lines = NULL
-        self.fields = NULL
-        self.hbuf = NULL
+            self._free_blocks()
         self.cap = self.lines_cap = self.fields_cap = self.hcap = 0
         return 1
 
@@ -583,10 +585,7 @@ cdef class RequestParser:
                 and self.fields != NULL and self.hbuf != NULL and self.cap <= POOL_KEEP_CAP):
             _pool_push(self)
             return
-        free(self.buf)
-        free(self.lines)
-        free(self.fields)
-        free(self.hbuf)
+        self._free_blocks()
 
     def __init__(
         self,

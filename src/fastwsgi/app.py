@@ -181,11 +181,15 @@ class AppLoader:
         self.uri = uri
         self.chdir = chdir
         self.pythonpath = tuple(pythonpath)
-        self.spec = parse_app_uri(uri)
+        self.spec = self.parse_spec(uri)
         self.reload = reload
         self.log = log
         self.extra_files = tuple(extra_files)  # --reload-extra-file
         self.watcher: CodeWatcher | None = None
+
+    def parse_spec(self, uri: str) -> AppSpec:
+        """What ``load()`` imports: ``module:callable`` (a subclass loads otherwise)."""
+        return parse_app_uri(uri)
 
     def prepare(self) -> None:
         """chdir and sys.path as Gunicorn: the working directory first on the

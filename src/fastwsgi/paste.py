@@ -67,18 +67,15 @@ class PasteLoader(AppLoader):
         extra_files: Iterable[str] = (),
         paste_global_conf: Iterable[str] = (),
     ) -> None:
-        self.uri = uri
-        self.chdir = chdir
-        self.pythonpath = tuple(pythonpath)
         self.path, _, self.name = uri.partition("#")
+        # --reload watches the ini too.
+        super().__init__(uri, chdir, pythonpath, reload, log, (*tuple(extra_files), self.path))
+        self.global_conf = global_conf(paste_global_conf)
+
+    def parse_spec(self, uri: str) -> AppSpec:
         # load() names the module a failed --reload load could not import;
         # for an ini that is PasteDeploy itself.
-        self.spec = AppSpec("paste.deploy", ())
-        self.reload = reload
-        self.log = log
-        self.extra_files = (*tuple(extra_files), self.path)
-        self.global_conf = global_conf(paste_global_conf)
-        self.watcher = None
+        return AppSpec("paste.deploy", ())
 
     def check(self) -> None:
         require_paste_deploy()

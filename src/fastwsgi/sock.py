@@ -131,15 +131,8 @@ def accept_queue_length(sock: socket.socket) -> int | None:
     worker (Linux TCP: ``tcpi_unacked`` of TCP_INFO is the queue length on a
     listening socket); None for a unix socket or when the kernel does not
     say."""
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return None
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_LEN)
-    except OSError:
-        return None
-    if len(info) < TCP_INFO_UNACKED + 4:
-        return None
-    return int.from_bytes(info[TCP_INFO_UNACKED : TCP_INFO_UNACKED + 4], sys.byteorder)
+    queue = accept_queue(sock)
+    return None if queue is None else queue[0]
 
 
 def accept_queue(sock: socket.socket) -> tuple[int, int] | None:
