@@ -12,14 +12,11 @@ recipe: no "no live upstreams", no lost GET.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench import fleet  # noqa: E402
+from bench import fleet
 
 pytestmark = [
     pytest.mark.fleet,

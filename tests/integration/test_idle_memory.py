@@ -11,13 +11,10 @@ still answer afterwards.
 from __future__ import annotations
 
 import resource
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench import idle_conns  # noqa: E402
+from bench import idle_conns
 
 CONNS = 1000
 

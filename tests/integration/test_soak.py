@@ -6,14 +6,10 @@ the benchmark's (bench/README.md)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench import soak  # noqa: E402
-from bench.nginx import available  # noqa: E402
+from bench import soak
+from bench.nginx import available
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs nginx")
 
