@@ -483,11 +483,16 @@ def test_metrics_add_no_system_call_to_a_request(
     assert val(scrape(mport), "fastwsgi_request_queue_seconds_count") == 51
     # Per call name, the same count give or take the requests strace caught
     # half-way at attach and detach; the waits (epoll_wait, an accept4 that
-    # finds the queue empty) depend on timing. One call more per request
-    # would be 50 more.
+    # finds the queue empty) depend on timing, and so does recvfrom: the
+    # look for a client that left (a MSG_PEEK recv) is made only for a
+    # request the worker took 1 ms or more over (CLIENT_LEFT_AFTER), which
+    # a busy machine makes of a few. One call more per request would be 50
+    # more, so half of that is the bound there.
     for name, calls in on.items():
-        if name not in ("epoll_wait", "accept4"):
-            assert calls <= off.get(name, 0) + 3, (name, on, off)
+        if name in ("epoll_wait", "accept4"):
+            continue
+        slack = 25 if name == "recvfrom" else 3
+        assert calls <= off.get(name, 0) + slack, (name, on, off)
 
 
 # --- queue time through nginx -----------------------------------------------------------
