@@ -1046,6 +1046,16 @@ class Arbiter:
                 continue
             if not self.timeout:
                 continue
+            if worker.heartbeat.last_beat() == 0.0:
+                # acquire() stamps every slot, so 0 means something overwrote
+                # the stamp (seen twice in CI right after a spawn; the cause is
+                # not found yet). Restart the clock rather than abort a healthy
+                # worker for the machine's uptime; a stuck one is still caught
+                # a timeout later.
+                self.log.warning("Worker (pid:%s): heartbeat stamp read 0; restarting its clock",
+                                 pid)
+                worker.heartbeat.beat()
+                continue
             silent = worker.heartbeat.age(now)
             if silent <= self.timeout:
                 continue
