@@ -950,6 +950,7 @@ class Arbiter:
             self.heartbeats.acquire(),
         )
         worker.server = self
+        worker.spawn_stamp = worker.heartbeat.last_beat()
         if self.metrics is not None:
             worker.metrics = self.metrics.slot(worker.heartbeat.index)
         self.call_hook("pre_fork", self, worker)
@@ -1046,14 +1047,20 @@ class Arbiter:
                 continue
             if not self.timeout:
                 continue
-            if worker.heartbeat.last_beat() == 0.0:
-                # acquire() stamps every slot, so 0 means something overwrote
-                # the stamp (seen twice in CI right after a spawn; the cause is
-                # not found yet). Restart the clock rather than abort a healthy
-                # worker for the machine's uptime; a stuck one is still caught
-                # a timeout later.
-                self.log.warning("Worker (pid:%s): heartbeat stamp read 0; restarting its clock",
-                                 pid)
+            stamp = worker.heartbeat.last_beat()
+            if stamp < worker.spawn_stamp:
+                # CLOCK_MONOTONIC never goes back, so a stamp older than the
+                # one acquire() wrote is not a beat: something overwrote it
+                # (CI saw 0 twice, right after a spawn). Restart the clock
+                # rather than abort a healthy worker for the machine's
+                # uptime; a stuck one is still caught a timeout later.
+                self.log.warning(
+                    "Worker (pid:%s): heartbeat stamp %r is older than its spawn (%r); "
+                    "restarting its clock",
+                    pid,
+                    stamp,
+                    worker.spawn_stamp,
+                )
                 worker.heartbeat.beat()
                 continue
             silent = worker.heartbeat.age(now)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -261,6 +262,28 @@ def test_worker_that_beats_is_left_alone(ops: FakeProcOps, log: RecordingLog) ->
         worker.notify()
         arb.murder_workers()
     assert ops.kills == []
+
+
+@pytest.mark.parametrize("overwritten", [0.0, 5.0])
+def test_a_stamp_older_than_the_spawn_restarts_the_clock(
+    ops: FakeProcOps, log: RecordingLog, overwritten: float
+) -> None:
+    # CI twice saw a fresh worker aborted for "no heartbeat for <uptime>s":
+    # its stamp read 0. A stamp older than the one acquire() wrote cannot be
+    # a beat, so it restarts the clock instead of aborting a healthy worker.
+    arb = make_arbiter(ops, log, workers=1)
+    arb.manage_workers()
+    ((pid, worker),) = arb.WORKERS.items()
+    mem, offset = worker.heartbeat.stamp_location()
+    struct.pack_into("d", mem, offset, overwritten)
+    ops.now = time.monotonic() + 1.0
+    arb.murder_workers()
+    assert ops.kills == []
+    assert f"Worker (pid:{pid}): heartbeat stamp {overwritten!r} is older than its spawn" in log.text()
+    # A worker that really is stuck is still caught, a timeout later.
+    ops.now = time.monotonic() + 2.5
+    arb.murder_workers()
+    assert ops.kills == [(pid, signal.SIGABRT)]
 
 
 def test_timeout_zero_disables_the_heartbeat_check(ops: FakeProcOps, log: RecordingLog) -> None:

@@ -207,6 +207,9 @@ class Worker:
         self.wsgi: WSGIApp | None = None
         # Set by the master on a worker it decided to kill (timeout, TTOU, HUP).
         self.exit_reason: str | None = None
+        # The master's copy of the stamp HeartbeatPool.acquire() wrote at
+        # spawn: a real beat is never older (see Arbiter.murder_workers).
+        self.spawn_stamp = 0.0
         # The arbiter sets itself here before fork, for worker_exit(server, worker).
         self.server: Any = None
         jitter = (
